@@ -1,0 +1,265 @@
+//! What a provider is: names, probes, argument types, and the rules they obey.
+
+use std::fmt;
+
+/// The most arguments a probe may take (the DTrace limit).
+pub const MAX_ARGS: usize = 32;
+/// DTrace appends the process id (up to 10 digits) to a provider name and
+/// keeps names within 64 bytes, so a provider name leaves room for it.
+pub const MAX_PROVIDER_LEN: usize = 54;
+/// DTrace's limit for a probe name.
+pub const MAX_PROBE_LEN: usize = 64;
+/// A module becomes a file name; keep it well within `NAME_MAX`.
+pub const MAX_MODULE_LEN: usize = 128;
+
+/// The type of one probe argument, as a tracer will read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ArgType {
+    I8,
+    U8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    U64,
+    /// A pointer to NUL-terminated bytes.
+    Str,
+}
+
+impl ArgType {
+    /// Size in bytes of the value a tracer reads.
+    pub fn size(self) -> u8 {
+        match self {
+            ArgType::I8 | ArgType::U8 => 1,
+            ArgType::I16 | ArgType::U16 => 2,
+            ArgType::I32 | ArgType::U32 => 4,
+            ArgType::I64 | ArgType::U64 | ArgType::Str => 8,
+        }
+    }
+
+    pub fn is_signed(self) -> bool {
+        matches!(
+            self,
+            ArgType::I8 | ArgType::I16 | ArgType::I32 | ArgType::I64
+        )
+    }
+
+    /// The C spelling, as `dynprobe list` and error messages show it.
+    pub fn c_name(self) -> &'static str {
+        match self {
+            ArgType::I8 => "int8_t",
+            ArgType::U8 => "uint8_t",
+            ArgType::I16 => "int16_t",
+            ArgType::U16 => "uint16_t",
+            ArgType::I32 => "int32_t",
+            ArgType::U32 => "uint32_t",
+            ArgType::I64 => "int64_t",
+            ArgType::U64 => "uint64_t",
+            ArgType::Str => "char *",
+        }
+    }
+
+    /// Parses the exact C spellings above (and `int`, `char*`), nothing looser:
+    /// prefix matching of dtrace-provider's loose names belongs to its JS layer.
+    pub fn from_c_name(name: &str) -> Result<ArgType, DefinitionError> {
+        Ok(match name.trim() {
+            "int8_t" => ArgType::I8,
+            "uint8_t" => ArgType::U8,
+            "int16_t" => ArgType::I16,
+            "uint16_t" => ArgType::U16,
+            "int32_t" => ArgType::I32,
+            "uint32_t" => ArgType::U32,
+            "int64_t" | "int" => ArgType::I64,
+            "uint64_t" => ArgType::U64,
+            "char *" | "char*" | "string" => ArgType::Str,
+            other => return Err(DefinitionError::UnknownType(other.to_string())),
+        })
+    }
+
+    /// A stable byte used when hashing a definition.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            ArgType::I8 => 1,
+            ArgType::U8 => 2,
+            ArgType::I16 => 3,
+            ArgType::U16 => 4,
+            ArgType::I32 => 5,
+            ArgType::U32 => 6,
+            ArgType::I64 => 7,
+            ArgType::U64 => 8,
+            ArgType::Str => 9,
+        }
+    }
+}
+
+/// One probe: a name and the types of its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProbeDef {
+    pub name: String,
+    pub args: Vec<ArgType>,
+}
+
+impl ProbeDef {
+    pub fn new(name: impl Into<String>, args: impl Into<Vec<ArgType>>) -> ProbeDef {
+        ProbeDef {
+            name: name.into(),
+            args: args.into(),
+        }
+    }
+}
+
+/// A provider: its name, its module (the generated file's name) and its probes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProviderDef {
+    pub name: String,
+    pub module: String,
+    pub probes: Vec<ProbeDef>,
+}
+
+impl ProviderDef {
+    pub fn new(name: impl Into<String>, module: impl Into<String>) -> ProviderDef {
+        ProviderDef {
+            name: name.into(),
+            module: module.into(),
+            probes: Vec::new(),
+        }
+    }
+
+    /// Adds a probe, checking it against the rules and the probes already here.
+    pub fn add_probe(&mut self, probe: ProbeDef) -> Result<&mut Self, DefinitionError> {
+        check_probe(&probe)?;
+        if self.probes.iter().any(|p| p.name == probe.name) {
+            return Err(DefinitionError::DuplicateProbe(probe.name));
+        }
+        self.probes.push(probe);
+        Ok(self)
+    }
+
+    pub fn probe(&self, name: &str) -> Option<&ProbeDef> {
+        self.probes.iter().find(|p| p.name == name)
+    }
+
+    /// Checks the whole definition; [`crate::build_image`] calls this first.
+    pub fn validate(&self) -> Result<(), DefinitionError> {
+        check_name(NameKind::Provider, &self.name, MAX_PROVIDER_LEN)?;
+        check_name(NameKind::Module, &self.module, MAX_MODULE_LEN)?;
+        if self.module.contains('/') || self.module == "." || self.module == ".." {
+            return Err(DefinitionError::BadName {
+                kind: NameKind::Module,
+                name: self.module.clone(),
+                reason: "must be usable as a file name (no '/', not '.' or '..')",
+            });
+        }
+        if self.probes.is_empty() {
+            return Err(DefinitionError::NoProbes(self.name.clone()));
+        }
+        for (i, probe) in self.probes.iter().enumerate() {
+            check_probe(probe)?;
+            if self.probes[..i].iter().any(|p| p.name == probe.name) {
+                return Err(DefinitionError::DuplicateProbe(probe.name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_probe(probe: &ProbeDef) -> Result<(), DefinitionError> {
+    check_name(NameKind::Probe, &probe.name, MAX_PROBE_LEN)?;
+    if probe.args.len() > MAX_ARGS {
+        return Err(DefinitionError::TooManyArgs {
+            probe: probe.name.clone(),
+            count: probe.args.len(),
+        });
+    }
+    Ok(())
+}
+
+fn check_name(kind: NameKind, name: &str, max: usize) -> Result<(), DefinitionError> {
+    let bad = |reason| {
+        Err(DefinitionError::BadName {
+            kind,
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name.len() > max {
+        return Err(DefinitionError::NameTooLong {
+            kind,
+            name: name.to_string(),
+            max,
+        });
+    }
+    if name.contains('\0') {
+        return bad("contains a NUL byte");
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("contains white space or a control character");
+    }
+    Ok(())
+}
+
+/// Which name a [`DefinitionError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Provider,
+    Module,
+    Probe,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameKind::Provider => "provider name",
+            NameKind::Module => "module name",
+            NameKind::Probe => "probe name",
+        })
+    }
+}
+
+/// Why a definition was refused. Nothing is written for a refused definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefinitionError {
+    BadName {
+        kind: NameKind,
+        name: String,
+        reason: &'static str,
+    },
+    NameTooLong {
+        kind: NameKind,
+        name: String,
+        max: usize,
+    },
+    DuplicateProbe(String),
+    TooManyArgs {
+        probe: String,
+        count: usize,
+    },
+    UnknownType(String),
+    NoProbes(String),
+}
+
+impl fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DefinitionError::BadName { kind, name, reason } => write!(f, "{kind} {name:?} {reason}"),
+            DefinitionError::NameTooLong { kind, name, max } => {
+                write!(f, "{kind} {name:?} is {} bytes long; at most {max} are allowed", name.len())
+            }
+            DefinitionError::DuplicateProbe(name) => write!(f, "probe {name:?} is defined twice"),
+            DefinitionError::TooManyArgs { probe, count } => {
+                write!(f, "probe {probe:?} has {count} arguments; at most {MAX_ARGS} are allowed")
+            }
+            DefinitionError::UnknownType(t) => write!(
+                f,
+                "unknown argument type {t:?} (expected int8_t..int64_t, uint8_t..uint64_t, int or char *)"
+            ),
+            DefinitionError::NoProbes(provider) => write!(f, "provider {provider:?} has no probes"),
+        }
+    }
+}
+
+impl std::error::Error for DefinitionError {}

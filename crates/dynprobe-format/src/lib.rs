@@ -1,0 +1,13 @@
+//! Pure generation of ELF shared objects that carry USDT (stapsdt) probes.
+//!
+//! Plain data in ([`ProviderDef`], [`Target`]), bytes out ([`Image`]). Nothing
+//! here touches the file system or the running process, so every image can be
+//! built and checked on any host, for any supported architecture.
+
+mod arch;
+mod definition;
+mod image;
+
+pub use arch::{Arch, SiteKind, Target};
+pub use definition::{ArgType, DefinitionError, ProbeDef, ProviderDef, MAX_ARGS};
+pub use image::{build_image, Image, ProbeLayout};

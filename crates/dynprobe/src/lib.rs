@@ -1,0 +1,1 @@
+pub use dynprobe_format::*;
