@@ -13,6 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 say() { echo "provision-tracers: $*" >&2; }
 die() { say "$*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
+case $ROOT in /?*) ;; *) die "DYNPROBE_SID_ROOT must be an absolute path, not /" ;; esac
 mkdir -p "$(dirname "$ROOT")"
 
 # Run a step with its chatter in $LOG; show the tail only if it fails.
@@ -73,15 +74,18 @@ in_root() {
 
 # --- the sid root; markers make a run that died halfway resumable
 if [ ! -e "$ROOT/.dynprobe-ready" ]; then
-  # A stale bind (from some other tool) must never be followed by rm -rf.
-  ! findmnt -rn -o TARGET | grep -q "^$ROOT\(/\|$\)" || die "something is mounted under $ROOT; unmount it first"
+  # A stale bind (e.g. from a manual chroot) must never meet rm -rf: detach.
+  under() { findmnt -rn -o TARGET | { grep "^$ROOT/" || true; } | sort -r; }
+  under | xargs -r umount -l
+  [ -z "$(under)" ] || die "cannot unmount everything under $ROOT"
   : >"$LOG"
   if [ ! -e "$ROOT/.dynprobe-debootstrapped" ]; then
     mirror=${DYNPROBE_MIRROR:-$(host_mirror)}
     [ -n "$mirror" ] || die "no Debian mirror found in the host apt configuration"
     say "debootstrap sid from $mirror into $ROOT"
     rm -rf --one-file-system "$ROOT"
-    quiet debootstrap --variant=minbase sid "$ROOT" "$mirror"
+    # (its own /proc, /sys mounts in the target die with the namespace)
+    quiet unshare -m --propagation private debootstrap --variant=minbase sid "$ROOT" "$mirror"
     touch "$ROOT/.dynprobe-debootstrapped"
   fi
   # The mirror's sid Release file is past its Valid-Until date.

@@ -1,0 +1,217 @@
+//! Mapping a generated library into the process, and taking it out again.
+//!
+//! Libraries go through `dlopen` rather than a bare `mmap`: DTrace's `-Z`
+//! watches the dynamic linker to see providers appear.
+
+use std::collections::HashSet;
+use std::ffi::{CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
+
+use crate::cache::{self, Location};
+use crate::Error;
+
+/// A library mapped into this process.
+pub(crate) struct Loaded {
+    handle: *mut libc::c_void,
+    /// Load base: image addresses are relative to it.
+    pub(crate) base: usize,
+    /// The path tracers see in `/proc/PID/maps` (for a memfd, its
+    /// `/proc/PID/fd/N` form, which works for every tracer while it is open).
+    pub(crate) path: PathBuf,
+    /// Keeps a memfd-backed library findable; closed after `dlclose`.
+    memfd: Option<OwnedFd>,
+    registered: PathBuf,
+}
+
+// SAFETY: the handle is only passed to dlclose, which is thread-safe.
+unsafe impl Send for Loaded {}
+unsafe impl Sync for Loaded {}
+
+/// Files mapped by this process. glibc hands back the existing handle when the
+/// same file is opened twice, so two providers must never share a file.
+static IN_USE: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn claim(path: &Path) -> bool {
+    IN_USE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashSet::new)
+        .insert(path.to_path_buf())
+}
+
+fn release(path: &Path) {
+    if let Some(set) = IN_USE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        set.remove(path);
+    }
+}
+
+/// Where the library for this build-id and module would be, and whether this
+/// process already maps it.
+pub(crate) enum Slot {
+    Free(PathBuf),
+    Taken,
+}
+
+pub(crate) fn slot(build_id_hex: &str, module: &str) -> Result<Slot, Error> {
+    let path = match cache::location()? {
+        Location::Dir(dir) => cache::library_path(dir, build_id_hex, module),
+        // Memfds are distinct files anyway; the key only keeps modules unique.
+        Location::Memfd { .. } => PathBuf::from(format!("memfd:{build_id_hex}/{module}")),
+    };
+    Ok(if claim(&path) {
+        Slot::Free(path)
+    } else {
+        Slot::Taken
+    })
+}
+
+/// Maps `bytes` (already claimed under `key` by [`slot`]).
+pub(crate) fn load(key: PathBuf, module: &str, bytes: &[u8]) -> Result<Loaded, Error> {
+    let result = match cache::location()? {
+        Location::Dir(_) => {
+            cache::ensure_file(&key, bytes).and_then(|()| open(&key, None, key.clone()))
+        }
+        Location::Memfd { why } => {
+            warn_memfd_once(why);
+            load_memfd(module, bytes, key.clone())
+        }
+    };
+    if result.is_err() {
+        release(&key);
+    }
+    result
+}
+
+fn load_memfd(module: &str, bytes: &[u8], key: PathBuf) -> Result<Loaded, Error> {
+    let name = CString::new(module).expect("module names have no NUL");
+    // SAFETY: name is NUL-terminated.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::io(
+            "create memfd for",
+            module,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: fd is a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut file = std::fs::File::from(
+        fd.try_clone()
+            .map_err(|e| Error::io("duplicate memfd for", module, e))?,
+    );
+    std::io::Write::write_all(&mut file, bytes)
+        .map_err(|e| Error::io("write memfd for", module, e))?;
+    drop(file);
+    let path = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        fd.as_raw_fd()
+    ));
+    open(
+        &PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        Some(fd),
+        key,
+    )
+    .map(|mut l| {
+        l.path = path;
+        l
+    })
+}
+
+fn warn_memfd_once(why: &str) {
+    static WARNED: Once = Once::new();
+    WARNED.call_once(|| {
+        eprintln!(
+            "dynprobe: no exec-capable directory for generated libraries ({why}); \
+             using memfds, which bpftrace 0.25+ and perf cannot see. \
+             Set DYNPROBE_DIR to an exec-capable directory owned by this user."
+        )
+    });
+}
+
+fn open(path: &Path, memfd: Option<OwnedFd>, registered: PathBuf) -> Result<Loaded, Error> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::io("load", path, std::io::ErrorKind::InvalidInput.into()))?;
+    // SAFETY: c_path is NUL-terminated; the library has no initialisers.
+    let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if handle.is_null() {
+        return Err(Error::Dlopen {
+            path: path.to_path_buf(),
+            message: dlerror(),
+        });
+    }
+    let mut map: *mut libc::c_void = std::ptr::null_mut();
+    // SAFETY: handle is live; RTLD_DI_LINKMAP writes a link_map pointer.
+    let rc = unsafe {
+        libc::dlinfo(
+            handle,
+            libc::RTLD_DI_LINKMAP,
+            &mut map as *mut _ as *mut libc::c_void,
+        )
+    };
+    if rc != 0 || map.is_null() {
+        let message = dlerror();
+        // SAFETY: handle is live and unused.
+        unsafe { libc::dlclose(handle) };
+        return Err(Error::Dlopen {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
+    // SAFETY: a link_map starts with l_addr, the load base.
+    let base = unsafe { *(map as *const usize) };
+    Ok(Loaded {
+        handle,
+        base,
+        path: path.to_path_buf(),
+        memfd,
+        registered,
+    })
+}
+
+fn dlerror() -> String {
+    // SAFETY: dlerror returns a NUL-terminated message or null.
+    let message = unsafe { libc::dlerror() };
+    if message.is_null() {
+        "unknown dynamic linker error".to_string()
+    } else {
+        // SAFETY: checked non-null above.
+        unsafe { CStr::from_ptr(message) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+impl Loaded {
+    /// Unmaps the library; the memfd (if any) closes after it.
+    pub(crate) fn close(mut self) -> Result<(), Error> {
+        self.close_inner()
+    }
+
+    fn close_inner(&mut self) -> Result<(), Error> {
+        if self.handle.is_null() {
+            return Ok(());
+        }
+        // SAFETY: the handle came from dlopen and is closed once.
+        let rc = unsafe { libc::dlclose(self.handle) };
+        self.handle = std::ptr::null_mut();
+        self.memfd = None;
+        release(&self.registered);
+        if rc != 0 {
+            return Err(Error::Dlopen {
+                path: self.path.clone(),
+                message: dlerror(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        let _ = self.close_inner();
+    }
+}

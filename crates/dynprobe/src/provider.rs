@@ -1,0 +1,313 @@
+//! Loaded providers and firing their probes.
+
+use std::ffi::CStr;
+use std::path::Path;
+
+use dynprobe_format::{build_image, ArgType, ProviderDef, MAX_ARGS};
+
+use crate::loader::{self, Loaded, Slot};
+use crate::{native_target, Error};
+
+/// A provider mapped into this process: its probes are visible to tracers
+/// until it is unloaded or dropped.
+pub struct Provider {
+    name: String,
+    module: String,
+    build_id: [u8; 20],
+    probes: Vec<ProbeSite>,
+    semaphores: *const u16,
+    loaded: Loaded,
+}
+
+// SAFETY: probe sites are immutable code and counters the kernel updates
+// atomically; firing from any thread is a plain function call.
+unsafe impl Send for Provider {}
+unsafe impl Sync for Provider {}
+
+struct ProbeSite {
+    name: String,
+    args: Vec<ArgType>,
+    stub: usize,
+    semaphore: *const u16,
+}
+
+/// How tracers find a provider's library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage<'a> {
+    /// A file in the cache directory, shared by every process that defines
+    /// the same provider.
+    File(&'a Path),
+    /// A memfd, for when no exec-capable directory exists; the path is its
+    /// `/proc/PID/fd/N` form.
+    Memfd(&'a Path),
+}
+
+impl Provider {
+    /// Generates, stores and maps the library for `def`.
+    ///
+    /// If this process already maps a provider with the same definition, the
+    /// module gets a suffix (`-2`, `-3`, ...) so that the two stay distinct for
+    /// tracers; [`Provider::module`] tells which it got.
+    pub fn load(def: &ProviderDef) -> Result<Provider, Error> {
+        if !cfg!(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        )) {
+            return Err(Error::Unsupported(
+                "loading providers on this platform (Linux x86-64 and aarch64 only)",
+            ));
+        }
+        def.validate()?;
+        let target = native_target();
+        let mut def = def.clone();
+        let base_module = def.module.clone();
+        for instance in 1u32.. {
+            if instance > 1 {
+                def.module = format!("{base_module}-{instance}");
+            }
+            let image = build_image(&def, target)?;
+            let key = match loader::slot(&image.build_id_hex(), &def.module)? {
+                Slot::Free(key) => key,
+                Slot::Taken => continue,
+            };
+            let loaded = loader::load(key, &def.module, &image.bytes)?;
+            let at = |addr: u64| loaded.base + addr as usize;
+            let probes = def
+                .probes
+                .iter()
+                .zip(&image.probes)
+                .map(|(probe, layout)| ProbeSite {
+                    name: probe.name.clone(),
+                    args: probe.args.clone(),
+                    stub: at(layout.stub),
+                    semaphore: at(layout.semaphore) as *const u16,
+                })
+                .collect();
+            return Ok(Provider {
+                name: def.name,
+                module: def.module,
+                build_id: image.build_id,
+                probes,
+                semaphores: at(image.semaphores) as *const u16,
+                loaded,
+            });
+        }
+        unreachable!("instance numbers run out")
+    }
+
+    /// Unmaps the library. Dropping does the same, ignoring errors.
+    pub fn unload(self) -> Result<(), Error> {
+        self.loaded.close()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The module: the library's file name, DTrace's `probemod`.
+    pub fn module(&self) -> &str {
+        &self.module
+    }
+
+    pub fn build_id(&self) -> [u8; 20] {
+        self.build_id
+    }
+
+    pub fn storage(&self) -> Storage<'_> {
+        if self.loaded.path.starts_with("/proc") {
+            Storage::Memfd(&self.loaded.path)
+        } else {
+            Storage::File(&self.loaded.path)
+        }
+    }
+
+    /// The library's path as tracers see it (`usdt:PATH:provider:probe`).
+    pub fn path(&self) -> &Path {
+        &self.loaded.path
+    }
+
+    pub fn probe(&self, name: &str) -> Option<Probe<'_>> {
+        self.probes
+            .iter()
+            .position(|p| p.name == name)
+            .map(|index| Probe {
+                provider: self,
+                index,
+            })
+    }
+
+    pub fn probes(&self) -> impl Iterator<Item = Probe<'_>> {
+        (0..self.probes.len()).map(move |index| Probe {
+            provider: self,
+            index,
+        })
+    }
+
+    /// The semaphores of all probes, one `u16` each in probe order, as one
+    /// block: a caller (the Node binding) can read them without a call.
+    /// Valid until the provider is unloaded.
+    pub fn semaphores(&self) -> (*const u16, usize) {
+        (self.semaphores, self.probes.len())
+    }
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("module", &self.module)
+            .field("path", &self.loaded.path)
+            .field(
+                "probes",
+                &self.probes.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// One probe of a loaded provider.
+#[derive(Clone, Copy)]
+pub struct Probe<'a> {
+    provider: &'a Provider,
+    index: usize,
+}
+
+impl<'a> Probe<'a> {
+    fn site(&self) -> &'a ProbeSite {
+        &self.provider.probes[self.index]
+    }
+
+    pub fn name(&self) -> &'a str {
+        &self.site().name
+    }
+
+    pub fn args(&self) -> &'a [ArgType] {
+        &self.site().args
+    }
+
+    /// Position among the provider's probes (and its semaphores).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether a tracer is attached: one load of the probe's semaphore.
+    #[inline(always)]
+    pub fn is_enabled(&self) -> bool {
+        // SAFETY: the semaphore stays mapped while the provider lives, and
+        // the kernel updates it with single aligned writes.
+        unsafe { std::ptr::read_volatile(self.site().semaphore) != 0 }
+    }
+
+    /// Address of the probe's 16-bit semaphore.
+    pub fn semaphore(&self) -> *const u16 {
+        self.site().semaphore
+    }
+
+    /// Fires the probe if a tracer is attached; returns whether it fired.
+    /// Missing arguments are 0 (a null pointer for strings); extra ones are
+    /// ignored. Each value is passed as the C call would pass it: a tracer
+    /// reads the size and sign the probe declares.
+    #[inline]
+    pub fn fire(&self, args: &[Arg<'_>]) -> bool {
+        if !self.is_enabled() {
+            return false;
+        }
+        self.fire_unchecked(args);
+        true
+    }
+
+    /// Calls the probe site whether or not a tracer is attached.
+    pub fn fire_unchecked(&self, args: &[Arg<'_>]) {
+        let site = self.site();
+        let mut values = [0u64; MAX_ARGS];
+        for (value, arg) in values.iter_mut().zip(args) {
+            *value = arg.bits();
+        }
+        // SAFETY: the stub is a NOP and a return, mapped while `self` lives.
+        unsafe { call_stub(site.stub, site.args.len(), &values) }
+    }
+
+    /// Like [`Probe::fire_unchecked`], with values already in their 64-bit
+    /// register form (string pointers as addresses).
+    ///
+    /// # Safety
+    /// Every string argument must point to NUL-terminated memory that stays
+    /// valid for the call.
+    pub unsafe fn fire_raw(&self, values: &[u64; MAX_ARGS]) {
+        let site = self.site();
+        // SAFETY: as above; the caller vouches for the pointers.
+        unsafe { call_stub(site.stub, site.args.len(), values) }
+    }
+}
+
+/// Registers the C calling convention passes arguments in.
+#[cfg(target_arch = "aarch64")]
+const REGISTER_ARGS: usize = 8;
+#[cfg(not(target_arch = "aarch64"))]
+const REGISTER_ARGS: usize = 6;
+
+/// Calls a stub as C would, so that each argument is where the probe's note
+/// says: in registers, and beyond those on the stack.
+#[inline(always)]
+unsafe fn call_stub(stub: usize, arity: usize, v: &[u64; MAX_ARGS]) {
+    type U = u64;
+    if arity <= REGISTER_ARGS {
+        #[cfg(target_arch = "aarch64")]
+        {
+            let f: extern "C" fn(U, U, U, U, U, U, U, U) = unsafe { std::mem::transmute(stub) };
+            f(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            let f: extern "C" fn(U, U, U, U, U, U) = unsafe { std::mem::transmute(stub) };
+            f(v[0], v[1], v[2], v[3], v[4], v[5]);
+        }
+    } else {
+        #[rustfmt::skip]
+        let f: extern "C" fn(U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
+                             U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U) = unsafe { std::mem::transmute(stub) };
+        f(
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
+            v[14], v[15], v[16], v[17], v[18], v[19], v[20], v[21], v[22], v[23], v[24], v[25],
+            v[26], v[27], v[28], v[29], v[30], v[31],
+        );
+    }
+}
+
+/// One argument value for [`Probe::fire`].
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    Int(i64),
+    Uint(u64),
+    Str(&'a CStr),
+}
+
+impl Arg<'_> {
+    /// The 64-bit form the C calling convention would put in a register.
+    #[inline(always)]
+    pub fn bits(&self) -> u64 {
+        match *self {
+            Arg::Int(v) => v as u64,
+            Arg::Uint(v) => v,
+            Arg::Str(s) => s.as_ptr() as u64,
+        }
+    }
+}
+
+macro_rules! arg_from {
+    ($variant:ident($wide:ty): $($t:ty),*) => {$(
+        impl From<$t> for Arg<'_> {
+            fn from(v: $t) -> Self {
+                Arg::$variant(v as $wide)
+            }
+        }
+    )*};
+}
+arg_from!(Int(i64): i8, i16, i32, i64, isize);
+arg_from!(Uint(u64): u8, u16, u32, u64, usize);
+
+impl<'a> From<&'a CStr> for Arg<'a> {
+    fn from(s: &'a CStr) -> Self {
+        Arg::Str(s)
+    }
+}
