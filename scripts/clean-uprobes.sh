@@ -6,7 +6,9 @@ T=/sys/kernel/tracing
 mountpoint -q "$T" || mount -t tracefs tracefs "$T"
 # Lines look like "p:GROUP/EVENT PATH:OFFSET ...". Append (>>) one "-:" line
 # per event: opening the file with truncation would delete ALL uprobe events.
-awk '{ split($1, a, ":"); print a[2] }' "$T/uprobe_events" | while IFS= read -r ev; do
+# Read the whole list before writing, so removals do not shift the reader.
+evs=$(awk '{ split($1, a, ":"); print a[2] }' "$T/uprobe_events")
+for ev in $evs; do
   case $ev in dt_*/*) ;; *) continue ;; esac
   pid=${ev#dt_}; pid=${pid%%_*}
   # (the dtrace process shows as ld-linux-x86-64 when run by scripts/dtrace)

@@ -306,7 +306,8 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         build_id_note.len() as u64,
         4,
     );
-    debug_assert_eq!(w.write_section_header(&build_id_header), build_id_index);
+    let written = w.write_section_header(&build_id_header);
+    debug_assert_eq!(written, build_id_index);
     w.write_section_header(&header(
         name(&w, base_name),
         elf::SHT_PROGBITS,

@@ -136,6 +136,11 @@ impl Provider {
             })
     }
 
+    /// The probe at `index` in definition order.
+    pub fn probe_at(&self, index: usize) -> Option<Probe<'_>> {
+        (index < self.probes.len()).then_some(Probe { provider: self, index })
+    }
+
     pub fn probes(&self) -> impl Iterator<Item = Probe<'_>> {
         (0..self.probes.len()).map(move |index| Probe {
             provider: self,
