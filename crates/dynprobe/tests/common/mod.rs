@@ -51,8 +51,10 @@ pub fn child_command(test: &str, role: &str, dir: &Path) -> Command {
 pub struct Report(Vec<(String, String)>);
 
 impl Report {
+    /// Reads a report line; it may follow libtest's `test NAME ... ` on one line.
     fn parse_line(&mut self, line: &str) {
-        if let Some((key, value)) = line.strip_prefix(MARK).and_then(|l| l.split_once('=')) {
+        let report = line.find(MARK).map(|at| &line[at + MARK.len()..]);
+        if let Some((key, value)) = report.and_then(|r| r.split_once('=')) {
             self.0.push((key.to_string(), value.to_string()));
         }
     }
@@ -93,6 +95,8 @@ fn finish(output: Output) -> Report {
         "child failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         output.status
     );
+    // The test harness captures this and shows it on failure or --nocapture.
+    eprint!("{stderr}");
     let mut report = Report::default();
     stdout.lines().for_each(|l| report.parse_line(l));
     report
@@ -134,7 +138,7 @@ impl LiveChild {
             self.transcript.push_str(&line);
             self.transcript.push('\n');
             self.seen.parse_line(&line);
-            if line.starts_with(&format!("{MARK}{key}=")) {
+            if line.contains(&format!("{MARK}{key}=")) {
                 return self.seen.get(key).to_string();
             }
         }

@@ -1,0 +1,315 @@
+//! Providers under a real tracer: bpftrace (0.17 on Debian 12) attached with
+//! `-p PID` to a child process that loads a provider.
+//!
+//! Needs root and `/usr/bin/bpftrace`; without them each test says SKIP
+//! loudly and passes, except on CI (`CI=true`), where it fails.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::*;
+use dynprobe::{Arg, ArgType, Probe, ProbeDef, Provider, ProviderDef};
+
+const BPFTRACE: &str = "/usr/bin/bpftrace";
+/// How long a child waits for the tracer to attach or detach.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// After the semaphore flips, the tracer may still be attaching its program
+/// to the probe; fires before that would not be counted.
+const SETTLE: Duration = Duration::from_millis(200);
+
+fn tracer_available(test: &str) -> bool {
+    let missing = if !is_root() {
+        "attaching bpftrace needs root"
+    } else if !Path::new(BPFTRACE).exists() {
+        "no bpftrace at /usr/bin/bpftrace"
+    } else {
+        return true;
+    };
+    skip(test, missing);
+    false
+}
+
+/// bpftrace attached to one process; killed if still running when dropped.
+struct Bpftrace {
+    child: Option<Child>,
+    /// Everything it printed so far, read as it comes by a thread.
+    output: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Bpftrace {
+    /// Starts bpftrace on `pid`. Should it exit before [`Bpftrace::stop`]
+    /// (a bad program, say: its errors go to our stderr), the traced process
+    /// is killed so that the test fails at once instead of waiting for it.
+    fn attach(pid: u32, program: &str) -> Bpftrace {
+        let mut child = Command::new(BPFTRACE)
+            .args(["-p", &pid.to_string(), "-e", program])
+            // The longest string the tests pass has 3 bytes; keep str() small
+            // so that a 32-argument printf fits the BPF stack.
+            .env("BPFTRACE_STRLEN", "8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start bpftrace");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (stdout, sink) = (child.stdout.take().unwrap(), output.clone());
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let mut sink = sink.lock().unwrap();
+                sink.push_str(&line.unwrap());
+                sink.push('\n');
+            }
+        });
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (tracer, flag) = (child.id(), stopping.clone());
+        std::thread::spawn(move || {
+            let stat = format!("/proc/{tracer}/stat");
+            let exited = || fs::read_to_string(&stat).map_or(true, |s| s.contains(") Z "));
+            wait_until(Duration::MAX, || flag.load(Ordering::SeqCst) || exited());
+            if !flag.load(Ordering::SeqCst) {
+                // SAFETY: kill has no memory effects; the pid is the test's child.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        });
+        Bpftrace {
+            child: Some(child),
+            output,
+            reader: Some(reader),
+            stopping,
+        }
+    }
+
+    /// Waits until what it printed satisfies `done`: events reach its output
+    /// some time after they happen, and those still in flight at exit are lost.
+    fn await_output(&self, done: impl Fn(&str) -> bool) {
+        let ok = wait_until(PATIENCE, || done(&self.output.lock().unwrap()));
+        assert!(ok, "bpftrace printed:\n{}", self.output.lock().unwrap());
+    }
+
+    /// Stops the tracer as Ctrl-C would and returns all it printed.
+    fn stop(mut self) -> String {
+        self.stopping.store(true, Ordering::SeqCst);
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill has no memory effects; the pid is our own child's.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let status = child.wait().unwrap();
+        self.reader.take().unwrap().join().unwrap();
+        let output = std::mem::take(&mut *self.output.lock().unwrap());
+        assert!(status.success(), "bpftrace failed ({status}):\n{output}");
+        output
+    }
+}
+
+impl Drop for Bpftrace {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The value of a bpftrace count map as printed at exit: `@name: N`.
+fn printed_count(output: &str, map: &str) -> u64 {
+    let prefix = format!("{map}: ");
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {map} in bpftrace's output:\n{output}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// In a child: waits until every probe in `probes` is (or is no longer)
+/// enabled.
+fn await_enabled(probes: &[Probe<'_>], enabled: bool) {
+    let done = wait_until(PATIENCE, || probes.iter().all(|p| p.is_enabled() == enabled));
+    assert!(
+        done,
+        "probes never became enabled={enabled} within {PATIENCE:?}: semaphores {:?}",
+        semaphores(probes)
+    );
+}
+
+fn semaphores(probes: &[Probe<'_>]) -> Vec<u16> {
+    // SAFETY: the semaphores stay mapped while their provider is loaded.
+    probes.iter().map(|p| unsafe { p.semaphore().read_volatile() }).collect()
+}
+
+/// In a child: loads `def`, reports its path, waits for a tracer to enable
+/// the probes named in `traced` (and only those), lets `fire` fire them, and
+/// waits for the tracer to let go. The parent sees `path`, `enabled=true`,
+/// `fired`, `enabled=false`.
+fn traced_child(def: &ProviderDef, traced: &[&str], fire: impl Fn(&[Probe<'_>]) -> u64) {
+    let provider = Provider::load(def).unwrap();
+    let (watched, others): (Vec<Probe>, Vec<Probe>) =
+        provider.probes().partition(|p| traced.contains(&p.name()));
+    assert_eq!(watched.len(), traced.len(), "no such probes: {traced:?}");
+    await_enabled(&watched, false);
+    report("path", provider.path().display());
+
+    await_enabled(&watched, true);
+    report("enabled", true);
+    report("semaphores", format!("{:?}", semaphores(&watched)));
+    let stray: Vec<&str> = others.iter().filter(|p| p.is_enabled()).map(|p| p.name()).collect();
+    assert!(stray.is_empty(), "untraced probes enabled: {stray:?}");
+    std::thread::sleep(SETTLE);
+    report("fired", fire(&watched));
+
+    await_enabled(&watched, false);
+    report("enabled", false);
+}
+
+/// In the parent: starts `test` as a child, attaches `program` to it once it
+/// has loaded, waits for the child to fire and for the tracer's output to
+/// satisfy `done`, and returns the number of fires and the tracer's output.
+fn trace_child(test: &str, program: &str, done: impl Fn(&str) -> bool) -> (u64, String) {
+    let dir = TempDir::new("traced");
+    let mut child = LiveChild::spawn(child_command(test, "traced", &dir.join("cache")));
+    child.expect("path");
+    let tracer = Bpftrace::attach(child.pid(), program);
+    assert_eq!(child.expect("enabled"), "true");
+    let fired = child.expect("fired").parse().unwrap();
+    tracer.await_output(done);
+    let output = tracer.stop();
+    assert_eq!(child.expect("enabled"), "false");
+    child.finish();
+    (fired, output)
+}
+
+#[test]
+fn a_tracer_flips_the_semaphore_on_and_off() {
+    const TEST: &str = "a_tracer_flips_the_semaphore_on_and_off";
+    const FIRES: u64 = 1000;
+    if role().is_some() {
+        let def = simple_def("semprov", "semprov", 3);
+        return traced_child(&def, &["p1"], |probes| {
+            for i in 0..FIRES {
+                assert!(probes[0].fire(&[Arg::from(i), Arg::from(c"hello")]));
+            }
+            FIRES
+        });
+    }
+    if !tracer_available(TEST) {
+        return;
+    }
+    let (fired, output) = trace_child(TEST, "usdt:*:semprov:p1 { @c = count(); }", |_| true);
+    assert_eq!(printed_count(&output, "@c"), fired);
+}
+
+/// Arities whose arguments a tracer must find: all in registers, the first
+/// on the stack, the most libbpf tracers read, the most there can be.
+const ARITIES: [usize; 4] = [6, 7, 12, 32];
+
+fn arity_def() -> ProviderDef {
+    let mut def = ProviderDef::new("argprov", "argprov");
+    for n in ARITIES {
+        def.add_probe(ProbeDef::new(format!("args{n}"), mixed_types(n)))
+            .unwrap();
+    }
+    def
+}
+
+/// A bpftrace `printf` of `label|v0|v1|...`, given `(is_string, expression)`
+/// for each value.
+fn printf<'a>(label: &str, values: impl Iterator<Item = (bool, String)>) -> String {
+    let (formats, exprs): (Vec<&str>, Vec<String>) = values
+        .map(|(is_str, e)| if is_str { ("%s", format!("str({e})")) } else { ("%d", e) })
+        .unzip();
+    format!("printf(\"{label}|{}\\n\", {});", formats.join("|"), exprs.join(", "))
+}
+
+/// bpftrace 0.17 reads USDT arguments `arg0` to `arg5` only.
+const USDT_ARGS: usize = 6;
+
+/// How bpftrace reads one stapsdt argument of an x86-64 note, `SIZE@%REG` or
+/// `SIZE@OFFSET(%rsp)`, as a sized, signed or unsigned value.
+fn note_arg_expr(spec: &str) -> String {
+    let (size, location) = spec.split_once('@').unwrap();
+    let size: i32 = size.parse().unwrap();
+    let ty = format!("{}int{}", if size < 0 { "" } else { "u" }, 8 * size.abs());
+    if let Some(offset) = location.strip_suffix("(%rsp)") {
+        return format!("*({ty}*)(reg(\"sp\") + {offset})");
+    }
+    // bpftrace's name for each argument register, then the names of its
+    // 1, 2, 4 and 8-byte forms that a note may use.
+    const REGISTERS: [(&str, [&str; 4]); 6] = [
+        ("di", ["%dil", "%di", "%edi", "%rdi"]),
+        ("si", ["%sil", "%si", "%esi", "%rsi"]),
+        ("dx", ["%dl", "%dx", "%edx", "%rdx"]),
+        ("cx", ["%cl", "%cx", "%ecx", "%rcx"]),
+        ("r8", ["%r8b", "%r8w", "%r8d", "%r8"]),
+        ("r9", ["%r9b", "%r9w", "%r9d", "%r9"]),
+    ];
+    let (base, _) = REGISTERS
+        .iter()
+        .find(|(_, names)| names.contains(&location))
+        .unwrap_or_else(|| panic!("unexpected location {location}"));
+    format!("({ty})reg(\"{base}\")")
+}
+
+/// For each probe of `def`: bpftrace's own reading of the note (the first
+/// six arguments, as `NAME|usdt|...`), and every argument read from where the
+/// note says it is (`NAME|note|...`). Both in the one USDT clause: the kernel
+/// refuses a plain uprobe at the same site, as it lacks the semaphore.
+fn printing_program(def: &ProviderDef) -> String {
+    let image = dynprobe::build_image(def, dynprobe::native_target()).unwrap();
+    let mut program = String::new();
+    for (probe, layout) in def.probes.iter().zip(&image.probes) {
+        let is_str = |i: usize| probe.args[i] == ArgType::Str;
+        let usdt = (0..probe.args.len().min(USDT_ARGS)).map(|i| (is_str(i), format!("arg{i}")));
+        let note = layout.arg_spec.split(' ').enumerate().map(|(i, a)| (is_str(i), note_arg_expr(a)));
+        let name = &probe.name;
+        program += &format!(
+            "usdt:*:{}:{name} {{ {} {} }}\n",
+            def.name,
+            printf(&format!("{name}|usdt"), usdt),
+            printf(&format!("{name}|note"), note),
+        );
+    }
+    program
+}
+
+#[test]
+fn the_tracer_reads_every_argument() {
+    const TEST: &str = "the_tracer_reads_every_argument";
+    let def = arity_def();
+    if role().is_some() {
+        let names: Vec<&str> = def.probes.iter().map(|p| p.name.as_str()).collect();
+        return traced_child(&def, &names, |probes| {
+            for probe in probes {
+                let values = ArgValues::new(probe.args());
+                assert!(probe.fire(&values.args()));
+            }
+            probes.len() as u64
+        });
+    }
+    if !tracer_available(TEST) {
+        return;
+    }
+    let (fired, output) = trace_child(TEST, &printing_program(&def), |out| {
+        out.matches("|note|").count() == ARITIES.len()
+    });
+    eprintln!("bpftrace printed:\n{output}");
+    assert_eq!(fired, ARITIES.len() as u64);
+    for probe in &def.probes {
+        let values = ArgValues::new(&probe.args).expected_text();
+        for (how, shown) in [("usdt", &values[..USDT_ARGS]), ("note", &values[..])] {
+            let line = format!("{}|{how}|{}", probe.name, shown.join("|"));
+            let prefix = format!("{}|{how}|", probe.name);
+            let seen: Vec<&str> = output.lines().filter(|l| l.starts_with(&prefix)).collect();
+            assert_eq!(seen, [line.as_str()], "bpftrace printed:\n{output}");
+        }
+    }
+}

@@ -1,0 +1,225 @@
+'use strict';
+// Runs tracer cases: a program (a Node fire script or a Rust fire script)
+// creates providers and waits; a real tracer attaches; the program fires; the
+// lines the tracer printed are compared with the case's expectation.
+//
+// A case is data:
+//   name     what it proves
+//   node     fire script for test/tracers/program.js      } one of the two
+//   rust     script for crates/dynprobe/examples/fire.rs  }
+//   bpftrace script for bpftrace 0.17 and 0.27 (program text, no -p)
+//   bpftrace027 script for bpftrace 0.27 only (it reads args 7..12)
+//   dtrace   D program for Oracle DTrace (`$target` is the program's pid)
+//   dtraceFlags extra flags, e.g. ['-Z']
+//   expect   the lines every tracer must print, in order
+//   expectBy optional per-tracer expectation, e.g. { dtrace: [...] }
+//   byPath   attach by library path before the program starts (no -p);
+//            `$LIB` in the script is the provider's library, found by a
+//            first run of the same program
+//   user     'nobody': the program runs as that user
+//   env      extra environment for the tracer (BPFTRACE_STRLEN)
+//   nodeArgs extra node flags for the program (--expose-gc)
+
+const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const ROOT = path.join(__dirname, '..', '..');
+const FIRE_BIN = path.join(ROOT, 'target', 'release', 'examples', 'fire');
+const IS_ROOT = process.getuid && process.getuid() === 0;
+
+const TRACERS = {
+  'bpftrace-0.17': { family: 'bpftrace', command: ['bpftrace'], scriptKey: 'bpftrace' },
+  'bpftrace-0.27': { family: 'bpftrace', command: [path.join(ROOT, 'scripts', 'bpftrace-sid')], scriptKey: 'bpftrace027' },
+  dtrace: { family: 'dtrace', command: [path.join(ROOT, 'scripts', 'dtrace')], scriptKey: 'dtrace' },
+};
+
+// Why a tracer cannot run here, or null when it can.
+function unavailable(tracer) {
+  if (!IS_ROOT) return 'tracers need root';
+  const probe = { 'bpftrace-0.17': ['bpftrace', '--version'], 'bpftrace-0.27': [TRACERS['bpftrace-0.27'].command[0], '--version'], dtrace: [TRACERS.dtrace.command[0], '-V'] }[tracer];
+  const r = spawnSync(probe[0], probe.slice(1), { encoding: 'utf8', timeout: 30000 });
+  if (r.error || r.status !== 0) return `${tracer} is not installed (run scripts/provision-tracers.sh): ${(r.stderr || String(r.error)).trim()}`;
+  return null;
+}
+
+// The script a case gives for this tracer, or undefined when it does not run there.
+function scriptFor(c, tracer) {
+  if (tracer === 'bpftrace-0.27' && c.bpftrace027 !== undefined) return c.bpftrace027;
+  if (TRACERS[tracer].family === 'bpftrace') return c.bpftrace;
+  return c.dtrace;
+}
+
+function withSync(tracer, script, pathsOrNull) {
+  if (TRACERS[tracer].family === 'dtrace') {
+    return `BEGIN { printf("__READY__\\n"); }\n${script}\ndptest$target:::done { exit(0); }\n`;
+  }
+  const doneProbe = pathsOrNull ? `usdt:${pathsOrNull.sync}:dptest:done` : 'usdt:*:dptest:done';
+  return `BEGIN { printf("__READY__\\n"); } ${script} ${doneProbe} { exit(); }`;
+}
+
+function programCommand(c) {
+  if (c.rust !== undefined) {
+    let bin = FIRE_BIN;
+    if (c.user) bin = copyForUser(FIRE_BIN);
+    const cmd = [bin, c.rust];
+    return c.user ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', ...cmd] : cmd;
+  }
+  return [process.execPath, ...(c.nodeArgs || []), path.join(__dirname, 'program.js')];
+}
+
+// A copy of the program that another user can run (the checkout may not be
+// readable by them).
+function copyForUser(file) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-user-'));
+  fs.chmodSync(dir, 0o755);
+  const copy = path.join(dir, path.basename(file));
+  fs.copyFileSync(file, copy);
+  fs.chmodSync(copy, 0o755);
+  return copy;
+}
+
+function programEnv(c) {
+  const env = { ...process.env, DYNPROBE_CASE_SCRIPT: c.node || '' };
+  if (c.user) {
+    delete env.DYNPROBE_DIR;
+    delete env.XDG_RUNTIME_DIR;
+    env.HOME = '/tmp';
+  }
+  return env;
+}
+
+// Spawns a process and collects its output line by line.
+function start(cmd, options) {
+  const child = spawn(cmd[0], cmd.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], ...options });
+  const out = { lines: [], stderr: '', exited: null, child };
+  let partial = '';
+  const waiters = [];
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk) => {
+    partial += chunk;
+    const parts = partial.split('\n');
+    partial = parts.pop();
+    for (const line of parts) {
+      out.lines.push(line);
+      for (const w of waiters.slice()) w();
+    }
+  });
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk) => (out.stderr += chunk));
+  out.exit = new Promise((resolve) =>
+    child.on('close', (code, signal) => {
+      if (partial) out.lines.push(partial);
+      out.exited = { code, signal };
+      for (const w of waiters.slice()) w();
+      resolve(out.exited);
+    }),
+  );
+  child.on('error', (err) => {
+    out.stderr += String(err);
+  });
+  // Resolves with the first line matching `re`; rejects on exit or timeout.
+  out.waitFor = (re, ms, what) =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const line = out.lines.find((l) => re.test(l));
+        if (line !== undefined) return done(() => resolve(line));
+        if (out.exited) done(() => reject(new Error(`${what}: exited (${JSON.stringify(out.exited)}) before ${re}\nstdout:\n${out.lines.join('\n')}\nstderr:\n${out.stderr}`)));
+      };
+      const timer = setTimeout(() => done(() => reject(new Error(`${what}: no ${re} within ${ms} ms\nstdout:\n${out.lines.join('\n')}\nstderr:\n${out.stderr}`))), ms);
+      const done = (fn) => {
+        clearTimeout(timer);
+        const i = waiters.indexOf(check);
+        if (i >= 0) waiters.splice(i, 1);
+        fn();
+      };
+      waiters.push(check);
+      check();
+    });
+  return out;
+}
+
+async function stop(proc, ms) {
+  if (proc.exited) return;
+  const timer = setTimeout(() => proc.child.kill('SIGINT'), ms);
+  // SIGINT first: DTrace killed harder leaves uprobe events behind.
+  const hard = setTimeout(() => proc.child.kill('SIGKILL'), ms + 15000);
+  await proc.exit;
+  clearTimeout(timer);
+  clearTimeout(hard);
+}
+
+function tracerCommand(tracer, c, script, pid) {
+  const base = TRACERS[tracer].command;
+  if (TRACERS[tracer].family === 'dtrace') {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-d-')), 'case.d');
+    fs.writeFileSync(file, script);
+    return [...base, '-q', ...(c.dtraceFlags || []), '-s', file, '-p', String(pid)];
+  }
+  return pid === null ? [...base, '-e', script] : [...base, '-p', String(pid), '-e', script];
+}
+
+const NOISE = [/^__READY__$/, /^Attaching \d+ probes?\.\.\.$/, /^$/];
+
+function parseReady(line) {
+  const [, pid, ...libs] = line.trim().split(/\s+/);
+  return { pid: Number(pid), sync: libs[0], libs: libs.slice(1) };
+}
+
+// Runs case `c` under `tracer`; resolves with the printed lines.
+async function runCase(c, tracer) {
+  const script = scriptFor(c, tracer);
+  const tracerEnv = { ...process.env, ...(c.env || {}) };
+  if (c.byPath) return runByPath(c, tracer, script, tracerEnv);
+  const program = start(programCommand(c), { env: programEnv(c) });
+  let traced;
+  try {
+    const ready = parseReady(await program.waitFor(/^READY /, 30000, 'program'));
+    traced = start(tracerCommand(tracer, c, withSync(tracer, script, null), ready.pid), { env: tracerEnv });
+    await traced.waitFor(/^__READY__$/, 60000, tracer);
+    program.child.stdin.end('go\n');
+    await Promise.race([traced.exit, new Promise((r) => setTimeout(r, 60000))]);
+  } finally {
+    if (traced) await stop(traced, 0);
+    program.child.stdin.end();
+    await stop(program, 5000);
+  }
+  return finish(c, tracer, traced, program);
+}
+
+async function runByPath(c, tracer, script, tracerEnv) {
+  // A first run finds the library paths: the same definition maps the same file.
+  const first = start(programCommand(c), { env: programEnv(c) });
+  const ready = parseReady(await first.waitFor(/^READY /, 30000, 'program (discovery run)'));
+  first.child.kill('SIGKILL');
+  await first.exit;
+  // sid's bpftrace runs in a chroot that sees the host's files under /host.
+  const host = tracer === 'bpftrace-0.27' ? (p) => `/host${p}` : (p) => p;
+  const paths = { sync: host(ready.sync) };
+  const text = withSync(tracer, script.replaceAll('$LIB', host(ready.libs[0])), paths);
+  const traced = start(tracerCommand(tracer, c, text, null), { env: tracerEnv });
+  let program;
+  try {
+    await traced.waitFor(/^__READY__$/, 60000, tracer);
+    program = start(programCommand(c), { env: programEnv(c) });
+    await program.waitFor(/^READY /, 30000, 'program');
+    program.child.stdin.end('go\n');
+    await Promise.race([traced.exit, new Promise((r) => setTimeout(r, 60000))]);
+  } finally {
+    await stop(traced, 0);
+    if (program) await stop(program, 5000);
+  }
+  return finish(c, tracer, traced, program);
+}
+
+function finish(c, tracer, traced, program) {
+  const lines = traced.lines.filter((l) => !NOISE.some((re) => re.test(l)));
+  return {
+    lines,
+    expected: (c.expectBy && c.expectBy[tracer]) || c.expect,
+    diagnostics: `tracer stderr:\n${traced.stderr}\nprogram stderr:\n${program ? program.stderr : ''}`,
+  };
+}
+
+module.exports = { TRACERS, runCase, unavailable, scriptFor, start, stop, parseReady, programCommand, programEnv, ROOT };
