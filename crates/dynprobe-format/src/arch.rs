@@ -26,8 +26,8 @@ pub enum SiteKind {
 /// Everything about the target machine that changes the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Target {
-    pub arch: Arch,
-    pub site: SiteKind,
+    arch: Arch,
+    site: SiteKind,
 }
 
 impl Target {
@@ -45,6 +45,24 @@ impl Target {
         }
     }
 
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    pub fn site(&self) -> SiteKind {
+        self.site
+    }
+
+    /// A stable byte for hashing: renaming a variant must not change build-ids.
+    pub(crate) fn code(&self) -> u8 {
+        match self.site {
+            SiteKind::Nop5 => 1,
+            SiteKind::Nop10 => 2,
+            SiteKind::A64Nop => 3,
+        }
+    }
+
+    /// Only the constructors make targets, and they pair sites and arches.
     pub(crate) fn is_consistent(&self) -> bool {
         matches!(
             (self.arch, self.site),

@@ -60,8 +60,9 @@ impl ArgType {
         }
     }
 
-    /// Parses the exact C spellings above (and `int`, `char*`), nothing looser:
-    /// prefix matching of dtrace-provider's loose names belongs to its JS layer.
+    /// Parses the exact C spellings above (and `int`, `char*`, `string`),
+    /// ignoring surrounding white space; nothing looser: prefix matching of
+    /// dtrace-provider's loose names belongs to its JS layer.
     pub fn from_c_name(name: &str) -> Result<ArgType, DefinitionError> {
         Ok(match name.trim() {
             "int8_t" => ArgType::I8,
@@ -75,6 +76,23 @@ impl ArgType {
             "char *" | "char*" | "string" => ArgType::Str,
             other => return Err(DefinitionError::UnknownType(other.to_string())),
         })
+    }
+
+    /// The 64-bit register value a C caller would pass for `bits` converted
+    /// to this type: truncated to its size, then sign or zero extended. Every
+    /// tracer then reads the same value, whether it honours the note's size or
+    /// reads the whole register.
+    #[inline]
+    pub fn normalize(self, bits: u64) -> u64 {
+        match self {
+            ArgType::I8 => bits as i8 as i64 as u64,
+            ArgType::U8 => bits as u8 as u64,
+            ArgType::I16 => bits as i16 as i64 as u64,
+            ArgType::U16 => bits as u16 as u64,
+            ArgType::I32 => bits as i32 as i64 as u64,
+            ArgType::U32 => bits as u32 as u64,
+            ArgType::I64 | ArgType::U64 | ArgType::Str => bits,
+        }
     }
 
     /// A stable byte used when hashing a definition.

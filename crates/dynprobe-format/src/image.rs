@@ -61,11 +61,11 @@ const SEMAPHORE_SIZE: u64 = 2;
 /// same bytes, which is what lets loaders share one file between processes.
 pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, DefinitionError> {
     def.validate()?;
-    assert!(
+    debug_assert!(
         target.is_consistent(),
         "site kind {:?} does not belong to {:?}",
-        target.site,
-        target.arch
+        target.site(),
+        target.arch()
     );
 
     let build_id = hash_definition(def, target);
@@ -76,11 +76,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         .iter()
         .map(|p| format!("{}__{}", def.name, p.name))
         .collect();
-    let semaphore_symbols: Vec<String> = def
-        .probes
-        .iter()
-        .map(|p| format!("{}_{}_semaphore", def.name, p.name))
-        .collect();
+
     let specs: Vec<String> = def
         .probes
         .iter()
@@ -98,8 +94,8 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     let base_off = w.reserve(1, 1);
 
     let soname = w.add_dynamic_string(def.module.as_bytes());
-    let mut dynsyms = Vec::with_capacity(2 * n);
-    for name in symbols.iter().chain(&semaphore_symbols) {
+    let mut dynsyms = Vec::with_capacity(n);
+    for name in &symbols {
         w.reserve_dynamic_symbol_index();
         dynsyms.push(w.add_dynamic_string(name.as_bytes()));
     }
@@ -157,7 +153,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     w.reserve_dynstr_section_index();
     let text_index = w.reserve_section_index();
     w.reserve_dynamic_section_index();
-    let probes_index = w.reserve_section_index();
+    w.reserve_section_index(); // .probes
     w.reserve_section_index(); // .note.stapsdt
     w.reserve_shstrtab_section_index();
     w.reserve_shstrtab().map_err(|_| unreachable_write())?;
@@ -235,21 +231,9 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
             st_size: Target::STUB_ALIGN,
         });
     }
-    for i in 0..n {
-        w.write_dynamic_symbol(&Sym {
-            section: Some(probes_index.0),
-            st_name: w.dynamic_string_offset(Some(dynsyms[n + i])),
-            st_info: elf::SymbolInfo::new(elf::STB_GLOBAL, elf::STT_OBJECT),
-            st_other: elf::STV_DEFAULT.into(),
-            st_shndx: Default::default(),
-            st_value: layouts[i].semaphore,
-            st_size: SEMAPHORE_SIZE,
-        });
-    }
-    let hashed: Vec<&String> = symbols.iter().chain(&semaphore_symbols).collect();
-    w.write_hash(symbol_count, symbol_count, |i| {
+        w.write_hash(symbol_count, symbol_count, |i| {
         // Index 0 is the null symbol.
-        (i > 0).then(|| elf::hash(hashed[i as usize - 1].as_bytes()))
+        (i > 0).then(|| elf::hash(symbols[i as usize - 1].as_bytes()))
     });
     w.write_dynstr();
 
@@ -389,7 +373,7 @@ fn hash_definition(def: &ProviderDef, target: Target) -> [u8; 20] {
         h.update(bytes);
     };
     field(FORMAT_VERSION);
-    field(format!("{:?}/{:?}", target.arch, target.site).as_bytes());
+    field(&[target.code()]);
     field(def.name.as_bytes());
     field(def.module.as_bytes());
     for probe in &def.probes {

@@ -9,5 +9,8 @@ mod definition;
 mod image;
 
 pub use arch::{Arch, SiteKind, Target};
-pub use definition::{ArgType, DefinitionError, ProbeDef, ProviderDef, MAX_ARGS};
+pub use definition::{
+    ArgType, DefinitionError, NameKind, ProbeDef, ProviderDef, MAX_ARGS, MAX_MODULE_LEN, MAX_PROBE_LEN,
+    MAX_PROVIDER_LEN,
+};
 pub use image::{build_image, Image, ProbeLayout};

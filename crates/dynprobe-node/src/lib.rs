@@ -145,7 +145,7 @@ impl NativeProvider {
                     unsafe { append_string(env, value, &mut strings)? };
                 } else {
                     // SAFETY: as above.
-                    raw[i] = unsafe { integer(env, value, ty == ArgType::U64)? };
+                    raw[i] = ty.normalize(unsafe { integer(env, value, ty == ArgType::U64)? });
                 }
             }
             let base = strings.as_ptr() as u64;

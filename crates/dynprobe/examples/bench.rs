@@ -402,39 +402,69 @@ fn loads(table: &mut Table) {
     breakdown(table, &def);
 }
 
-/// Where the time of a cached load goes: each step a load takes, alone.
+/// Where the time of a cached load goes: the steps a load takes, each timed
+/// alone, and the split between user and kernel time.
 fn breakdown(table: &mut Table, def: &ProviderDef) {
     let target = native_target();
     let image = build_image(def, target).unwrap();
     let provider = Provider::load(def).expect("load");
-    let path = provider.path().to_path_buf();
+    let path = CString::new(provider.path().as_os_str().as_bytes()).unwrap();
     provider.unload().unwrap();
-    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
 
-    let steps: [(&str, &mut dyn FnMut()); 4] = [
-        ("validate definition", &mut || def.validate().unwrap()),
-        ("build_image (hash + ELF)", &mut || {
-            black_box(build_image(black_box(def), target).unwrap());
-        }),
-        ("verify file (open + read + compare)", &mut || {
-            assert!(fs::read(&path).unwrap() == image.bytes);
-        }),
-        ("dlopen + dlinfo + dlclose", &mut || {
-            // SAFETY: the path is NUL-terminated; the library has no initialisers.
-            let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-            assert!(!handle.is_null());
-            let mut map: *mut libc::c_void = std::ptr::null_mut();
-            // SAFETY: handle is live; RTLD_DI_LINKMAP writes one pointer.
-            unsafe {
-                libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut map as *mut *mut libc::c_void).cast());
-                libc::dlclose(handle);
-            }
-        }),
+    let dlopen = || {
+        // SAFETY: the path is NUL-terminated; the library has no initialisers.
+        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        assert!(!handle.is_null());
+        let mut map: *mut libc::c_void = std::ptr::null_mut();
+        // SAFETY: handle is live; RTLD_DI_LINKMAP writes one pointer.
+        unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut map as *mut *mut libc::c_void).cast()) };
+        handle
+    };
+    // SAFETY: each handle comes from dlopen above and is closed once.
+    let dlclose = |handle| assert_eq!(unsafe { libc::dlclose(handle) }, 0);
+    let file = Path::new(std::ffi::OsStr::from_bytes(path.as_bytes()));
+    let steps = [
+        ("validate the definition", ns_per_load(|_| (), |()| def.validate().unwrap(), |()| {})),
+        (
+            "build_image (hash, ELF)",
+            ns_per_load(|_| (), |()| build_image(black_box(def), target).unwrap(), drop),
+        ),
+        (
+            "verify the file (read, compare)",
+            ns_per_load(|_| (), |()| assert!(fs::read(file).unwrap() == image.bytes), |()| {}),
+        ),
+        ("dlopen + dlinfo", ns_per_load(|_| (), |()| dlopen(), dlclose)),
+        ("dlclose (part of unload)", ns_per_load(|_| dlopen(), dlclose, drop)),
     ];
-    table.note("cached load, step by step (each alone, same median):");
-    for (step, run) in steps {
-        let t = ns_per_load(|_| (), |()| run(), |()| {});
-        table.note(&format!("  {step:<38} {:>9}", us(t)));
+    table.note("cached load, step by step (each timed alone):");
+    for (step, t) in steps {
+        table.note(&format!("  {step:<36} {:>9}", us(t)));
+    }
+
+    let before = rusage();
+    let cycles = 20_000;
+    for _ in 0..cycles {
+        Provider::load(def).expect("load").unload().expect("unload");
+    }
+    let after = rusage();
+    let per_cycle = |a: libc::timeval, b: libc::timeval| {
+        let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+        (us(b) - us(a)) / cycles as f64
+    };
+    table.note(&format!(
+        "  load+unload, {cycles} cycles: {:.1} us user, {:.1} us kernel, {:.1} page faults each",
+        per_cycle(before.ru_utime, after.ru_utime),
+        per_cycle(before.ru_stime, after.ru_stime),
+        (after.ru_minflt - before.ru_minflt) as f64 / cycles as f64
+    ));
+}
+
+fn rusage() -> libc::rusage {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills in the struct.
+    unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
     }
 }
 

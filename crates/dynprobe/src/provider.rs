@@ -3,7 +3,7 @@
 use std::ffi::CStr;
 use std::path::Path;
 
-use dynprobe_format::{build_image, ArgType, ProviderDef, MAX_ARGS};
+use dynprobe_format::{build_image, ArgType, ProviderDef, MAX_ARGS, MAX_MODULE_LEN};
 
 use crate::loader::{self, Loaded, Slot};
 use crate::{native_target, Error};
@@ -63,7 +63,7 @@ impl Provider {
         let base_module = def.module.clone();
         for instance in 1u32.. {
             if instance > 1 {
-                def.module = format!("{base_module}-{instance}");
+                def.module = numbered_module(&base_module, instance);
             }
             let image = build_image(&def, target)?;
             let key = match loader::slot(&image.build_id_hex(), &def.module)? {
@@ -170,6 +170,17 @@ impl std::fmt::Debug for Provider {
     }
 }
 
+/// `module-N`, shortening `module` (at a character boundary) so that the
+/// result stays within the module name limit.
+fn numbered_module(module: &str, instance: u32) -> String {
+    let suffix = format!("-{instance}");
+    let mut end = module.len().min(MAX_MODULE_LEN - suffix.len());
+    while !module.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &module[..end])
+}
+
 /// One probe of a loaded provider.
 #[derive(Clone, Copy)]
 pub struct Probe<'a> {
@@ -225,15 +236,16 @@ impl<'a> Probe<'a> {
     pub fn fire_unchecked(&self, args: &[Arg<'_>]) {
         let site = self.site();
         let mut values = [0u64; MAX_ARGS];
-        for (value, arg) in values.iter_mut().zip(args) {
-            *value = arg.bits();
+        for ((value, arg), ty) in values.iter_mut().zip(args).zip(&site.args) {
+            *value = ty.normalize(arg.bits());
         }
         // SAFETY: the stub is a NOP and a return, mapped while `self` lives.
         unsafe { call_stub(site.stub, site.args.len(), &values) }
     }
 
     /// Like [`Probe::fire_unchecked`], with values already in their 64-bit
-    /// register form (string pointers as addresses).
+    /// register form (string pointers as addresses, integers as
+    /// [`ArgType::normalize`] makes them).
     ///
     /// # Safety
     /// Every string argument must point to NUL-terminated memory that stays
@@ -314,5 +326,18 @@ arg_from!(Uint(u64): u8, u16, u32, u64, usize);
 impl<'a> From<&'a CStr> for Arg<'a> {
     fn from(s: &'a CStr) -> Self {
         Arg::Str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_modules_stay_within_the_limit() {
+        assert_eq!(numbered_module("nodeapp", 2), "nodeapp-2");
+        let long = "é".repeat(MAX_MODULE_LEN / 2);
+        let numbered = numbered_module(&long, 12);
+        assert!(numbered.len() <= MAX_MODULE_LEN && numbered.ends_with("-12"));
     }
 }
