@@ -38,7 +38,7 @@ fn main() {
     table.note(&format!(
         "{} ({:?}), {} CPUs, {REPS} repetitions each, medians",
         kernel(),
-        native_target().site,
+        native_target().site(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
     untraced(&mut table);
@@ -233,7 +233,9 @@ fn traced_ns(
     let counted = counter.stop()?;
     let fired = REPS as u64 * TRACED_OPS;
     if counted != fired {
-        return Err(format!("{provider}:{probe}: fired {fired}, bpftrace counted {counted}"));
+        return Err(format!(
+            "{provider}:{probe}: fired {fired}, bpftrace counted {counted}"
+        ));
     }
     Ok(per_hit)
 }
@@ -325,7 +327,10 @@ impl CProbe {
             .output()
             .map_err(|e| format!("cannot run cc: {e}"))?;
         if !out.status.success() {
-            return Err(format!("cc failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "cc failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         let path = CString::new(library.as_os_str().as_bytes()).unwrap();
         // SAFETY: path is NUL-terminated; the library has no initialisers.
@@ -336,14 +341,20 @@ impl CProbe {
         let symbol = |name: &CStr| {
             // SAFETY: handle is live and name is NUL-terminated.
             let addr = unsafe { libc::dlsym(handle, name.as_ptr()) };
-            (!addr.is_null()).then_some(addr).ok_or(format!("no {name:?} in {}", library.display()))
+            (!addr.is_null())
+                .then_some(addr)
+                .ok_or(format!("no {name:?} in {}", library.display()))
         };
         let hit = symbol(c"cbench_hit")?;
         let semaphore = symbol(c"cbench_hit_semaphore")?;
         Ok(CProbe {
             _handle: handle,
             // SAFETY: cbench_hit has exactly this C signature.
-            hit: unsafe { std::mem::transmute::<*mut libc::c_void, _>(hit) },
+            hit: unsafe {
+                std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(i64, *const c_char)>(
+                    hit,
+                )
+            },
             semaphore: semaphore as *const u16,
         })
     }
@@ -354,8 +365,11 @@ impl CProbe {
 fn provider_def(name: &str, module: &str) -> ProviderDef {
     let mut def = ProviderDef::new(name, module);
     for i in 0..PROBES {
-        def.add_probe(ProbeDef::new(format!("p{i}"), vec![ArgType::I64, ArgType::Str]))
-            .unwrap();
+        def.add_probe(ProbeDef::new(
+            format!("p{i}"),
+            vec![ArgType::I64, ArgType::Str],
+        ))
+        .unwrap();
     }
     def
 }
@@ -391,12 +405,24 @@ fn loads(table: &mut Table) {
         |i| load(&provider_def(&format!("fresh{i}"), "fresh")),
         unload,
     );
-    table.row("create+load 10 probes, first time", us(first), "", None, "< 100 us");
+    table.row(
+        "create+load 10 probes, first time",
+        us(first),
+        "",
+        None,
+        "< 100 us",
+    );
 
     let def = provider_def("cached", "cached");
     unload(load(&def));
     let cached = ns_per_load(|_| (), |()| load(&def), unload);
-    table.row("create+load 10 probes, cached file", us(cached), "", None, "< 30 us");
+    table.row(
+        "create+load 10 probes, cached file",
+        us(cached),
+        "",
+        None,
+        "< 30 us",
+    );
     let unloading = ns_per_load(|_| load(&def), unload, |()| {});
     table.row("unload (dlclose)", us(unloading), "", None, "");
     breakdown(table, &def);
@@ -417,24 +443,47 @@ fn breakdown(table: &mut Table, def: &ProviderDef) {
         assert!(!handle.is_null());
         let mut map: *mut libc::c_void = std::ptr::null_mut();
         // SAFETY: handle is live; RTLD_DI_LINKMAP writes one pointer.
-        unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut map as *mut *mut libc::c_void).cast()) };
+        unsafe {
+            libc::dlinfo(
+                handle,
+                libc::RTLD_DI_LINKMAP,
+                (&mut map as *mut *mut libc::c_void).cast(),
+            )
+        };
         handle
     };
     // SAFETY: each handle comes from dlopen above and is closed once.
     let dlclose = |handle| assert_eq!(unsafe { libc::dlclose(handle) }, 0);
     let file = Path::new(std::ffi::OsStr::from_bytes(path.as_bytes()));
     let steps = [
-        ("validate the definition", ns_per_load(|_| (), |()| def.validate().unwrap(), |()| {})),
+        (
+            "validate the definition",
+            ns_per_load(|_| (), |()| def.validate().unwrap(), |()| {}),
+        ),
         (
             "build_image (hash, ELF)",
-            ns_per_load(|_| (), |()| build_image(black_box(def), target).unwrap(), drop),
+            ns_per_load(
+                |_| (),
+                |()| build_image(black_box(def), target).unwrap(),
+                drop,
+            ),
         ),
         (
             "verify the file (read, compare)",
-            ns_per_load(|_| (), |()| assert!(fs::read(file).unwrap() == image.bytes), |()| {}),
+            ns_per_load(
+                |_| (),
+                |()| assert!(fs::read(file).unwrap() == image.bytes),
+                |()| {},
+            ),
         ),
-        ("dlopen + dlinfo", ns_per_load(|_| (), |()| dlopen(), dlclose)),
-        ("dlclose (part of unload)", ns_per_load(|_| dlopen(), dlclose, drop)),
+        (
+            "dlopen + dlinfo",
+            ns_per_load(|_| (), |()| dlopen(), dlclose),
+        ),
+        (
+            "dlclose (part of unload)",
+            ns_per_load(|_| dlopen(), dlclose, drop),
+        ),
     ];
     table.note("cached load, step by step (each timed alone):");
     for (step, t) in steps {
@@ -471,9 +520,8 @@ fn rusage() -> libc::rusage {
 // ---------------------------------------------------------------- helpers
 
 fn kernel() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease").map_or("unknown kernel".into(), |r| {
-        format!("Linux {}", r.trim())
-    })
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or("unknown kernel".into(), |r| format!("Linux {}", r.trim()))
 }
 
 /// A directory for this run, removed at the end.

@@ -90,11 +90,18 @@ fn probes_are_present_disabled_and_callable() {
 
     for (i, (probe, probe_def)) in provider.probes().zip(&def.probes).enumerate() {
         assert_eq!(provider.probe(&probe_def.name).unwrap().index(), i);
-        assert_eq!((probe.name(), probe.args()), (&*probe_def.name, &*probe_def.args));
+        assert_eq!(
+            (probe.name(), probe.args()),
+            (&*probe_def.name, &*probe_def.args)
+        );
         assert_eq!(probe.semaphore(), &block[i] as *const u16);
         assert!(!probe.is_enabled());
         let values = ArgValues::new(probe.args());
-        assert!(!probe.fire(&values.args()), "fired {} untraced", probe.name());
+        assert!(
+            !probe.fire(&values.args()),
+            "fired {} untraced",
+            probe.name()
+        );
     }
     fire_all_unchecked(&provider);
     provider.unload().unwrap();
@@ -118,10 +125,19 @@ fn library_file_is_shared_by_processes_and_never_rewritten() {
     assert_eq!(path, cache.join(&build_id).join("nodeapp"));
     assert_eq!(mode(&cache), 0o700);
     assert_eq!(mode(&cache.join(&build_id)), 0o700);
-    assert_eq!(entries(&cache.join(&build_id)), ["nodeapp"], "temp files left");
+    assert_eq!(
+        entries(&cache.join(&build_id)),
+        ["nodeapp"],
+        "temp files left"
+    );
     let meta = fs::symlink_metadata(&path).unwrap();
     assert!(meta.is_file());
-    assert_eq!(meta.mode() & 0o222, 0, "library is writable: {:o}", meta.mode());
+    assert_eq!(
+        meta.mode() & 0o222,
+        0,
+        "library is writable: {:o}",
+        meta.mode()
+    );
     assert_eq!(first.report().parse::<u64>("inode"), meta.ino());
 
     // A second process, while the first still maps it.
@@ -131,7 +147,10 @@ fn library_file_is_shared_by_processes_and_never_rewritten() {
     for pid in [first.pid(), second.pid()] {
         let maps = mappings_of_pid(&pid.to_string());
         let ours: Vec<_> = maps.iter().filter(|m| Path::new(&m.path) == path).collect();
-        assert!(!ours.is_empty() && ours.iter().all(|m| m.inode == meta.ino()), "{ours:?}");
+        assert!(
+            !ours.is_empty() && ours.iter().all(|m| m.inode == meta.ino()),
+            "{ours:?}"
+        );
     }
     second.finish();
     first.finish();
@@ -141,8 +160,18 @@ fn library_file_is_shared_by_processes_and_never_rewritten() {
     assert_eq!(third.parse::<u64>("inode"), meta.ino());
     let after = fs::symlink_metadata(&path).unwrap();
     assert_eq!(
-        (after.ino(), after.mtime(), after.mtime_nsec(), after.ctime_nsec()),
-        (meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.ctime_nsec()),
+        (
+            after.ino(),
+            after.mtime(),
+            after.mtime_nsec(),
+            after.ctime_nsec()
+        ),
+        (
+            meta.ino(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime_nsec()
+        ),
         "the library was rewritten"
     );
 }
@@ -259,7 +288,10 @@ fn unsafe_directories_are_refused() {
         std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
         cases.push(theirs);
     } else {
-        skip(TEST, "the case of a directory owned by another user needs root (chown)");
+        skip(
+            TEST,
+            "the case of a directory owned by another user needs root (chown)",
+        );
     }
     for case in &cases {
         let reason = run_child(TEST, "refused", case).get("reason").to_string();
@@ -324,9 +356,16 @@ fn a_noexec_directory_falls_back_to_memfd() {
         let fd = path
             .strip_prefix(format!("/proc/{}/fd", std::process::id()))
             .unwrap_or_else(|_| panic!("{}", path.display()));
-        assert!(fd.to_str().unwrap().parse::<u32>().is_ok(), "{}", path.display());
+        assert!(
+            fd.to_str().unwrap().parse::<u32>().is_ok(),
+            "{}",
+            path.display()
+        );
         let target = fs::read_link(path).unwrap();
-        assert!(target.as_os_str().as_bytes().starts_with(b"/memfd:nodeapp"), "{target:?}");
+        assert!(
+            target.as_os_str().as_bytes().starts_with(b"/memfd:nodeapp"),
+            "{target:?}"
+        );
 
         let maps = memfd_mappings("nodeapp");
         assert!(maps.iter().any(|m| m.perms.contains('x')), "{maps:?}");
@@ -378,8 +417,14 @@ fn invalid_definitions_write_nothing() {
         ("NUL in probe", with(|d| d.probes[0].name = "a\0b".into())),
         ("tab in probe", with(|d| d.probes[0].name = "a\tb".into())),
         ("long probe", with(|d| d.probes[0].name = "p".repeat(65))),
-        ("duplicate probe", with(|d| d.probes.push(d.probes[0].clone()))),
-        ("33 arguments", with(|d| d.probes[1].args = vec![ArgType::I32; 33])),
+        (
+            "duplicate probe",
+            with(|d| d.probes.push(d.probes[0].clone())),
+        ),
+        (
+            "33 arguments",
+            with(|d| d.probes[1].args = vec![ArgType::I32; 33]),
+        ),
     ];
     for (what, def) in cases {
         match Provider::load(&def) {
@@ -430,7 +475,10 @@ fn load_unload_cycles_leak_nothing() {
     let def = simple_def("leaky", "leaky", 10);
     let cycle = || {
         let provider = Provider::load(&def).unwrap();
-        provider.probe("p9").unwrap().fire_unchecked(&[Arg::from(1i64)]);
+        provider
+            .probe("p9")
+            .unwrap()
+            .fire_unchecked(&[Arg::from(1i64)]);
         provider.unload().unwrap();
     };
     // Let the allocator and the dynamic linker reach their steady state.
@@ -450,7 +498,10 @@ fn load_unload_cycles_leak_nothing() {
         elapsed,
         elapsed.as_secs_f64() * 1e6 / f64::from(cycles)
     );
-    assert!(after.rss < before.rss + (2 << 20), "RSS grew by more than 2 MiB");
+    assert!(
+        after.rss < before.rss + (2 << 20),
+        "RSS grew by more than 2 MiB"
+    );
     assert_eq!(after.fds, before.fds, "descriptors leaked");
     assert_eq!(after.maps, before.maps, "mappings leaked");
 }

@@ -134,7 +134,9 @@ fn printed_count(output: &str, map: &str) -> u64 {
 /// In a child: waits until every probe in `probes` is (or is no longer)
 /// enabled.
 fn await_enabled(probes: &[Probe<'_>], enabled: bool) {
-    let done = wait_until(PATIENCE, || probes.iter().all(|p| p.is_enabled() == enabled));
+    let done = wait_until(PATIENCE, || {
+        probes.iter().all(|p| p.is_enabled() == enabled)
+    });
     assert!(
         done,
         "probes never became enabled={enabled} within {PATIENCE:?}: semaphores {:?}",
@@ -144,7 +146,10 @@ fn await_enabled(probes: &[Probe<'_>], enabled: bool) {
 
 fn semaphores(probes: &[Probe<'_>]) -> Vec<u16> {
     // SAFETY: the semaphores stay mapped while their provider is loaded.
-    probes.iter().map(|p| unsafe { p.semaphore().read_volatile() }).collect()
+    probes
+        .iter()
+        .map(|p| unsafe { p.semaphore().read_volatile() })
+        .collect()
 }
 
 /// In a child: loads `def`, reports its path, waits for a tracer to enable
@@ -162,7 +167,11 @@ fn traced_child(def: &ProviderDef, traced: &[&str], fire: impl Fn(&[Probe<'_>]) 
     await_enabled(&watched, true);
     report("enabled", true);
     report("semaphores", format!("{:?}", semaphores(&watched)));
-    let stray: Vec<&str> = others.iter().filter(|p| p.is_enabled()).map(|p| p.name()).collect();
+    let stray: Vec<&str> = others
+        .iter()
+        .filter(|p| p.is_enabled())
+        .map(|p| p.name())
+        .collect();
     assert!(stray.is_empty(), "untraced probes enabled: {stray:?}");
     std::thread::sleep(SETTLE);
     report("fired", fire(&watched));
@@ -223,11 +232,21 @@ fn arity_def() -> ProviderDef {
 
 /// A bpftrace `printf` of `label|v0|v1|...`, given `(is_string, expression)`
 /// for each value.
-fn printf<'a>(label: &str, values: impl Iterator<Item = (bool, String)>) -> String {
+fn printf(label: &str, values: impl Iterator<Item = (bool, String)>) -> String {
     let (formats, exprs): (Vec<&str>, Vec<String>) = values
-        .map(|(is_str, e)| if is_str { ("%s", format!("str({e})")) } else { ("%d", e) })
+        .map(|(is_str, e)| {
+            if is_str {
+                ("%s", format!("str({e})"))
+            } else {
+                ("%d", e)
+            }
+        })
         .unzip();
-    format!("printf(\"{label}|{}\\n\", {});", formats.join("|"), exprs.join(", "))
+    format!(
+        "printf(\"{label}|{}\\n\", {});",
+        formats.join("|"),
+        exprs.join(", ")
+    )
 }
 
 /// bpftrace 0.17 reads USDT arguments `arg0` to `arg5` only.
@@ -269,7 +288,11 @@ fn printing_program(def: &ProviderDef) -> String {
     for (probe, layout) in def.probes.iter().zip(&image.probes) {
         let is_str = |i: usize| probe.args[i] == ArgType::Str;
         let usdt = (0..probe.args.len().min(USDT_ARGS)).map(|i| (is_str(i), format!("arg{i}")));
-        let note = layout.arg_spec.split(' ').enumerate().map(|(i, a)| (is_str(i), note_arg_expr(a)));
+        let note = layout
+            .arg_spec
+            .split(' ')
+            .enumerate()
+            .map(|(i, a)| (is_str(i), note_arg_expr(a)));
         let name = &probe.name;
         program += &format!(
             "usdt:*:{}:{name} {{ {} {} }}\n",

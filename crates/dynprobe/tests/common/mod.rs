@@ -84,7 +84,11 @@ impl Report {
 /// Runs `test` in `role` to completion; panics with its output unless its one
 /// test passed.
 pub fn run_child(test: &str, role: &str, dir: &Path) -> Report {
-    finish(child_command(test, role, dir).output().expect("spawn child"))
+    finish(
+        child_command(test, role, dir)
+            .output()
+            .expect("spawn child"),
+    )
 }
 
 fn finish(output: Output) -> Report {
@@ -177,7 +181,7 @@ impl LiveChild {
 /// In a live child: waits until the parent closes our stdin.
 pub fn wait_for_parent() {
     let mut sink = String::new();
-    while std::io::stdin().read_line(&mut sink).map_or(false, |n| n > 0) {
+    while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {
         sink.clear();
     }
 }
@@ -200,8 +204,14 @@ impl TempDir {
         let made = unsafe { libc::mkdtemp(template) };
         // SAFETY: reclaims the string leaked by into_raw above.
         let template = unsafe { CString::from_raw(template) };
-        assert!(!made.is_null(), "mkdtemp: {}", std::io::Error::last_os_error());
-        TempDir(PathBuf::from(std::ffi::OsStr::from_bytes(template.as_bytes())))
+        assert!(
+            !made.is_null(),
+            "mkdtemp: {}",
+            std::io::Error::last_os_error()
+        );
+        TempDir(PathBuf::from(std::ffi::OsStr::from_bytes(
+            template.as_bytes(),
+        )))
     }
 
     pub fn path(&self) -> &Path {
@@ -342,8 +352,11 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn simple_def(name: &str, module: &str, probes: usize) -> ProviderDef {
     let mut def = ProviderDef::new(name, module);
     for i in 0..probes {
-        def.add_probe(ProbeDef::new(format!("p{i}"), vec![ArgType::I64, ArgType::Str]))
-            .unwrap();
+        def.add_probe(ProbeDef::new(
+            format!("p{i}"),
+            vec![ArgType::I64, ArgType::Str],
+        ))
+        .unwrap();
     }
     def
 }
