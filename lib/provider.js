@@ -8,9 +8,17 @@
 
 const MAX_ARGS = 32;
 const EXACT_INTS = new Set(['int8_t', 'uint8_t', 'int16_t', 'uint16_t', 'int32_t', 'uint32_t', 'int64_t', 'uint64_t']);
-// What a probe reads while its provider is not loaded: every index gives
-// undefined, and `undefined > 0` is false.
+// What a probe reads while it is not loaded: every index gives undefined, and
+// `undefined > 0` is false.
 const NOT_LOADED = new Uint16Array(0);
+// A provider's own string-keyed properties are its probes (a probe may be
+// named `_name` or `enable`); its state lives under a symbol.
+const STATE = Symbol('dynprobe.provider');
+
+// How each argument travels to native code.
+const INT = 0;
+const STR = 1;
+const JSON_ARG = 2;
 
 // dtrace-provider's type names, matched by prefix as it did; exact C integer
 // types keep their size and sign, plain `int` is a signed 64-bit value, and
@@ -24,16 +32,46 @@ function nativeType(type) {
   return 'char *';
 }
 
+// The native side knows strings and sized integers; JSON travels as a string.
+function cName(type) {
+  return type === 'json' ? 'char *' : type;
+}
+
+function kindOf(type) {
+  if (type === 'json') return JSON_ARG;
+  return type === 'char *' ? STR : INT;
+}
+
+// The callback's values as primitives, one per argument. All user code
+// (toString, valueOf, toJSON) runs here, before the native call: nothing can
+// re-enter or unload the provider while native code fires the probe.
+function primitives(values, kinds) {
+  const out = new Array(kinds.length);
+  for (let i = 0; i < kinds.length; i++) {
+    const v = values[i];
+    if (kinds[i] === INT) {
+      out[i] = typeof v === 'number' || typeof v === 'bigint' ? v : +v;
+    } else if (kinds[i] === STR) {
+      out[i] = typeof v === 'string' ? v : `${v}`;
+    } else {
+      const text = JSON.stringify(v);
+      out[i] = text === undefined ? 'undefined' : text;
+    }
+  }
+  return out;
+}
+
 function createApi(addon) {
   class DTraceProbe {
     constructor(provider, name, types) {
       this.name = name;
       this.types = types;
       this._provider = provider;
-      this._native = types.map(nativeType);
-      this._json = this._native.some((t) => t === 'json') ? this._native.map((t) => t === 'json') : null;
+      this._ctypes = types.map(nativeType);
+      this._kinds = this._ctypes.map(kindOf);
       this._sema = NOT_LOADED;
       this._index = 0;
+      this._loaded = null; // the NativeProvider this probe is loaded in
       this._warned = false;
     }
 
@@ -49,16 +87,14 @@ function createApi(addon) {
   function fireTraced(probe, cb, args, skip) {
     const extra = [];
     for (let i = skip; i < args.length; i++) extra.push(args[i]);
-    let values;
     try {
-      values = cb.apply(probe, extra);
+      const values = cb.apply(probe, extra);
       if (!Array.isArray(values)) return undefined;
-      if (probe._json !== null) values = withJson(values, probe._json);
-      const native = probe._provider._native;
-      // The callback may have disabled the provider.
-      if (native === null || probe._sema === NOT_LOADED) return undefined;
-      native.fire(probe._index, values);
-      return true;
+      const converted = primitives(values, probe._kinds);
+      // The callback may have disabled (or re-enabled) the provider.
+      const native = probe._loaded;
+      if (native === null) return undefined;
+      return native.fire(probe._index, converted) ? true : undefined;
     } catch (err) {
       // Tracing must never change what the program does.
       warnOnce(probe, err);
@@ -66,24 +102,11 @@ function createApi(addon) {
     }
   }
 
-  function withJson(values, isJson) {
-    const out = new Array(isJson.length);
-    for (let i = 0; i < isJson.length; i++) {
-      if (!isJson[i]) {
-        out[i] = values[i];
-        continue;
-      }
-      const text = JSON.stringify(values[i]);
-      out[i] = text === undefined ? 'undefined' : text;
-    }
-    return out;
-  }
-
   function warnOnce(probe, err) {
     if (probe._warned) return;
     probe._warned = true;
     const reason = err && err.message ? err.message : String(err);
-    process.emitWarning(`probe ${probe._provider._name}:${probe.name} did not fire: ${reason}`, {
+    process.emitWarning(`probe ${probe._provider[STATE].name}:${probe.name} did not fire: ${reason}`, {
       code: 'DYNPROBE_FIRE_FAILED',
     });
   }
@@ -100,13 +123,8 @@ function createApi(addon) {
       const mod = arguments.length === 2 ? module : name;
       const refused = addon.checkProvider(name, mod);
       if (refused !== null) throw new RangeError(refused);
-      // Own, non-enumerable state: probes live as own properties by name.
-      Object.defineProperties(this, {
-        _name: { value: name, writable: true },
-        _module: { value: mod, writable: true },
-        _probes: { value: new Map() },
-        _native: { value: null, writable: true },
-        _buffer: { value: null, writable: true },
+      Object.defineProperty(this, STATE, {
+        value: { name, module: mod, probes: new Map(), native: null, buffer: null, loaded: [] },
       });
     }
 
@@ -115,62 +133,76 @@ function createApi(addon) {
       if (types.length > MAX_ARGS) {
         throw new RangeError(`probe ${name} has ${types.length} arguments; at most ${MAX_ARGS} are allowed`);
       }
-      const existing = this._probes.get(name);
+      const state = this[STATE];
       const probe = new DTraceProbe(this, name, types.map(String));
+      const existing = state.probes.get(name);
       if (existing !== undefined) {
-        if (existing._native.join() === probe._native.join()) return existing;
+        if (existing._ctypes.join() === probe._ctypes.join()) return existing;
         throw new Error(`probe ${name} already exists with types (${existing.types.join(', ')})`);
       }
-      const refused = addon.checkProbe({ name, types: probe._native.map(cName) });
+      const refused = addon.checkProbe({ name, types: probe._ctypes.map(cName) });
       if (refused !== null) throw new RangeError(refused);
-      this._probes.set(name, probe);
-      this[name] = probe;
+      state.probes.set(name, probe);
+      // An own property even for names like `__proto__`, as the original's.
+      Object.defineProperty(this, name, { value: probe, writable: true, enumerable: true, configurable: true });
       return probe;
     }
 
     removeProbe(probe) {
       if (!(probe instanceof DTraceProbe)) throw new TypeError('removeProbe takes a probe returned by addProbe');
-      if (this._probes.get(probe.name) === probe) {
-        this._probes.delete(probe.name);
-        if (this[probe.name] === probe) delete this[probe.name];
+      const probes = this[STATE].probes;
+      if (probes.get(probe.name) === probe) {
+        probes.delete(probe.name);
+        if (Object.prototype.hasOwnProperty.call(this, probe.name) && this[probe.name] === probe) {
+          delete this[probe.name];
+        }
       }
       return true;
     }
 
     enable() {
-      if (this._native !== null) return undefined;
-      if (this._probes.size === 0) throw new Error('no probes defined');
-      const probes = [...this._probes.values()];
+      const state = this[STATE];
+      if (state.native !== null) return undefined;
+      if (state.probes.size === 0) throw new Error('no probes defined');
+      const probes = [...state.probes.values()];
       let native;
       try {
         native = new addon.NativeProvider(
-          this._name,
-          this._module,
-          probes.map((p) => ({ name: p.name, types: p._native.map(cName) })),
+          state.name,
+          state.module,
+          probes.map((p) => ({ name: p.name, types: p._ctypes.map(cName) })),
         );
       } catch (err) {
         if (process.env.NODE_DTRACE_PROVIDER_REQUIRE === 'hard') throw err;
-        process.emitWarning(`provider ${this._name} was not enabled: ${err.message}`, { code: 'DYNPROBE_ENABLE_FAILED' });
+        process.emitWarning(`provider ${state.name} was not enabled: ${err.message}`, { code: 'DYNPROBE_ENABLE_FAILED' });
         return undefined;
       }
       const buffer = native.semaphores();
       const view = new Uint16Array(buffer);
-      this._native = native;
-      this._buffer = buffer;
+      state.native = native;
+      state.buffer = buffer;
+      state.loaded = probes;
       probes.forEach((probe, index) => {
         probe._index = index;
         probe._sema = view;
+        probe._loaded = native;
       });
       return undefined;
     }
 
     disable() {
-      const native = this._native;
+      const state = this[STATE];
+      const native = state.native;
       if (native === null) return undefined;
-      for (const probe of this._probes.values()) probe._sema = NOT_LOADED;
-      this._native = null;
-      const buffer = this._buffer;
-      this._buffer = null;
+      const buffer = state.buffer;
+      // Every probe that was loaded, including any removed since.
+      for (const probe of state.loaded) {
+        probe._sema = NOT_LOADED;
+        probe._loaded = null;
+      }
+      state.native = null;
+      state.buffer = null;
+      state.loaded = [];
       // Detaches the buffer before unmapping: no view can read freed memory.
       native.unload(buffer);
       return undefined;
@@ -181,16 +213,11 @@ function createApi(addon) {
       if (typeof cb !== 'function') {
         throw new TypeError('provider.fire: the second argument must be a function that returns the probe arguments');
       }
-      const probe = this._probes.get(name);
+      const probe = this[STATE].probes.get(name);
       if (probe === undefined) return undefined;
       if (probe._sema[probe._index] > 0) fireTraced(probe, cb, arguments, 2);
       return true;
     }
-  }
-
-  // The native side knows strings and sized integers; JSON travels as a string.
-  function cName(type) {
-    return type === 'json' ? 'char *' : type;
   }
 
   function createDTraceProvider(name, module) {

@@ -19,6 +19,9 @@
 //   user     'nobody': the program runs as that user
 //   env      extra environment for the tracer (BPFTRACE_STRLEN)
 //   nodeArgs extra node flags for the program (--expose-gc)
+//   list     instead of a script: per tracer, the arguments of a listing
+//            command (`$PID` is the program's pid); `expectMatch` then holds,
+//            per tracer, patterns that some printed line must match
 
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -33,12 +36,18 @@ const TRACERS = {
   'bpftrace-0.17': { family: 'bpftrace', command: ['bpftrace'], scriptKey: 'bpftrace' },
   'bpftrace-0.27': { family: 'bpftrace', command: [path.join(ROOT, 'scripts', 'bpftrace-sid')], scriptKey: 'bpftrace027' },
   dtrace: { family: 'dtrace', command: [path.join(ROOT, 'scripts', 'dtrace')], scriptKey: 'dtrace' },
+  gdb: { family: 'gdb', command: ['gdb'], scriptKey: 'gdb' },
 };
 
 // Why a tracer cannot run here, or null when it can.
 function unavailable(tracer) {
   if (!IS_ROOT) return 'tracers need root';
-  const probe = { 'bpftrace-0.17': ['bpftrace', '--version'], 'bpftrace-0.27': [TRACERS['bpftrace-0.27'].command[0], '--version'], dtrace: [TRACERS.dtrace.command[0], '-V'] }[tracer];
+  const probe = {
+    'bpftrace-0.17': ['bpftrace', '--version'],
+    'bpftrace-0.27': [TRACERS['bpftrace-0.27'].command[0], '--version'],
+    dtrace: [TRACERS.dtrace.command[0], '-V'],
+    gdb: ['gdb', '--version'],
+  }[tracer];
   const r = spawnSync(probe[0], probe.slice(1), { encoding: 'utf8', timeout: 30000 });
   if (r.error || r.status !== 0) return `${tracer} is not installed (run scripts/provision-tracers.sh): ${(r.stderr || String(r.error)).trim()}`;
   return null;
@@ -46,6 +55,7 @@ function unavailable(tracer) {
 
 // The script a case gives for this tracer, or undefined when it does not run there.
 function scriptFor(c, tracer) {
+  if (c.list) return c.list[tracer];
   if (tracer === 'bpftrace-0.27' && c.bpftrace027 !== undefined) return c.bpftrace027;
   if (TRACERS[tracer].family === 'bpftrace') return c.bpftrace;
   return c.dtrace;
@@ -172,6 +182,7 @@ async function runCase(c, tracer) {
   const script = scriptFor(c, tracer);
   const tracerEnv = { ...process.env, ...(c.env || {}) };
   if (c.byPath) return runByPath(c, tracer, script, tracerEnv);
+  if (c.list) return runList(c, tracer, script, tracerEnv);
   const program = start(programCommand(c), { env: programEnv(c) });
   let traced;
   try {
@@ -211,6 +222,22 @@ async function runByPath(c, tracer, script, tracerEnv) {
     if (program) await stop(program, 5000);
   }
   return finish(c, tracer, traced, program);
+}
+
+async function runList(c, tracer, args, tracerEnv) {
+  const program = start(programCommand(c), { env: programEnv(c) });
+  let listing;
+  try {
+    const ready = parseReady(await program.waitFor(/^READY /, 30000, 'program'));
+    const argv = args.map((a) => a.replaceAll('$PID', String(ready.pid)));
+    listing = start([...TRACERS[tracer].command, ...argv], { env: tracerEnv });
+    await Promise.race([listing.exit, new Promise((r) => setTimeout(r, 60000))]);
+  } finally {
+    if (listing) await stop(listing, 0);
+    program.child.stdin.end('go\n');
+    await stop(program, 5000);
+  }
+  return { ...finish(c, tracer, listing, program), patterns: c.expectMatch[tracer] };
 }
 
 function finish(c, tracer, traced, program) {

@@ -4,7 +4,32 @@
 
 const range = (n, f) => Array.from({ length: n }, (_, i) => f(i));
 
+const LIB = String.raw`/tmp/dynprobe-0/[0-9a-f]{40}/listp`;
+
 module.exports = [
+  {
+    name: 'core: tracers list the probes',
+    rust: `
+      provider listp
+      probe first int32_t char*
+      probe second-probe uint8_t
+      load
+      ready
+    `,
+    list: {
+      'bpftrace-0.17': ['-l', 'usdt:*', '-p', '$PID'],
+      'bpftrace-0.27': ['-l', 'usdt:*', '-p', '$PID'],
+      dtrace: ['-lP', 'listp$PID', '-p', '$PID'],
+      gdb: ['-p', '$PID', '-batch', '-ex', 'info probes'],
+    },
+    expectMatch: {
+      'bpftrace-0.17': [new RegExp(`^usdt:/proc/\\d+/root${LIB}:listp:first$`), /:listp:second-probe$/],
+      'bpftrace-0.27': [new RegExp(`^usdt:/proc/\\d+/root${LIB}:listp:first$`), /:listp:second-probe$/],
+      // DTrace shows the module (the library's file name) and the stub's symbol.
+      dtrace: [/^\s*\d+\s+listp\d+\s+listp\s+listp__first\s+first$/, /listp__second-probe\s+second-probe$/],
+      gdb: [new RegExp(`^stap\\s+listp\\s+first\\s+0x[0-9a-f]+\\s+0x[0-9a-f]+\\s+${LIB}\\s*$`), /^stap\s+listp\s+second-probe\s/],
+    },
+  },
   {
     name: 'core: integers of every size and sign, full 64-bit values',
     rust: `
