@@ -94,7 +94,9 @@ function createApi(addon) {
       // The callback may have disabled (or re-enabled) the provider.
       const native = probe._loaded;
       if (native === null) return undefined;
-      return native.fire(probe._index, converted) ? true : undefined;
+      if (native._handle === undefined) native._handle = native.handle();
+      addon.fire(native._handle, probe._index, ...converted);
+      return true;
     } catch (err) {
       // Tracing must never change what the program does.
       warnOnce(probe, err);

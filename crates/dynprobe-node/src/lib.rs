@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::ptr;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use dynprobe::{ArgType, ProbeDef, Provider, ProviderDef, MAX_ARGS};
 use napi::bindgen_prelude::*;
@@ -46,11 +47,19 @@ pub fn check_probe(probe: ProbeSpec) -> Option<String> {
     definition("p", "p", std::slice::from_ref(&probe)).err()
 }
 
-/// A loaded provider. Dropped (garbage collected) or unloaded, its library
-/// leaves the process.
+/// The provider behind a [`NativeProvider`] and the handles given to
+/// [`fire`]; `None` once unloaded.
+type Shared = Mutex<Option<Provider>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Option<Provider>> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A loaded provider. Unloaded, or garbage collected together with its
+/// handle, its library leaves the process.
 #[napi]
 pub struct NativeProvider {
-    provider: Option<Provider>,
+    shared: Arc<Shared>,
 }
 
 #[napi]
@@ -59,23 +68,42 @@ impl NativeProvider {
     pub fn new(name: String, module: String, probes: Vec<ProbeSpec>) -> Result<Self> {
         let def = definition(&name, &module, &probes).map_err(|m| Error::new(Status::InvalidArg, m))?;
         let provider = Provider::load(&def).map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
-        Ok(NativeProvider { provider: Some(provider) })
+        Ok(NativeProvider { shared: Arc::new(Mutex::new(Some(provider))) })
     }
 
-    fn loaded(&self) -> Result<&Provider> {
-        self.provider.as_ref().ok_or_else(|| Error::new(Status::GenericFailure, "provider is unloaded"))
+    fn with_loaded<T>(&self, f: impl FnOnce(&Provider) -> T) -> Result<T> {
+        let guard = lock(&self.shared);
+        let provider = guard.as_ref().ok_or_else(|| Error::new(Status::GenericFailure, "provider is unloaded"))?;
+        Ok(f(provider))
     }
 
     /// The module the library got (unique within this process).
     #[napi(getter)]
     pub fn module(&self) -> Result<String> {
-        Ok(self.loaded()?.module().to_string())
+        self.with_loaded(|p| p.module().to_string())
     }
 
     /// The library's path as tracers see it.
     #[napi(getter)]
     pub fn path(&self) -> Result<String> {
-        Ok(self.loaded()?.path().display().to_string())
+        self.with_loaded(|p| p.path().display().to_string())
+    }
+
+    /// The handle that [`fire`] takes: an External sharing this provider.
+    #[napi]
+    pub fn handle(&self, env: Env) -> Result<Unknown<'_>> {
+        let data = Arc::into_raw(self.shared.clone()) as *mut std::ffi::c_void;
+        let mut value = ptr::null_mut();
+        // SAFETY: `data` is an Arc reference that the finalizer gives back.
+        let status =
+            unsafe { sys::napi_create_external(env.raw(), data, Some(release_handle), ptr::null_mut(), &mut value) };
+        if status != sys::Status::napi_ok {
+            // SAFETY: not handed to N-API; reclaim it here.
+            drop(unsafe { Arc::from_raw(data as *const Shared) });
+        }
+        check(status, "create provider handle")?;
+        // SAFETY: `value` is a live value of this env.
+        unsafe { Unknown::from_napi_value(env.raw(), value) }
     }
 
     /// An ArrayBuffer over the semaphores (one u16 per probe). The JS layer
@@ -83,7 +111,7 @@ impl NativeProvider {
     /// the memory goes away, and must drop it with this object otherwise.
     #[napi]
     pub fn semaphores(&self, env: Env) -> Result<Unknown<'_>> {
-        let (ptr, count) = self.loaded()?.semaphores();
+        let (ptr, count) = self.with_loaded(|p| p.semaphores())?;
         let mut buffer = ptr::null_mut();
         // Raw N-API: napi-rs forbids two buffers over one address, which a
         // later library may legitimately reuse once this one is unloaded.
@@ -113,53 +141,109 @@ impl NativeProvider {
             let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), buffer.raw()) };
             check(status, "detach semaphore buffer")?;
         }
-        if let Some(provider) = self.provider.take() {
+        let provider = lock(&self.shared).take();
+        if let Some(provider) = provider {
             provider.unload().map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
         }
         Ok(())
     }
+}
 
-    /// Fires probe `index` with the values of the array `values`, converted
-    /// by the probe's types: integers by ToNumber (truncated, NaN as 0) or as
-    /// BigInts (64 bits kept), strings by ToString in UTF-8. Missing values
-    /// are `undefined`, which converts to 0 and "undefined".
-    #[napi]
-    pub fn fire(&self, env: Env, index: u32, values: Unknown) -> Result<bool> {
-        let Some(probe) = self.provider.as_ref().and_then(|p| p.probe_at(index as usize)) else {
-            return Ok(false);
-        };
-        let env = env.raw();
-        let array = values.raw();
-        SCRATCH.with(|scratch| {
-            let mut strings = scratch.borrow_mut();
-            strings.clear();
-            let mut raw = [0u64; MAX_ARGS];
-            let mut string_at = [usize::MAX; MAX_ARGS];
-            for (i, &ty) in probe.args().iter().enumerate() {
-                let mut value = ptr::null_mut();
-                // SAFETY: env and array are live for this call.
-                check(unsafe { sys::napi_get_element(env, array, i as u32, &mut value) }, "read value")?;
-                if ty == ArgType::Str {
-                    string_at[i] = strings.len();
-                    // SAFETY: as above.
-                    unsafe { append_string(env, value, &mut strings)? };
-                } else {
-                    // SAFETY: as above.
-                    raw[i] = ty.normalize(unsafe { integer(env, value, ty == ArgType::U64)? });
-                }
-            }
-            let base = strings.as_ptr() as u64;
-            for (value, at) in raw.iter_mut().zip(string_at) {
-                if at != usize::MAX {
-                    *value = base + at as u64;
-                }
-            }
-            // SAFETY: every string pointer points into `strings`, NUL-terminated
-            // and alive until the end of this closure.
-            unsafe { probe.fire_raw(&raw) };
-            Ok(true)
-        })
+unsafe extern "C" fn release_handle(_env: sys::napi_env, data: *mut std::ffi::c_void, _hint: *mut std::ffi::c_void) {
+    // SAFETY: `data` came from Arc::into_raw in `handle`, released once.
+    drop(unsafe { Arc::from_raw(data as *const Shared) });
+}
+
+/// Registers [`fire`] as a plain N-API function: the traced path is the only
+/// hot native call, and napi-rs's per-call bookkeeping would cost more than
+/// the kernel's uprobe itself.
+#[napi(module_exports)]
+pub fn register_fire(mut exports: Object, env: Env) -> Result<()> {
+    let mut function = ptr::null_mut();
+    // SAFETY: a static name and a callback with the N-API signature.
+    let status = unsafe {
+        sys::napi_create_function(env.raw(), c"fire".as_ptr(), 4, Some(fire), ptr::null_mut(), &mut function)
+    };
+    check(status, "create fire")?;
+    // SAFETY: `function` is a live value of this env.
+    exports.set_named_property("fire", unsafe { Unknown::from_napi_value(env.raw(), function)? })
+}
+
+/// `fire(handle, index, ...values)`: fires probe `index` of the provider
+/// behind `handle` with the values (positional arguments: reading them costs
+/// nothing, unlike array elements through N-API), converted by the probe's
+/// types: integers by ToNumber (truncated, NaN as 0) or as BigInts (64 bits
+/// kept), strings by ToString in UTF-8. Missing values are `undefined`, which
+/// converts to 0 and "undefined". Does nothing once the provider is unloaded.
+/// A conversion that throws (a Symbol, a throwing toString) throws here.
+unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let mut argv = [ptr::null_mut(); 2 + MAX_ARGS];
+    let mut argc = argv.len();
+    let mut shared: *mut std::ffi::c_void = ptr::null_mut();
+    let mut index = 0u32;
+    // SAFETY: N-API calls on the live env and values of this callback.
+    let status = unsafe {
+        match sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) {
+            sys::Status::napi_ok => match sys::napi_get_value_external(env, argv[0], &mut shared) {
+                sys::Status::napi_ok => sys::napi_get_value_uint32(env, argv[1], &mut index),
+                other => other,
+            },
+            other => other,
+        }
+    };
+    if status != sys::Status::napi_ok || argc < 2 {
+        // SAFETY: throwing on the live env.
+        unsafe { sys::napi_throw_type_error(env, ptr::null(), c"fire(handle, index, ...values): bad arguments".as_ptr()) };
+        return ptr::null_mut();
     }
+    // SAFETY: only `handle` makes these externals, each holding an Arc.
+    let shared = unsafe { &*(shared as *const Shared) };
+    let guard = lock(shared);
+    let Some(probe) = guard.as_ref().and_then(|p| p.probe_at(index as usize)) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: as above.
+    // N-API fills the slots past `argc` with `undefined`.
+    match unsafe { fire_values(env, probe, &argv[2..]) } {
+        Ok(()) => {}
+        // The JS exception is pending and propagates.
+        Err(e) if e.status == Status::PendingException => {}
+        Err(e) => {
+            let message = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
+            // SAFETY: throwing on the live env.
+            unsafe { sys::napi_throw_error(env, ptr::null(), message.as_ptr()) };
+        }
+    }
+    ptr::null_mut()
+}
+
+unsafe fn fire_values(env: sys::napi_env, probe: dynprobe::Probe<'_>, values: &[sys::napi_value]) -> Result<()> {
+    SCRATCH.with(|scratch| {
+        let mut strings = scratch.borrow_mut();
+        strings.clear();
+        let mut raw = [0u64; MAX_ARGS];
+        let mut string_at = [usize::MAX; MAX_ARGS];
+        for (i, (&ty, &value)) in probe.args().iter().zip(values).enumerate() {
+            if ty == ArgType::Str {
+                string_at[i] = strings.len();
+                // SAFETY: as above.
+                unsafe { append_string(env, value, &mut strings)? };
+            } else {
+                // SAFETY: as above.
+                raw[i] = ty.normalize(unsafe { integer(env, value, ty == ArgType::U64)? });
+            }
+        }
+        let base = strings.as_ptr() as u64;
+        for (value, at) in raw.iter_mut().zip(string_at) {
+            if at != usize::MAX {
+                *value = base + at as u64;
+            }
+        }
+        // SAFETY: every string pointer points into `strings`, NUL-terminated
+        // and alive until the end of this closure.
+        unsafe { probe.fire_raw(&raw) };
+        Ok(())
+    })
 }
 
 thread_local! {
@@ -186,13 +270,15 @@ unsafe fn append_string(env: sys::napi_env, value: sys::napi_value, out: &mut Ve
     if kind != sys::ValueType::napi_string {
         check(unsafe { sys::napi_coerce_to_string(env, value, &mut string) }, "convert value to string")?;
     }
-    let mut len = 0usize;
-    check(unsafe { sys::napi_get_value_string_utf8(env, string, ptr::null_mut(), 0, &mut len) }, "read string")?;
+    // The UTF-16 length is known without a pass over the string, and bounds
+    // the UTF-8 length: one pass writes the whole string.
+    let mut units = 0usize;
+    check(unsafe { sys::napi_get_value_string_utf16(env, string, ptr::null_mut(), 0, &mut units) }, "read string")?;
     let start = out.len();
-    out.resize(start + len + 1, 0);
+    out.resize(start + 3 * units + 1, 0);
     let mut written = 0usize;
     let buf = unsafe { out.as_mut_ptr().add(start) } as *mut std::ffi::c_char;
-    check(unsafe { sys::napi_get_value_string_utf8(env, string, buf, len + 1, &mut written) }, "read string")?;
+    check(unsafe { sys::napi_get_value_string_utf8(env, string, buf, 3 * units + 1, &mut written) }, "read string")?;
     out.truncate(start + written + 1);
     out[start + written] = 0;
     Ok(())
