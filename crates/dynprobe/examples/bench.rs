@@ -4,8 +4,9 @@
 //!
 //! Prints one table of medians over several repetitions. The traced rows need
 //! root and bpftrace (at /usr/bin/bpftrace, or $BPFTRACE); without them they
-//! print a skip line. Loads go to a fresh directory under the system's temp
-//! directory, removed at the end.
+//! print a skip line. Loads go to a fresh directory, removed at the end, under
+//! $DYNPROBE_BENCH_DIR or else the system's temp directory: creating files
+//! costs what that file system makes it cost (the header names it).
 
 use std::ffi::{c_char, CStr, CString};
 use std::fmt::Write as _;
@@ -36,10 +37,12 @@ fn main() {
 
     let mut table = Table::default();
     table.note(&format!(
-        "{} ({:?}), {} CPUs, {REPS} repetitions each, medians",
+        "{} ({:?}), {} CPUs, cache on {} ({}), {REPS} repetitions each",
         kernel(),
         native_target().site(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        fs_type(&scratch.0),
+        scratch.0.display(),
     ));
     untraced(&mut table);
     match tracer_missing() {
@@ -524,12 +527,33 @@ fn kernel() -> String {
         .map_or("unknown kernel".into(), |r| format!("Linux {}", r.trim()))
 }
 
+/// The kind of file system `path` is on, by its magic number.
+fn fs_type(path: &Path) -> String {
+    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut stat = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: the path is NUL-terminated and statfs fills in the struct.
+    if unsafe { libc::statfs(c_path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return "unknown file system".into();
+    }
+    // SAFETY: statfs succeeded.
+    match unsafe { stat.assume_init() }.f_type {
+        0x0102_1994 => "tmpfs".into(),
+        0xef53 => "ext4".into(),
+        0x9123_683e => "btrfs".into(),
+        0x5846_5342 => "xfs".into(),
+        0x794c_7630 => "overlayfs".into(),
+        other => format!("file system 0x{other:x}"),
+    }
+}
+
 /// A directory for this run, removed at the end.
 struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> Scratch {
-        let path = std::env::temp_dir().join(format!("dynprobe-bench-{}", std::process::id()));
+        let base =
+            std::env::var_os("DYNPROBE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        let path = base.join(format!("dynprobe-bench-{}", std::process::id()));
         fs::create_dir_all(&path).expect("create scratch directory");
         Scratch(path)
     }

@@ -24,7 +24,8 @@ use dynprobe::{Arg, ArgType, ProbeDef, Provider, ProviderDef};
 fn main() {
     let script = std::env::args().nth(1).unwrap_or_default();
     let mut sync = ProviderDef::new("dptest", "dptest");
-    sync.add_probe(ProbeDef::new("done", Vec::new())).expect("valid probe");
+    sync.add_probe(ProbeDef::new("done", Vec::new()))
+        .expect("valid probe");
     let sync = Provider::load(&sync).unwrap_or_else(|e| fail(&e.to_string()));
     let mut loaded: Vec<Provider> = Vec::new();
     let mut def: Option<ProviderDef> = None;
@@ -35,25 +36,35 @@ fn main() {
             ["provider", name] => def = Some(ProviderDef::new(name, name)),
             ["provider", name, module] => def = Some(ProviderDef::new(name, module)),
             ["probe", name, ref types @ ..] => {
-                let args = types.iter().map(|t| ArgType::from_c_name(t)).collect::<Result<Vec<_>, _>>();
+                let args = types
+                    .iter()
+                    .map(|t| ArgType::from_c_name(t))
+                    .collect::<Result<Vec<_>, _>>();
                 let probe = ProbeDef::new(name, args.unwrap_or_else(|e| fail(&e.to_string())));
-                let def = def.as_mut().unwrap_or_else(|| fail("probe before provider"));
-                def.add_probe(probe).unwrap_or_else(|e| fail(&e.to_string()));
+                let def = def
+                    .as_mut()
+                    .unwrap_or_else(|| fail("probe before provider"));
+                def.add_probe(probe)
+                    .unwrap_or_else(|e| fail(&e.to_string()));
             }
             ["load"] => {
                 let def = def.as_ref().unwrap_or_else(|| fail("load before provider"));
                 loaded.push(Provider::load(def).unwrap_or_else(|e| fail(&e.to_string())));
             }
             ["ready"] => {
-                let paths: Vec<String> =
-                    std::iter::once(&sync).chain(&loaded).map(|p| p.path().display().to_string()).collect();
+                let paths: Vec<String> = std::iter::once(&sync)
+                    .chain(&loaded)
+                    .map(|p| p.path().display().to_string())
+                    .collect();
                 println!("READY {} {}", std::process::id(), paths.join(" "));
                 let mut go = String::new();
                 std::io::stdin().lock().read_line(&mut go).expect("stdin");
             }
             ["wait-traced", probe] => {
                 let provider = loaded.last().unwrap_or_else(|| fail("nothing loaded"));
-                let probe = provider.probe(probe).unwrap_or_else(|| fail("no such probe"));
+                let probe = provider
+                    .probe(probe)
+                    .unwrap_or_else(|| fail("no such probe"));
                 let start = Instant::now();
                 while !probe.is_enabled() {
                     if start.elapsed() > Duration::from_secs(10) {
@@ -76,9 +87,14 @@ fn main() {
 
 fn fire(provider: Option<&Provider>, name: &str, values: &[&str]) {
     let provider = provider.unwrap_or_else(|| fail("nothing loaded"));
-    let probe = provider.probe(name).unwrap_or_else(|| fail("no such probe"));
+    let probe = provider
+        .probe(name)
+        .unwrap_or_else(|| fail("no such probe"));
     // Strings must outlive the call; keep them here.
-    let strings: Vec<CString> = values.iter().map(|v| CString::new(*v).expect("no NUL")).collect();
+    let strings: Vec<CString> = values
+        .iter()
+        .map(|v| CString::new(*v).expect("no NUL"))
+        .collect();
     let args: Vec<Arg> = probe
         .args()
         .iter()

@@ -6,6 +6,7 @@
 //! therefore catches providers created later and in other processes. The base
 //! name is the module, which is what DTrace shows as `probemod`.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -13,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::Error;
 
@@ -42,10 +43,12 @@ pub(crate) fn location() -> Result<&'static Location, Error> {
 pub(crate) fn candidate_dirs() -> Vec<PathBuf> {
     let set = |name| std::env::var_os(name).filter(|v: &OsString| !v.is_empty());
     if let Some(dir) = set("DYNPROBE_DIR") {
-        return vec![PathBuf::from(dir)];
+        // Tracers need absolute paths, and a later chdir must not move the cache.
+        return vec![std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir))];
     }
     let mut dirs = Vec::new();
-    if let Some(runtime) = set("XDG_RUNTIME_DIR") {
+    // The XDG spec says to ignore a relative runtime directory.
+    if let Some(runtime) = set("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_absolute()) {
         dirs.push(Path::new(&runtime).join("dynprobe"));
     }
     // SAFETY: geteuid cannot fail.
@@ -137,6 +140,9 @@ pub(crate) fn library_path(dir: &Path, build_id_hex: &str, module: &str) -> Path
 /// place is never rewritten: a wrong one is replaced by an atomic rename, so a
 /// process that maps the old inode keeps its bytes.
 pub(crate) fn ensure_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    if verified_before(path) {
+        return Ok(());
+    }
     match holds(path, bytes) {
         Ok(true) => return Ok(()),
         Ok(false) => {}
@@ -166,6 +172,49 @@ pub(crate) fn ensure_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     result
 }
 
+/// What identifies one version of a file: any write changes the ctime, which
+/// no user can set, and a replacement changes the inode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileVersion {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    ctime: (i64, i64),
+}
+
+impl FileVersion {
+    fn of(meta: &fs::Metadata) -> FileVersion {
+        FileVersion {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Files this process has read and found right, so that loading the same
+/// provider again costs a `stat`, not a read.
+static VERIFIED: Mutex<Option<HashMap<PathBuf, FileVersion>>> = Mutex::new(None);
+
+fn verified_before(path: &Path) -> bool {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    let memo = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
+    memo.as_ref().and_then(|m| m.get(path)) == Some(&FileVersion::of(&meta))
+}
+
+fn remember_verified(path: &Path, meta: &fs::Metadata) {
+    let mut memo = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
+    let memo = memo.get_or_insert_with(HashMap::new);
+    // Bounded: a process that makes many providers forgets and re-reads.
+    if memo.len() >= 1024 {
+        memo.clear();
+    }
+    memo.insert(path.to_path_buf(), FileVersion::of(meta));
+}
+
 /// Whether the file at `path` is a regular file of ours holding `bytes`.
 fn holds(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     let mut file = fs::OpenOptions::new()
@@ -182,7 +231,11 @@ fn holds(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     }
     let mut content = Vec::with_capacity(bytes.len());
     file.read_to_end(&mut content)?;
-    Ok(content == bytes)
+    let right = content == bytes;
+    if right {
+        remember_verified(path, &meta);
+    }
+    Ok(right)
 }
 
 fn write_temp(dir: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {

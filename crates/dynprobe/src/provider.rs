@@ -3,7 +3,10 @@
 use std::ffi::CStr;
 use std::path::Path;
 
-use dynprobe_format::{build_image, ArgType, ProviderDef, MAX_ARGS, MAX_MODULE_LEN};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use dynprobe_format::{build_image, ArgType, Image, ProviderDef, Target, MAX_ARGS, MAX_MODULE_LEN};
 
 use crate::loader::{self, Loaded, Slot};
 use crate::{native_target, Error};
@@ -65,7 +68,7 @@ impl Provider {
             if instance > 1 {
                 def.module = numbered_module(&base_module, instance);
             }
-            let image = build_image(&def, target)?;
+            let image = image_for(&def, target)?;
             let key = match loader::slot(&image.build_id_hex(), &def.module)? {
                 Slot::Free(key) => key,
                 Slot::Taken => continue,
@@ -130,22 +133,21 @@ impl Provider {
         self.probes
             .iter()
             .position(|p| p.name == name)
-            .map(|index| Probe {
-                provider: self,
-                index,
-            })
+            .and_then(|index| self.probe_at(index))
     }
 
     /// The probe at `index` in definition order.
     pub fn probe_at(&self, index: usize) -> Option<Probe<'_>> {
-        (index < self.probes.len()).then_some(Probe { provider: self, index })
+        let site = self.probes.get(index)?;
+        Some(Probe {
+            site,
+            semaphore: site.semaphore,
+            index,
+        })
     }
 
     pub fn probes(&self) -> impl Iterator<Item = Probe<'_>> {
-        (0..self.probes.len()).map(move |index| Probe {
-            provider: self,
-            index,
-        })
+        (0..self.probes.len()).filter_map(move |index| self.probe_at(index))
     }
 
     /// The semaphores of all probes, one `u16` each in probe order, as one
@@ -170,6 +172,31 @@ impl std::fmt::Debug for Provider {
     }
 }
 
+/// The image for a definition, built once per process: loading the same
+/// provider again (after `disable(); enable()`, say) skips the ELF writer.
+fn image_for(def: &ProviderDef, target: Target) -> Result<Arc<Image>, Error> {
+    type Cache = HashMap<(Target, ProviderDef), Arc<Image>>;
+    static IMAGES: Mutex<Option<Cache>> = Mutex::new(None);
+    let key = (target, def.clone());
+    if let Some(image) = IMAGES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|c| c.get(&key))
+    {
+        return Ok(image.clone());
+    }
+    let image = Arc::new(build_image(def, target)?);
+    let mut images = IMAGES.lock().unwrap_or_else(|e| e.into_inner());
+    let images = images.get_or_insert_with(HashMap::new);
+    // Bounded: a process that defines many providers rebuilds some.
+    if images.len() >= 64 {
+        images.clear();
+    }
+    images.insert(key, image.clone());
+    Ok(image)
+}
+
 /// `module-N`, shortening `module` (at a character boundary) so that the
 /// result stays within the module name limit.
 fn numbered_module(module: &str, instance: u32) -> String {
@@ -184,13 +211,15 @@ fn numbered_module(module: &str, instance: u32) -> String {
 /// One probe of a loaded provider.
 #[derive(Clone, Copy)]
 pub struct Probe<'a> {
-    provider: &'a Provider,
+    site: &'a ProbeSite,
+    /// A copy of the site's, so that checking it is one load.
+    semaphore: *const u16,
     index: usize,
 }
 
 impl<'a> Probe<'a> {
     fn site(&self) -> &'a ProbeSite {
-        &self.provider.probes[self.index]
+        self.site
     }
 
     pub fn name(&self) -> &'a str {
@@ -211,7 +240,7 @@ impl<'a> Probe<'a> {
     pub fn is_enabled(&self) -> bool {
         // SAFETY: the semaphore stays mapped while the provider lives, and
         // the kernel updates it with single aligned writes.
-        unsafe { std::ptr::read_volatile(self.site().semaphore) != 0 }
+        unsafe { std::ptr::read_volatile(self.semaphore) != 0 }
     }
 
     /// Address of the probe's 16-bit semaphore.

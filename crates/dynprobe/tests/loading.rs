@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::*;
-use dynprobe::{Arg, ArgType, Error, ProbeDef, Provider, ProviderDef, Storage, MAX_ARGS};
+use dynprobe::{Arg, ArgType, Error, Provider, ProviderDef, Storage, MAX_ARGS};
 
 fn nodeapp() -> ProviderDef {
     simple_def("nodeapp", "nodeapp", 3)
@@ -73,11 +73,7 @@ fn probes_are_present_disabled_and_callable() {
     // No arguments; all in registers; the first on the stack; the most a
     // libbpf tracer reads; the most there can be.
     const ARITIES: [usize; 5] = [0, 6, 7, 12, 32];
-    let mut def = ProviderDef::new("arity", "arity");
-    for n in ARITIES {
-        def.add_probe(ProbeDef::new(format!("args{n}"), mixed_types(n)))
-            .unwrap();
-    }
+    let def = arity_def("arity", &ARITIES);
     let provider = Provider::load(&def).unwrap();
     assert_eq!((provider.name(), provider.module()), ("arity", "arity"));
     assert!(provider.probe("missing").is_none());
@@ -122,6 +118,7 @@ fn library_file_is_shared_by_processes_and_never_rewritten() {
     let mut first = LiveChild::spawn(child_command(TEST, "holder", &cache));
     let path = PathBuf::from(first.expect("path"));
     let build_id = first.report().get("build_id").to_string();
+    assert_eq!(first.report().get("module"), "nodeapp");
     assert_eq!(path, cache.join(&build_id).join("nodeapp"));
     assert_eq!(mode(&cache), 0o700);
     assert_eq!(mode(&cache.join(&build_id)), 0o700);

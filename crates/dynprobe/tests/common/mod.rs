@@ -11,7 +11,7 @@
 use std::ffi::{CStr, CString};
 use std::fmt::Display;
 use std::fs;
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader, Lines, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
@@ -331,7 +331,8 @@ pub fn on_ci() -> bool {
 /// can give up; on CI (`CI=true`) a test that cannot run fails instead.
 pub fn skip(test: &str, reason: &str) {
     assert!(!on_ci(), "{test}: cannot run on CI: {reason}");
-    eprintln!("\n*** SKIP {test}: {reason} ***\n");
+    // Straight to stderr: the test harness captures eprintln!.
+    let _ = writeln!(std::io::stderr(), "\n*** SKIP {test}: {reason} ***\n");
 }
 
 /// Polls `cond` every millisecond until it holds or `timeout` passes.
@@ -357,6 +358,16 @@ pub fn simple_def(name: &str, module: &str, probes: usize) -> ProviderDef {
             vec![ArgType::I64, ArgType::Str],
         ))
         .unwrap();
+    }
+    def
+}
+
+/// A provider with one probe `argsN` for each arity N, of [`mixed_types`].
+pub fn arity_def(name: &str, arities: &[usize]) -> ProviderDef {
+    let mut def = ProviderDef::new(name, name);
+    for &n in arities {
+        def.add_probe(ProbeDef::new(format!("args{n}"), mixed_types(n)))
+            .unwrap();
     }
     def
 }
