@@ -44,7 +44,8 @@ function kindOf(type) {
 
 // The callback's values as primitives, one per argument. All user code
 // (toString, valueOf, toJSON) runs here, before the native call: nothing can
-// re-enter or unload the provider while native code fires the probe.
+// re-enter the addon or unload the provider while the addon fires the probe
+// (it holds the provider's lock meanwhile).
 function primitives(values, kinds) {
   const out = new Array(kinds.length);
   for (let i = 0; i < kinds.length; i++) {

@@ -17,7 +17,7 @@ class DTraceProvider {
   }
   addProbe(name, ...types) {
     const probe = new DTraceProbe(name, types);
-    this[name] = probe;
+    Object.defineProperty(this, name, { value: probe, writable: true, enumerable: true, configurable: true });
     return probe;
   }
   removeProbe() {

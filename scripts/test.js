@@ -6,6 +6,7 @@
 // skipped loudly, and with CI=true they fail.
 
 const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
@@ -22,7 +23,8 @@ try {
   // behaviour is tested through JavaScript.
   run('cargo', ['test', '--release', '-p', 'dynprobe-format', '-p', 'dynprobe']);
   // One file at a time: tracer tests attach to processes and must not race.
-  run('node', ['--test', '--test-concurrency=1', 'test/']);
+  const tests = fs.readdirSync(path.join(root, 'test')).filter((f) => f.endsWith('.test.js')).sort();
+  run('node', ['--test', '--test-concurrency=1', ...tests.map((f) => path.join('test', f))]);
 } catch (err) {
   process.exitCode = err.status || 1;
 }

@@ -149,6 +149,36 @@ describe('module loading (child processes)', () => {
     assert.deepEqual(r.result.libs, ['hardreal']);
   });
 
+  test('a provider that cannot load: a warning, or with NODE_DTRACE_PROVIDER_REQUIRE=hard an error', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-unsafe-'));
+    fs.chmodSync(dir, 0o777); // others can write: refused
+    try {
+      const code = `
+        const d = require(helpers.ROOT);
+        const warnings = [];
+        process.emitWarning = (message, options) => warnings.push([message, options && options.code]);
+        const dtp = d.createDTraceProvider('unsafe');
+        const p = dtp.addProbe('p', 'int');
+        let error = null;
+        try { dtp.enable(); } catch (e) { error = e.message; }
+        report({ error, warnings, fire: p.fire(() => [1]) === undefined && dtp.fire('p', () => [1]) === true, libs: helpers.libraryPaths() });
+      `;
+      const soft = h.runChild(code, { env: { DYNPROBE_DIR: dir, NODE_DTRACE_PROVIDER_REQUIRE: '' } });
+      assert.equal(soft.status, 0, soft.stderr);
+      assert.equal(soft.result.error, null);
+      assert.equal(soft.result.warnings.length, 1);
+      assert.match(soft.result.warnings[0][0], /provider unsafe was not enabled: .*others can write/);
+      assert.equal(soft.result.warnings[0][1], 'DYNPROBE_ENABLE_FAILED');
+      assert.deepEqual([soft.result.fire, soft.result.libs], [true, []]);
+      const hard = h.runChild(code, { env: { DYNPROBE_DIR: dir, NODE_DTRACE_PROVIDER_REQUIRE: 'hard' } });
+      assert.equal(hard.status, 0, hard.stderr);
+      assert.match(hard.result.error || '', /others can write/);
+      assert.deepEqual(hard.result.warnings, []);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('on Linux a missing addon is an error, never a silent stub', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-noaddon-'));
     try {

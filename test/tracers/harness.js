@@ -58,7 +58,8 @@ function scriptFor(c, tracer) {
   if (c.list) return c.list[tracer];
   if (tracer === 'bpftrace-0.27' && c.bpftrace027 !== undefined) return c.bpftrace027;
   if (TRACERS[tracer].family === 'bpftrace') return c.bpftrace;
-  return c.dtrace;
+  if (TRACERS[tracer].family === 'dtrace') return c.dtrace;
+  return undefined; // gdb only lists
 }
 
 function withSync(tracer, script, pathsOrNull) {
