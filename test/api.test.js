@@ -87,12 +87,9 @@ describe('module', () => {
   });
 
   // The original named the default module `mod-<address>`: unique per provider
-  // object. The native loader numbers a module only when the whole definition
-  // (hence the library file) is already mapped, so two same-named providers
-  // with different probes both get module `apidiff`.
-  test('the default module is unique per provider object, whatever its probes', {
-    todo: 'needs the native loader to number modules by module name, not by library path',
-  }, () => {
+  // object. The native loader numbers a module while the same provider name
+  // and module are loaded, whatever the probes.
+  test('the default module is unique per provider object, whatever its probes', () => {
     const before = h.libraryPaths();
     const a = createDTraceProvider('apidiff');
     const b = createDTraceProvider('apidiff');

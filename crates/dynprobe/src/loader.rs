@@ -23,69 +23,64 @@ pub(crate) struct Loaded {
     pub(crate) path: PathBuf,
     /// Keeps a memfd-backed library findable; closed after `dlclose`.
     memfd: Option<OwnedFd>,
-    registered: PathBuf,
+    claim: String,
 }
 
 // SAFETY: the handle is only passed to dlclose, which is thread-safe.
 unsafe impl Send for Loaded {}
 unsafe impl Sync for Loaded {}
 
-/// Files mapped by this process. glibc hands back the existing handle when the
-/// same file is opened twice, so two providers must never share a file.
-static IN_USE: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+/// The (provider, module) pairs loaded in this process. A pair names one
+/// provider for tracers (DTrace's `provider$pid:module:`), so it must not be
+/// used twice at once; that also keeps two providers from sharing a file,
+/// which glibc would hand back as the same handle.
+static IN_USE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
-fn claim(path: &Path) -> bool {
-    IN_USE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashSet::new)
-        .insert(path.to_path_buf())
+fn claim(key: &str) -> bool {
+    IN_USE.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashSet::new).insert(key.to_string())
 }
 
-fn release(path: &Path) {
+fn release(key: &str) {
     if let Some(set) = IN_USE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-        set.remove(path);
+        set.remove(key);
     }
 }
 
-/// Where the library for this build-id and module would be, and whether this
-/// process already maps it.
-pub(crate) enum Slot {
-    Free(PathBuf),
-    Taken,
+/// The (provider, module) pair is free in this process: its claim, and where
+/// its library lives. Free the claim with [`load`] or by dropping its result.
+pub(crate) struct Claim {
+    key: String,
+    path: Option<PathBuf>,
 }
 
-pub(crate) fn slot(build_id_hex: &str, module: &str) -> Result<Slot, Error> {
+/// Claims (provider, module) for the library with this build-id; `None` when
+/// this process already uses the pair.
+pub(crate) fn claim_module(provider: &str, module: &str, build_id_hex: &str) -> Result<Option<Claim>, Error> {
     let path = match cache::location()? {
-        Location::Dir(dir) => cache::library_path(dir, build_id_hex, module),
-        // Memfds are distinct files anyway; the key only keeps modules unique.
-        Location::Memfd { .. } => PathBuf::from(format!("memfd:{build_id_hex}/{module}")),
+        Location::Dir(dir) => Some(cache::library_path(dir, build_id_hex, module)),
+        Location::Memfd { .. } => None,
     };
-    Ok(if claim(&path) {
-        Slot::Free(path)
-    } else {
-        Slot::Taken
-    })
+    let key = format!("{provider}\0{module}");
+    Ok(claim(&key).then_some(Claim { key, path }))
 }
 
-/// Maps `bytes` (already claimed under `key` by [`slot`]).
-pub(crate) fn load(key: PathBuf, module: &str, bytes: &[u8]) -> Result<Loaded, Error> {
-    let result = match cache::location()? {
-        Location::Dir(_) => {
-            cache::ensure_file(&key, bytes).and_then(|()| open(&key, None, key.clone()))
-        }
-        Location::Memfd { why } => {
+/// Maps `bytes` under a claim from [`claim_module`].
+pub(crate) fn load(claim: Claim, module: &str, bytes: &[u8]) -> Result<Loaded, Error> {
+    let result = match (&claim.path, cache::location()?) {
+        (Some(path), _) => cache::ensure_file(path, bytes).and_then(|()| open(path, None, claim.key.clone())),
+        (None, Location::Memfd { why }) => {
             warn_memfd_once(why);
-            load_memfd(module, bytes, key.clone())
+            load_memfd(module, bytes, claim.key.clone())
         }
+        (None, Location::Dir(_)) => unreachable!("claims in a directory have a path"),
     };
     if result.is_err() {
-        release(&key);
+        release(&claim.key);
     }
     result
 }
 
-fn load_memfd(module: &str, bytes: &[u8], key: PathBuf) -> Result<Loaded, Error> {
+fn load_memfd(module: &str, bytes: &[u8], key: String) -> Result<Loaded, Error> {
     let name = CString::new(module).expect("module names have no NUL");
     // SAFETY: name is NUL-terminated.
     let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
@@ -132,7 +127,7 @@ fn warn_memfd_once(why: &str) {
     });
 }
 
-fn open(path: &Path, memfd: Option<OwnedFd>, registered: PathBuf) -> Result<Loaded, Error> {
+fn open(path: &Path, memfd: Option<OwnedFd>, claim: String) -> Result<Loaded, Error> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| Error::io("load", path, std::io::ErrorKind::InvalidInput.into()))?;
     // SAFETY: c_path is NUL-terminated; the library has no initialisers.
@@ -168,7 +163,7 @@ fn open(path: &Path, memfd: Option<OwnedFd>, registered: PathBuf) -> Result<Load
         base,
         path: path.to_path_buf(),
         memfd,
-        registered,
+        claim,
     })
 }
 
@@ -199,7 +194,7 @@ impl Loaded {
         let rc = unsafe { libc::dlclose(self.handle) };
         self.handle = std::ptr::null_mut();
         self.memfd = None;
-        release(&self.registered);
+        release(&self.claim);
         if rc != 0 {
             return Err(Error::Dlopen {
                 path: self.path.clone(),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use dynprobe_format::{build_image, ArgType, Image, ProviderDef, Target, MAX_ARGS, MAX_MODULE_LEN};
 
-use crate::loader::{self, Loaded, Slot};
+use crate::loader::{self, Loaded};
 use crate::{native_target, Error};
 
 /// A provider mapped into this process: its probes are visible to tracers
@@ -48,9 +48,9 @@ pub enum Storage<'a> {
 impl Provider {
     /// Generates, stores and maps the library for `def`.
     ///
-    /// If this process already maps a provider with the same definition, the
-    /// module gets a suffix (`-2`, `-3`, ...) so that the two stay distinct for
-    /// tracers; [`Provider::module`] tells which it got.
+    /// If this process already has a provider with the same name and module,
+    /// the module gets a suffix (`-2`, `-3`, ...) so that the two stay
+    /// distinct for tracers; [`Provider::module`] tells which it got.
     pub fn load(def: &ProviderDef) -> Result<Provider, Error> {
         if !cfg!(all(
             target_os = "linux",
@@ -69,11 +69,10 @@ impl Provider {
                 def.module = numbered_module(&base_module, instance);
             }
             let image = image_for(&def, target)?;
-            let key = match loader::slot(&image.build_id_hex(), &def.module)? {
-                Slot::Free(key) => key,
-                Slot::Taken => continue,
+            let Some(claim) = loader::claim_module(&def.name, &def.module, &image.build_id_hex())? else {
+                continue;
             };
-            let loaded = loader::load(key, &def.module, &image.bytes)?;
+            let loaded = loader::load(claim, &def.module, &image.bytes)?;
             let at = |addr: u64| loaded.base + addr as usize;
             let probes = def
                 .probes
