@@ -8,9 +8,8 @@
 
 const MAX_ARGS = 32;
 const EXACT_INTS = new Set(['int8_t', 'uint8_t', 'int16_t', 'uint16_t', 'int32_t', 'uint32_t', 'int64_t', 'uint64_t']);
-// What a probe reads while it is not loaded: every index gives undefined, and
-// `undefined > 0` is false.
-const NOT_LOADED = new Uint16Array(0);
+// The semaphore a probe reads while it is not loaded: always 0.
+const NOT_LOADED = new Uint16Array(1);
 // A provider's own string-keyed properties are its probes (a probe may be
 // named `_name` or `enable`); its state lives under a symbol.
 const STATE = Symbol('dynprobe.provider');
@@ -42,6 +41,18 @@ function kindOf(type) {
   return type === 'char *' ? STR : INT;
 }
 
+// Whether the callback's values need converting here: objects (whose
+// toString, valueOf or toJSON is user code) and JSON arguments. Primitives
+// go to native code as they are; converting them there runs no JS.
+function needsConversion(values, kinds) {
+  for (let i = 0; i < kinds.length; i++) {
+    if (kinds[i] === JSON_ARG) return true;
+    const v = values[i];
+    if ((typeof v === 'object' && v !== null) || typeof v === 'function') return true;
+  }
+  return false;
+}
+
 // The callback's values as primitives, one per argument. All user code
 // (toString, valueOf, toJSON) runs here, before the native call: nothing can
 // re-enter the addon or unload the provider while the addon fires the probe
@@ -62,6 +73,13 @@ function primitives(values, kinds) {
   return out;
 }
 
+// Probes by name for provider.fire. A plain object keeps its properties in
+// fast mode, so a lookup by a constant name is an inline-cached load (a Map
+// lookup costs several times more); its prototype has no properties, so no
+// name finds anything inherited.
+function ProbeTable() {}
+ProbeTable.prototype = Object.create(null);
+
 function createApi(addon) {
   class DTraceProbe {
     constructor(provider, name, types) {
@@ -70,38 +88,65 @@ function createApi(addon) {
       this._provider = provider;
       this._ctypes = types.map(nativeType);
       this._kinds = this._ctypes.map(kindOf);
+      // A view of this probe's own semaphore in the loaded library: checking
+      // it is one typed-array load at a constant index.
       this._sema = NOT_LOADED;
       this._index = 0;
       this._loaded = null; // the NativeProvider this probe is loaded in
+      this._handle = null; // its handle for addon.fire
       this._warned = false;
     }
 
     fire(cb) {
-      if (typeof cb !== 'function') {
-        throw new TypeError('probe.fire: the first argument must be a function that returns the probe arguments');
-      }
-      if (!(this._sema[this._index] > 0)) return undefined;
-      return fireTraced(this, cb, arguments, 1);
+      if (typeof cb !== 'function') throw notAFunction('probe.fire: the first');
+      if (this._sema[0] !== 0) return fireTraced(this, cb, arguments, 1);
+      return undefined;
     }
   }
 
+  function notAFunction(which) {
+    return new TypeError(`${which} argument must be a function that returns the probe arguments`);
+  }
+
+  // A tracer has the probe enabled (or its view was detached by disable()).
   function fireTraced(probe, cb, args, skip) {
-    const extra = [];
-    for (let i = skip; i < args.length; i++) extra.push(args[i]);
+    if (typeof cb !== 'function') throw notAFunction(skip === 1 ? 'probe.fire: the first' : 'provider.fire: the second');
+    if (probe._loaded === null) return undefined;
     try {
-      const values = cb.apply(probe, extra);
+      let values;
+      if (args.length <= skip) {
+        values = cb.call(probe);
+      } else {
+        const extra = [];
+        for (let i = skip; i < args.length; i++) extra.push(args[i]);
+        values = cb.apply(probe, extra);
+      }
       if (!Array.isArray(values)) return undefined;
-      const converted = primitives(values, probe._kinds);
-      // The callback may have disabled (or re-enabled) the provider.
-      const native = probe._loaded;
-      if (native === null) return undefined;
-      if (native._handle === undefined) native._handle = native.handle();
-      addon.fire(native._handle, probe._index, ...converted);
+      const kinds = probe._kinds;
+      if (needsConversion(values, kinds)) values = primitives(values, kinds);
+      // The callback (or a conversion) may have disabled the provider.
+      if (probe._loaded === null) return undefined;
+      send(probe._handle, probe._index, values, kinds.length);
       return true;
     } catch (err) {
       // Tracing must never change what the program does.
       warnOnce(probe, err);
       return undefined;
+    }
+  }
+
+  // One native call, with the values as positional arguments (cheaper for
+  // the addon to read than array elements).
+  function send(handle, index, v, n) {
+    switch (n) {
+      case 0: return addon.fire(handle, index);
+      case 1: return addon.fire(handle, index, v[0]);
+      case 2: return addon.fire(handle, index, v[0], v[1]);
+      case 3: return addon.fire(handle, index, v[0], v[1], v[2]);
+      case 4: return addon.fire(handle, index, v[0], v[1], v[2], v[3]);
+      case 5: return addon.fire(handle, index, v[0], v[1], v[2], v[3], v[4]);
+      case 6: return addon.fire(handle, index, v[0], v[1], v[2], v[3], v[4], v[5]);
+      default: return addon.fire(handle, index, ...v.slice(0, n));
     }
   }
 
@@ -127,7 +172,7 @@ function createApi(addon) {
       const refused = addon.checkProvider(name, mod);
       if (refused !== null) throw new RangeError(refused);
       Object.defineProperty(this, STATE, {
-        value: { name, module: mod, probes: new Map(), native: null, buffer: null, loaded: [] },
+        value: { name, module: mod, probes: new Map(), byName: new ProbeTable(), native: null, buffer: null, loaded: [] },
       });
     }
 
@@ -146,6 +191,7 @@ function createApi(addon) {
       const refused = addon.checkProbe({ name, types: probe._ctypes.map(cName) });
       if (refused !== null) throw new RangeError(refused);
       state.probes.set(name, probe);
+      state.byName[name] = probe;
       // An own property even for names like `__proto__`, as the original's.
       Object.defineProperty(this, name, { value: probe, writable: true, enumerable: true, configurable: true });
       return probe;
@@ -156,6 +202,8 @@ function createApi(addon) {
       const probes = this[STATE].probes;
       if (probes.get(probe.name) === probe) {
         probes.delete(probe.name);
+        // Not `delete`: that would turn the table into a slow dictionary.
+        this[STATE].byName[probe.name] = undefined;
         if (Object.prototype.hasOwnProperty.call(this, probe.name) && this[probe.name] === probe) {
           delete this[probe.name];
         }
@@ -181,14 +229,15 @@ function createApi(addon) {
         return undefined;
       }
       const buffer = native.semaphores();
-      const view = new Uint16Array(buffer);
+      const handle = native.handle();
       state.native = native;
       state.buffer = buffer;
       state.loaded = probes;
       probes.forEach((probe, index) => {
         probe._index = index;
-        probe._sema = view;
+        probe._sema = new Uint16Array(buffer, 2 * index, 1);
         probe._loaded = native;
+        probe._handle = handle;
       });
       return undefined;
     }
@@ -202,6 +251,7 @@ function createApi(addon) {
       for (const probe of state.loaded) {
         probe._sema = NOT_LOADED;
         probe._loaded = null;
+        probe._handle = null;
       }
       state.native = null;
       state.buffer = null;
@@ -216,9 +266,9 @@ function createApi(addon) {
       if (typeof cb !== 'function') {
         throw new TypeError('provider.fire: the second argument must be a function that returns the probe arguments');
       }
-      const probe = this[STATE].probes.get(name);
+      const probe = this[STATE].byName[name];
       if (probe === undefined) return undefined;
-      if (probe._sema[probe._index] > 0) fireTraced(probe, cb, arguments, 2);
+      if (probe._sema[0] !== 0) fireTraced(probe, cb, arguments, 2);
       return true;
     }
   }
