@@ -141,11 +141,26 @@ async function untilTraced(probe) {
   throw new Error('probe was never traced');
 }
 
-function compileCProbe() {
+// Compiles the C baselines: a program, and an N-API addon for the same probe
+// in this process (null when node's headers are missing).
+function compileCProbes() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-bench-'));
+  const flags = ['-O2', '-mno-red-zone'];
   const bin = path.join(dir, 'c-probe');
-  execFileSync('cc', ['-O2', '-mno-red-zone', '-o', bin, path.join(__dirname, 'c-probe.c')]);
-  return bin;
+  execFileSync('cc', [...flags, '-o', bin, path.join(__dirname, 'c-probe.c')]);
+  const headers = path.join(path.dirname(process.execPath), '..', 'include', 'node');
+  if (!fs.existsSync(path.join(headers, 'node_api.h'))) return { bin, addon: null };
+  const addon = path.join(dir, 'c-probe.node');
+  execFileSync('cc', [...flags, '-shared', '-fPIC', '-I', headers, '-o', addon, path.join(__dirname, 'c-probe-addon.c')]);
+  return { bin, addon: require(addon) };
+}
+
+async function cTracedFireInProcess(addon, n) {
+  const stop = await countHits(process.pid, 'cprobe', 'fire');
+  for (let start = Date.now(); !addon.enabled() && Date.now() - start < 30000; ) await new Promise((r) => setTimeout(r, 10));
+  const runs = [];
+  for (let r = 0; r < REPS; r++) runs.push(addon.fire(n));
+  return { ns: median(runs), hits: await stop() };
 }
 
 async function cTracedFire(bin, n) {
@@ -178,13 +193,19 @@ async function tracedFire() {
   }
   const hits = await stop();
   dp.disable();
-  const bin = compileCProbe();
+  const { bin, addon } = compileCProbes();
   const c = [];
   for (let r = 0; r < REPS; r++) c.push(await cTracedFire(bin, n));
   const cns = median(c.map((x) => x.ns));
-  row('C probe on a nop5 site (sys/sdt.h style)', cns, 'ns');
+  const inProcess = addon ? await cTracedFireInProcess(addon, n) : null;
+  row('C probe on a nop5 site (sys/sdt.h style), C program', cns, 'ns');
+  if (inProcess) row('the same C probe fired inside this node process', inProcess.ns, 'ns');
+  else console.log('  (no node headers: the in-process C baseline is skipped)');
   row('dynprobe: probe.fire(() => [i, "hello"])', median(runs), 'ns', cns, '<= 1.2x the C probe');
-  console.log(`  hits counted by bpftrace: dynprobe ${hits} of ${n * REPS} fires, C ${c.map((x) => x.hits).join('/')} of ${n} each`);
+  if (inProcess) row('  against the C probe inside node', median(runs), 'ns', inProcess.ns);
+  const inProcessHits = inProcess ? `, C in node ${inProcess.hits} of ${n * REPS}` : '';
+  console.log(`  hits counted by bpftrace: dynprobe ${hits} of ${n * REPS} fires, C ${c.map((x) => x.hits).join('/')} of ${n} each${inProcessHits}`);
+  if (inProcess && inProcess.hits !== n * REPS) process.exitCode = 1;
   console.log('  (node-usdt, for reference: 1540 ns per traced fire)');
   if (hits !== n * REPS) process.exitCode = 1;
 }
