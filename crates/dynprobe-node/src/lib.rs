@@ -5,7 +5,6 @@
 //! semaphore memory that [`NativeProvider::semaphores`] hands out, and calls
 //! in here only to fire a probe that a tracer is watching.
 
-use std::cell::RefCell;
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -218,38 +217,69 @@ unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> 
 }
 
 unsafe fn fire_values(env: sys::napi_env, probe: dynprobe::Probe<'_>, values: &[sys::napi_value]) -> Result<()> {
-    SCRATCH.with(|scratch| {
-        let mut strings = scratch.borrow_mut();
-        strings.clear();
-        let mut raw = [0u64; MAX_ARGS];
-        let mut string_at = [usize::MAX; MAX_ARGS];
-        for (i, (&ty, &value)) in probe.args().iter().zip(values).enumerate() {
-            if ty == ArgType::Str {
-                string_at[i] = strings.len();
-                // SAFETY: as above.
-                unsafe { append_string(env, value, &mut strings)? };
-            } else {
-                // SAFETY: as above.
-                raw[i] = ty.normalize(unsafe { integer(env, value, ty == ArgType::U64)? });
-            }
+    let mut strings = Strings::new();
+    let mut raw = [0u64; MAX_ARGS];
+    let mut string_at = [usize::MAX; MAX_ARGS];
+    for (i, (&ty, &value)) in probe.args().iter().zip(values).enumerate() {
+        // SAFETY: env and value are live for this call.
+        let kind = unsafe { primitive_kind(env, value)? };
+        if ty == ArgType::Str {
+            string_at[i] = strings.len;
+            // SAFETY: as above.
+            unsafe { append_string(env, value, kind, &mut strings)? };
+        } else {
+            // SAFETY: as above.
+            raw[i] = ty.normalize(unsafe { integer(env, value, kind, ty == ArgType::U64)? });
         }
-        let base = strings.as_ptr() as u64;
-        for (value, at) in raw.iter_mut().zip(string_at) {
-            if at != usize::MAX {
-                *value = base + at as u64;
-            }
+    }
+    let base = strings.base() as u64;
+    for (value, at) in raw.iter_mut().zip(string_at) {
+        if at != usize::MAX {
+            *value = base + at as u64;
         }
-        // SAFETY: every string pointer points into `strings`, NUL-terminated
-        // and alive until the end of this closure.
-        unsafe { probe.fire_raw(&raw) };
-        Ok(())
-    })
+    }
+    // SAFETY: every string pointer points into `strings`, NUL-terminated and
+    // alive until the end of this function.
+    unsafe { probe.fire_raw(&raw) };
+    Ok(())
 }
 
-thread_local! {
-    /// Holds one fire's strings, NUL-terminated, reused so that a traced fire
-    /// allocates nothing once warm.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+/// One fire's strings, NUL-terminated, on the stack unless they are long: a
+/// traced fire allocates nothing (and touches no thread-local storage, which
+/// costs a call in a shared object).
+struct Strings {
+    stack: [std::mem::MaybeUninit<u8>; 2048],
+    heap: Option<Vec<u8>>,
+    len: usize,
+}
+
+impl Strings {
+    fn new() -> Strings {
+        Strings { stack: [std::mem::MaybeUninit::uninit(); 2048], heap: None, len: 0 }
+    }
+
+    /// Room for `extra` more bytes at the end; moves everything to the heap
+    /// when the stack part is too small.
+    fn spare(&mut self, extra: usize) -> *mut u8 {
+        if self.heap.is_none() && self.len + extra > self.stack.len() {
+            // SAFETY: the first `len` bytes were written.
+            let written = unsafe { std::slice::from_raw_parts(self.stack.as_ptr() as *const u8, self.len) };
+            self.heap = Some(written.to_vec());
+        }
+        match &mut self.heap {
+            Some(heap) => {
+                heap.resize(self.len + extra, 0);
+                // SAFETY: in bounds after the resize.
+                unsafe { heap.as_mut_ptr().add(self.len) }
+            }
+            // SAFETY: in bounds, checked above.
+            None => unsafe { (self.stack.as_mut_ptr() as *mut u8).add(self.len) },
+        }
+    }
+
+    fn base(&self) -> *const u8 {
+        self.heap.as_ref().map_or(self.stack.as_ptr() as *const u8, |h| h.as_ptr())
+    }
 }
 
 fn check(status: sys::napi_status, what: &str) -> Result<()> {
@@ -261,33 +291,48 @@ fn check(status: sys::napi_status, what: &str) -> Result<()> {
     }
 }
 
-/// Appends ToString(value) as UTF-8 and a NUL. A tracer reads up to the first
-/// NUL, which cuts strings that contain one, as the contract asks.
-unsafe fn append_string(env: sys::napi_env, value: sys::napi_value, out: &mut Vec<u8>) -> Result<()> {
-    let mut string = value;
+/// The value's type, refusing objects: converting one would run user code
+/// (toString, valueOf) while the provider is locked. The JS layer converts
+/// objects before it calls `fire`.
+unsafe fn primitive_kind(env: sys::napi_env, value: sys::napi_value) -> Result<sys::napi_valuetype> {
     let mut kind = 0;
     check(unsafe { sys::napi_typeof(env, value, &mut kind) }, "inspect value")?;
+    match kind {
+        sys::ValueType::napi_object | sys::ValueType::napi_function | sys::ValueType::napi_external => {
+            Err(Error::new(Status::InvalidArg, "fire takes primitive values (convert objects first)".to_string()))
+        }
+        _ => Ok(kind),
+    }
+}
+
+/// Appends ToString(value) as UTF-8 and a NUL. A tracer reads up to the first
+/// NUL, which cuts strings that contain one, as the contract asks.
+unsafe fn append_string(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    kind: sys::napi_valuetype,
+    out: &mut Strings,
+) -> Result<()> {
+    let mut string = value;
     if kind != sys::ValueType::napi_string {
+        // A primitive: no user code runs (a Symbol throws a TypeError).
         check(unsafe { sys::napi_coerce_to_string(env, value, &mut string) }, "convert value to string")?;
     }
     // The UTF-16 length is known without a pass over the string, and bounds
     // the UTF-8 length: one pass writes the whole string.
     let mut units = 0usize;
     check(unsafe { sys::napi_get_value_string_utf16(env, string, ptr::null_mut(), 0, &mut units) }, "read string")?;
-    let start = out.len();
-    out.resize(start + 3 * units + 1, 0);
+    let room = 3 * units + 1;
+    let buf = out.spare(room) as *mut std::ffi::c_char;
     let mut written = 0usize;
-    let buf = unsafe { out.as_mut_ptr().add(start) } as *mut std::ffi::c_char;
-    check(unsafe { sys::napi_get_value_string_utf8(env, string, buf, 3 * units + 1, &mut written) }, "read string")?;
-    out.truncate(start + written + 1);
-    out[start + written] = 0;
+    check(unsafe { sys::napi_get_value_string_utf8(env, string, buf, room, &mut written) }, "read string")?;
+    // N-API wrote a NUL after the `written` bytes.
+    out.len += written + 1;
     Ok(())
 }
 
 /// The 64-bit register form of an integer argument.
-unsafe fn integer(env: sys::napi_env, value: sys::napi_value, unsigned: bool) -> Result<u64> {
-    let mut kind = 0;
-    check(unsafe { sys::napi_typeof(env, value, &mut kind) }, "inspect value")?;
+unsafe fn integer(env: sys::napi_env, value: sys::napi_value, kind: sys::napi_valuetype, unsigned: bool) -> Result<u64> {
     if kind == sys::ValueType::napi_bigint {
         let mut lossless = false;
         // The low 64 bits, as a C cast would keep them.
@@ -309,4 +354,68 @@ unsafe fn integer(env: sys::napi_env, value: sys::napi_value, unsigned: bool) ->
     check(unsafe { sys::napi_get_value_double(env, number, &mut f) }, "read number")?;
     // Truncate toward zero; NaN becomes 0 and out-of-range values saturate.
     Ok(if unsigned && f >= 0.0 { f as u64 } else { f as i64 as u64 })
+}
+
+/// One argument of a probe as its stapsdt note describes it.
+#[napi(object)]
+pub struct NoteArgInfo {
+    /// The `SIZE@LOCATION` token as written in the note.
+    pub spec: String,
+    /// Size in bytes, 0 when the note does not say.
+    pub size: u32,
+    pub signed: bool,
+    pub float: bool,
+    pub location: String,
+    /// The C types it may have been declared with: one, or `char *` and
+    /// `uint64_t` for an unsigned 8-byte argument (the note cannot tell).
+    pub types: Vec<String>,
+}
+
+/// One stapsdt note of an object file.
+#[napi(object)]
+pub struct ProbeNote {
+    pub provider: String,
+    pub name: String,
+    pub arg_spec: String,
+    pub args: Vec<NoteArgInfo>,
+    /// Probe site address and semaphore address (0: none), relative to the
+    /// object's load base.
+    pub address: i64,
+    pub semaphore: i64,
+    /// The same as file offsets (uprobes are keyed by these), or null.
+    pub address_offset: Option<i64>,
+    pub semaphore_offset: Option<i64>,
+}
+
+/// The USDT probes (stapsdt notes) of the ELF file at `path`, in note order:
+/// what `dynprobe list` shows. Reads the file; no tracer involved.
+#[napi]
+pub fn read_probes(path: String) -> Result<Vec<ProbeNote>> {
+    let bytes = std::fs::read(&path).map_err(|e| Error::new(Status::GenericFailure, format!("cannot read {path}: {e}")))?;
+    let probes = dynprobe_format::read_stapsdt(&bytes).map_err(|e| Error::new(Status::InvalidArg, format!("{path}: {e}")))?;
+    let as_js = |v: u64| v as i64;
+    Ok(probes
+        .into_iter()
+        .map(|p| ProbeNote {
+            args: p
+                .args
+                .iter()
+                .map(|a| NoteArgInfo {
+                    spec: a.spec.clone(),
+                    size: u32::from(a.size),
+                    signed: a.signed,
+                    float: a.float,
+                    location: a.location.clone(),
+                    types: a.types().into_iter().map(String::from).collect(),
+                })
+                .collect(),
+            provider: p.provider,
+            name: p.name,
+            arg_spec: p.arg_spec,
+            address: as_js(p.address),
+            semaphore: as_js(p.semaphore),
+            address_offset: p.address_offset.map(as_js),
+            semaphore_offset: p.semaphore_offset.map(as_js),
+        })
+        .collect())
 }
