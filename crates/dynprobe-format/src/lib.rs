@@ -7,6 +7,7 @@
 mod arch;
 mod definition;
 mod image;
+pub mod read;
 
 pub use arch::{Arch, SiteKind, Target};
 pub use definition::{
@@ -14,3 +15,4 @@ pub use definition::{
     MAX_PROVIDER_LEN,
 };
 pub use image::{build_image, Image, ProbeLayout};
+pub use read::{parse_arg_spec, read_stapsdt, NoteArg, ReadError, StapsdtProbe};

@@ -1,0 +1,393 @@
+//! Reading USDT probes back out of ELF bytes: the stapsdt notes of any
+//! object (a dynprobe library, or anything built with `sys/sdt.h`), with each
+//! argument's size, sign and location decoded. This is what `dynprobe list`
+//! shows, without a tracer. Pure: bytes in, data out.
+
+use std::fmt;
+
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
+use object::{Endian, Endianness, FileKind};
+
+use crate::ArgType;
+
+/// `NT_STAPSDT`: the note type of a probe descriptor (version 3).
+const NT_STAPSDT: u32 = 3;
+const STAPSDT_SECTION: &[u8] = b".note.stapsdt";
+const STAPSDT_BASE_SECTION: &[u8] = b".stapsdt.base";
+
+/// One probe as its stapsdt note describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StapsdtProbe {
+    pub provider: String,
+    pub name: String,
+    /// The argument string as written in the note (`-4@%edi 8@%rsi`).
+    pub arg_spec: String,
+    pub args: Vec<NoteArg>,
+    /// Address of the probe site, adjusted as tracers do when the object was
+    /// prelinked (the note's `.stapsdt.base` differs from the section's).
+    pub address: u64,
+    /// Address of the 16-bit semaphore, 0 when the probe has none.
+    pub semaphore: u64,
+    /// File offsets of the two (what uprobes are keyed by), when a loadable
+    /// segment holds them in the file.
+    pub address_offset: Option<u64>,
+    pub semaphore_offset: Option<u64>,
+}
+
+/// One argument of a probe: `SIZE@LOCATION` in the note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteArg {
+    /// The token as written.
+    pub spec: String,
+    /// Size in bytes; 0 when the note does not say (or says something odd).
+    pub size: u8,
+    pub signed: bool,
+    /// A floating-point value (`4f@`, `8f@` in newer `sys/sdt.h`).
+    pub float: bool,
+    /// Where the value is at the probe site: a register, or memory.
+    pub location: String,
+}
+
+impl NoteArg {
+    /// The C types this argument may have been declared with. A note gives
+    /// only size and sign, so an unsigned 8-byte argument is a string
+    /// (`char *`, which JSON arguments also are) or a `uint64_t`: both are
+    /// returned, the string first. Empty when the size is unknown.
+    pub fn types(&self) -> Vec<&'static str> {
+        if self.float {
+            return match self.size {
+                4 => vec!["float"],
+                8 => vec!["double"],
+                _ => vec![],
+            };
+        }
+        let int = match (self.size, self.signed) {
+            (1, true) => ArgType::I8,
+            (1, false) => ArgType::U8,
+            (2, true) => ArgType::I16,
+            (2, false) => ArgType::U16,
+            (4, true) => ArgType::I32,
+            (4, false) => ArgType::U32,
+            (8, true) => ArgType::I64,
+            (8, false) => return vec![ArgType::Str.c_name(), ArgType::U64.c_name()],
+            _ => return vec![],
+        };
+        vec![int.c_name()]
+    }
+}
+
+/// Why an object's probes could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// Not an ELF file at all.
+    NotElf,
+    /// An ELF file whose headers or notes are damaged.
+    Malformed(String),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::NotElf => f.write_str("not an ELF file"),
+            ReadError::Malformed(why) => write!(f, "malformed ELF file: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<object::read::Error> for ReadError {
+    fn from(e: object::read::Error) -> Self {
+        ReadError::Malformed(e.to_string())
+    }
+}
+
+/// The stapsdt probes of an ELF object, in note order. An object without
+/// probes gives an empty list.
+pub fn read_stapsdt(data: &[u8]) -> Result<Vec<StapsdtProbe>, ReadError> {
+    match FileKind::parse(data).map_err(|_| ReadError::NotElf)? {
+        FileKind::Elf32 => read_elf::<elf::FileHeader32<Endianness>>(data),
+        FileKind::Elf64 => read_elf::<elf::FileHeader64<Endianness>>(data),
+        _ => Err(ReadError::NotElf),
+    }
+}
+
+fn read_elf<H: FileHeader<Endian = Endianness>>(
+    data: &[u8],
+) -> Result<Vec<StapsdtProbe>, ReadError> {
+    let header = H::parse(data)?;
+    let endian = header.endian()?;
+    let sections = header.sections(endian, data)?;
+    let segments = header.program_headers(endian, data)?;
+    let word = if header.is_type_64() { 8 } else { 4 };
+    let actual_base = sections
+        .section_by_name(endian, STAPSDT_BASE_SECTION)
+        .map(|(_, s)| s.sh_addr(endian).into());
+    // File offset of a virtual address, if a loadable segment has it in the file.
+    let offset_of = |addr: u64| {
+        segments.iter().find_map(|ph| {
+            let (vaddr, filesz): (u64, u64) =
+                (ph.p_vaddr(endian).into(), ph.p_filesz(endian).into());
+            let inside =
+                ph.p_type(endian) == elf::PT_LOAD && addr >= vaddr && addr - vaddr < filesz;
+            inside.then(|| addr - vaddr + Into::<u64>::into(ph.p_offset(endian)))
+        })
+    };
+
+    let mut probes = Vec::new();
+    for section in sections.iter() {
+        if sections.section_name(endian, section)? != STAPSDT_SECTION {
+            continue;
+        }
+        let Some(mut notes) = section.notes(endian, data)? else {
+            continue;
+        };
+        while let Some(note) = notes.next()? {
+            if note.name() != b"stapsdt" || note.n_type(endian).0 != NT_STAPSDT {
+                continue;
+            }
+            let raw = decode_descriptor(note.desc(), word, endian)?;
+            // Prelink moved the object: move the addresses by as much.
+            let shift = match actual_base {
+                Some(base) if raw.base != 0 => base.wrapping_sub(raw.base),
+                _ => 0,
+            };
+            let address = raw.pc.wrapping_add(shift);
+            let semaphore = if raw.semaphore == 0 {
+                0
+            } else {
+                raw.semaphore.wrapping_add(shift)
+            };
+            probes.push(StapsdtProbe {
+                args: parse_arg_spec(&raw.args),
+                provider: raw.provider,
+                name: raw.name,
+                arg_spec: raw.args,
+                address,
+                semaphore,
+                address_offset: offset_of(address),
+                semaphore_offset: if semaphore == 0 {
+                    None
+                } else {
+                    offset_of(semaphore)
+                },
+            });
+        }
+    }
+    Ok(probes)
+}
+
+struct RawNote {
+    pc: u64,
+    base: u64,
+    semaphore: u64,
+    provider: String,
+    name: String,
+    args: String,
+}
+
+/// A descriptor: three addresses of the object's word size, then provider,
+/// name and argument string, each NUL-terminated.
+fn decode_descriptor(desc: &[u8], word: usize, endian: Endianness) -> Result<RawNote, ReadError> {
+    let short = || ReadError::Malformed("a stapsdt note is too short".into());
+    if desc.len() < 3 * word {
+        return Err(short());
+    }
+    let addr = |i: usize| {
+        let bytes = &desc[i * word..(i + 1) * word];
+        if word == 8 {
+            endian.read_u64(bytes.try_into().expect("8 bytes"))
+        } else {
+            u64::from(endian.read_u32(bytes.try_into().expect("4 bytes")))
+        }
+    };
+    let mut strings = desc[3 * word..].split(|&b| b == 0);
+    let mut next = || {
+        strings
+            .next()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .ok_or_else(short)
+    };
+    let (provider, name) = (next()?, next()?);
+    // A note from before arguments were recorded may end after the name.
+    let args = next().unwrap_or_default();
+    Ok(RawNote {
+        pc: addr(0),
+        base: addr(1),
+        semaphore: addr(2),
+        provider,
+        name,
+        args,
+    })
+}
+
+/// Splits an argument string into its arguments. Tokens are separated by
+/// white space, except inside brackets (aarch64 writes `-4@[sp, 8]`). Every
+/// token gives an argument; one that cannot be understood has size 0.
+pub fn parse_arg_spec(spec: &str) -> Vec<NoteArg> {
+    let mut tokens = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0u32;
+    for c in spec.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            c if c.is_whitespace() && depth == 0 => {
+                if !current.is_empty() {
+                    tokens.push(std::mem::take(&mut current));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        tokens.push(current);
+    }
+    tokens.into_iter().map(parse_arg).collect()
+}
+
+fn parse_arg(spec: String) -> NoteArg {
+    let unknown = |spec: String| NoteArg {
+        location: spec.clone(),
+        spec,
+        size: 0,
+        signed: false,
+        float: false,
+    };
+    let Some((size, location)) = spec.split_once('@') else {
+        return unknown(spec);
+    };
+    let (size, float) = match size.strip_suffix('f') {
+        Some(s) => (s, true),
+        None => (size, false),
+    };
+    let (digits, signed) = match size.strip_prefix('-') {
+        Some(d) => (d, true),
+        None => (size, false),
+    };
+    match digits.parse::<u8>() {
+        Ok(n @ (1 | 2 | 4 | 8)) if !digits.starts_with('+') => NoteArg {
+            location: location.to_string(),
+            size: n,
+            signed,
+            float,
+            spec,
+        },
+        _ => unknown(spec),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{build_image, ProbeDef, ProviderDef, SiteKind, Target};
+    use ArgType::*;
+
+    fn def() -> ProviderDef {
+        let mut def = ProviderDef::new("myprov", "mymod");
+        def.add_probe(ProbeDef::new("first", vec![I32, Str, U8]))
+            .unwrap();
+        def.add_probe(ProbeDef::new("second-probe", vec![I64; 8]))
+            .unwrap();
+        def.add_probe(ProbeDef::new("none", vec![])).unwrap();
+        def
+    }
+
+    #[test]
+    fn reads_back_what_the_generator_wrote() {
+        for target in [
+            Target::x86_64(SiteKind::Nop5),
+            Target::x86_64(SiteKind::Nop10),
+            Target::aarch64(),
+        ] {
+            let image = build_image(&def(), target).unwrap();
+            let probes = read_stapsdt(&image.bytes).unwrap();
+            assert_eq!(probes.len(), 3);
+            for (probe, layout) in probes.iter().zip(&image.probes) {
+                assert_eq!(probe.provider, "myprov");
+                assert_eq!(probe.name, layout.name);
+                assert_eq!(probe.arg_spec, layout.arg_spec);
+                assert_eq!(probe.address, layout.stub);
+                assert_eq!(probe.semaphore, layout.semaphore);
+                // Addresses equal file offsets in a generated image.
+                assert_eq!(probe.address_offset, Some(layout.stub));
+                assert_eq!(probe.semaphore_offset, Some(layout.semaphore));
+            }
+            let types: Vec<Vec<&str>> = probes[0].args.iter().map(NoteArg::types).collect();
+            assert_eq!(
+                types,
+                [vec!["int32_t"], vec!["char *", "uint64_t"], vec!["uint8_t"]]
+            );
+            assert_eq!(probes[1].args.len(), 8);
+            assert!(probes[1].args.iter().all(|a| a.types() == ["int64_t"]));
+            assert!(probes[2].args.is_empty());
+        }
+    }
+
+    #[test]
+    fn decodes_x86_and_aarch64_locations() {
+        let args = parse_arg_spec("-4@%edi 8@%rsi -8@16(%rsp) 1@%dil");
+        let got: Vec<(u8, bool, &str)> = args
+            .iter()
+            .map(|a| (a.size, a.signed, a.location.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (4, true, "%edi"),
+                (8, false, "%rsi"),
+                (8, true, "16(%rsp)"),
+                (1, false, "%dil")
+            ]
+        );
+        let args = parse_arg_spec("-4@x0  -4@[sp, 8] 8@[sp, 16]");
+        assert_eq!(args.len(), 3);
+        assert_eq!(args[1].location, "[sp, 8]");
+        assert_eq!(args[1].spec, "-4@[sp, 8]");
+        assert_eq!(args[2].types(), ["char *", "uint64_t"]);
+    }
+
+    #[test]
+    fn odd_tokens_have_unknown_size_and_floats_are_named() {
+        let args = parse_arg_spec("%eax 3@%ebx x@%ecx 8f@%xmm0 4f@%xmm1 +4@%edx");
+        assert!(args[..3]
+            .iter()
+            .all(|a| a.size == 0 && a.types().is_empty()));
+        assert_eq!(args[0].location, "%eax");
+        assert_eq!(args[3].types(), ["double"]);
+        assert_eq!(args[4].types(), ["float"]);
+        assert_eq!(args[5].size, 0);
+        assert!(parse_arg_spec("").is_empty());
+    }
+
+    #[test]
+    fn refuses_what_is_not_elf_and_survives_truncation() {
+        assert_eq!(
+            read_stapsdt(b"not an elf file at all"),
+            Err(ReadError::NotElf)
+        );
+        let image = build_image(&def(), Target::x86_64(SiteKind::Nop5)).unwrap();
+        for len in [0, 16, 64, image.bytes.len() / 2, image.bytes.len() - 1] {
+            // Never a panic: an error, or fewer probes.
+            let _ = read_stapsdt(&image.bytes[..len]);
+        }
+    }
+
+    #[test]
+    fn short_descriptors_are_malformed() {
+        assert!(matches!(
+            decode_descriptor(&[0; 10], 8, Endianness::Little),
+            Err(ReadError::Malformed(_))
+        ));
+        let mut desc = vec![0u8; 24];
+        desc.extend_from_slice(b"prov\0name\0");
+        let raw = decode_descriptor(&desc, 8, Endianness::Little).unwrap();
+        assert_eq!(
+            (raw.provider.as_str(), raw.name.as_str(), raw.args.as_str()),
+            ("prov", "name", "")
+        );
+    }
+}
