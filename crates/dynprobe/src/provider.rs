@@ -309,8 +309,9 @@ unsafe fn call_stub(stub: usize, arity: usize, v: &[u64; MAX_ARGS]) {
         }
     } else {
         #[rustfmt::skip]
-        let f: extern "C" fn(U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
-                             U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U) = unsafe { std::mem::transmute(stub) };
+        type AllArgs = extern "C" fn(U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
+                                     U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U);
+        let f: AllArgs = unsafe { std::mem::transmute(stub) };
         f(
             v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
             v[14], v[15], v[16], v[17], v[18], v[19], v[20], v[21], v[22], v[23], v[24], v[25],
