@@ -5,26 +5,16 @@
 //
 //   ready()            print `READY <pid> <library paths>` and wait for `go`
 //                      on stdin (the tracer has attached by then)
-//   untilTraced(probe) poll until a tracer enables the probe (10 s at most)
+//   untilTraced(probe) poll until a tracer enables the probe
 //   gc()               full garbage collection (run with --expose-gc)
 
-const fs = require('node:fs');
 const path = require('node:path');
+const { libraryPaths, untilTraced, sleep } = require('../fixtures/helpers');
 const dynprobe = require(process.env.DYNPROBE_PACKAGE || path.join(__dirname, '..', '..'));
 
 const sync = dynprobe.createDTraceProvider('dptest');
 const done = sync.addProbe('done');
 sync.enable();
-
-// The libraries this process maps, as tracers find them in /proc/PID/maps.
-function libraryPaths() {
-  const paths = new Set();
-  for (const line of fs.readFileSync('/proc/self/maps', 'utf8').split('\n')) {
-    const file = line.split(/\s+/).slice(5).join(' ');
-    if (/\/dynprobe-[^/]+\/[0-9a-f]{40}\/|\/dynprobe\/[0-9a-f]{40}\//.test(file)) paths.add(file);
-  }
-  return [...paths];
-}
 
 function ready() {
   process.stdout.write(`READY ${process.pid} ${libraryPaths().join(' ')}\n`);
@@ -41,22 +31,6 @@ function ready() {
     process.stdin.setEncoding('utf8');
     process.stdin.on('data', onData);
   });
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function untilTraced(probe) {
-  const start = Date.now();
-  for (;;) {
-    let traced = false;
-    probe.fire(() => {
-      traced = true;
-      return null; // not an array: nothing fires
-    });
-    if (traced) return;
-    if (Date.now() - start > 10000) throw new Error(`probe ${probe.name} was never traced`);
-    await sleep(10);
-  }
 }
 
 const AsyncFunction = (async () => {}).constructor;
