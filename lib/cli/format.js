@@ -1,0 +1,67 @@
+'use strict';
+// One firing as one line (or, with --pretty, JSON arguments indented below
+// it), or as one JSON object for scripts.
+
+// A string that holds a JSON object or array (dtrace-provider's `json`
+// arguments, bunyan's records): its parsed value, else undefined.
+function parseJson(text) {
+  const t = text.trim();
+  if (!(t.startsWith('{') && t.endsWith('}')) && !(t.startsWith('[') && t.endsWith(']'))) return undefined;
+  try {
+    return JSON.parse(t);
+  } catch {
+    return undefined;
+  }
+}
+
+function clock(ns) {
+  const d = new Date(Number(ns / 1000000n));
+  const pad = (n, w = 2) => String(n).padStart(w, '0');
+  const micros = pad(Number((ns / 1000n) % 1000000n), 6);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${micros}`;
+}
+
+function indent(text, by) {
+  return text.replace(/\n/g, `\n${by}`);
+}
+
+// A string argument: JSON shown as JSON (compact as it came, or indented),
+// other strings quoted so that spaces and newlines stay visible.
+function formatString(arg, pretty) {
+  const json = parseJson(arg.value);
+  const mark = arg.truncated ? '…' : '';
+  if (json === undefined) return JSON.stringify(arg.value) + mark;
+  return pretty ? `\n    ${indent(JSON.stringify(json, null, 2), '    ')}` : arg.value.trim() + mark;
+}
+
+function formatLine(firing, { pretty = false, pid = null } = {}) {
+  const who = pid !== null && firing.tid !== pid ? ` [tid ${firing.tid}]` : '';
+  const args = firing.args.map((a) => (a.type === 'string' ? formatString(a, pretty) : a.value));
+  const omitted = firing.probe.omitted > 0 ? ` (+${firing.probe.omitted} not read)` : '';
+  return `${clock(firing.time)} ${firing.probe.label}${who}${args.map((a) => (a.startsWith('\n') ? a : ` ${a}`)).join('')}${omitted}`;
+}
+
+function jsonValue(arg) {
+  if (arg.type === 'string') return arg.value;
+  const n = Number(arg.value);
+  return Number.isSafeInteger(n) ? n : arg.value;
+}
+
+function formatJson(firing, pid) {
+  const p = firing.probe;
+  return JSON.stringify({
+    time: new Date(Number(firing.time / 1000000n)).toISOString(),
+    timeNs: String(firing.time),
+    pid,
+    tid: firing.tid,
+    provider: p.provider,
+    module: p.module,
+    probe: p.probe,
+    args: firing.args.map(jsonValue),
+    types: firing.args.map((a) => a.type),
+    truncated: firing.args.flatMap((a, i) => (a.truncated ? [i] : [])),
+    omitted: p.omitted,
+  });
+}
+
+module.exports = { formatLine, formatJson };
