@@ -82,8 +82,17 @@ function programCommand(c) {
 
 // A copy of the program that another user can run (the checkout may not be
 // readable by them).
+// Temporary directories, removed when the test process exits.
+const tempDirs = [];
+process.on('exit', () => tempDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+function tempDir(prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
 function copyForUser(file) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-user-'));
+  const dir = tempDir('dynprobe-user-');
   fs.chmodSync(dir, 0o755);
   const copy = path.join(dir, path.basename(file));
   fs.copyFileSync(file, copy);
@@ -151,6 +160,13 @@ function start(cmd, options) {
   return out;
 }
 
+// Waits for `proc` to exit, at most `ms` (the timer does not outlive it).
+async function exitWithin(proc, ms) {
+  let timer;
+  await Promise.race([proc.exit, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
 async function stop(proc, ms) {
   if (proc.exited) return;
   const timer = setTimeout(() => proc.child.kill('SIGINT'), ms);
@@ -164,7 +180,7 @@ async function stop(proc, ms) {
 function tracerCommand(tracer, c, script, pid) {
   const base = TRACERS[tracer].command;
   if (TRACERS[tracer].family === 'dtrace') {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-d-')), 'case.d');
+    const file = path.join(tempDir('dynprobe-d-'), 'case.d');
     fs.writeFileSync(file, script);
     return [...base, '-q', ...(c.dtraceFlags || []), '-s', file, '-p', String(pid)];
   }
@@ -191,7 +207,7 @@ async function runCase(c, tracer) {
     traced = start(tracerCommand(tracer, c, withSync(tracer, script, null), ready.pid), { env: tracerEnv });
     await traced.waitFor(/^__READY__$/, 60000, tracer);
     program.child.stdin.end('go\n');
-    await Promise.race([traced.exit, new Promise((r) => setTimeout(r, 60000))]);
+    await exitWithin(traced, 60000);
   } finally {
     if (traced) await stop(traced, 0);
     program.child.stdin.end();
@@ -217,7 +233,7 @@ async function runByPath(c, tracer, script, tracerEnv) {
     program = start(programCommand(c), { env: programEnv(c) });
     await program.waitFor(/^READY /, 30000, 'program');
     program.child.stdin.end('go\n');
-    await Promise.race([traced.exit, new Promise((r) => setTimeout(r, 60000))]);
+    await exitWithin(traced, 60000);
   } finally {
     await stop(traced, 0);
     if (program) await stop(program, 5000);
@@ -232,7 +248,7 @@ async function runList(c, tracer, args, tracerEnv) {
     const ready = parseReady(await program.waitFor(/^READY /, 30000, 'program'));
     const argv = args.map((a) => a.replaceAll('$PID', String(ready.pid)));
     listing = start([...TRACERS[tracer].command, ...argv], { env: tracerEnv });
-    await Promise.race([listing.exit, new Promise((r) => setTimeout(r, 60000))]);
+    await exitWithin(listing, 60000);
   } finally {
     if (listing) await stop(listing, 0);
     program.child.stdin.end('go\n');
