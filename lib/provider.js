@@ -159,6 +159,17 @@ function createApi(addon) {
     });
   }
 
+  // Names the addon has accepted: applications create the same providers and
+  // probes again and again, and asking costs a native call each time. Only
+  // names are checked there (types are ours by now, and counted above).
+  const accepted = new Set();
+  function refusal(key, ask) {
+    if (accepted.has(key)) return null;
+    const refused = ask();
+    if (refused === null && accepted.size < 4096) accepted.add(key);
+    return refused;
+  }
+
   function checkProviderArgs(args) {
     if (args.length > 2) throw new Error('createDTraceProvider takes at most two arguments (name, module)');
     if (typeof args[0] !== 'string') throw new TypeError('provider name must be a string');
@@ -169,7 +180,7 @@ function createApi(addon) {
     constructor(name, module) {
       checkProviderArgs(arguments);
       const mod = arguments.length === 2 ? module : name;
-      const refused = addon.checkProvider(name, mod);
+      const refused = refusal(`provider\0${name}\0${mod}`, () => addon.checkProvider(name, mod));
       if (refused !== null) throw new RangeError(refused);
       Object.defineProperty(this, STATE, {
         value: { name, module: mod, probes: new Map(), byName: new ProbeTable(), native: null, buffer: null, loaded: [] },
@@ -188,7 +199,7 @@ function createApi(addon) {
         if (existing._ctypes.join() === probe._ctypes.join()) return existing;
         throw new Error(`probe ${name} already exists with types (${existing.types.join(', ')})`);
       }
-      const refused = addon.checkProbe({ name, types: probe._ctypes.map(cName) });
+      const refused = refusal(`probe\0${name}`, () => addon.checkProbe({ name, types: [] }));
       if (refused !== null) throw new RangeError(refused);
       state.probes.set(name, probe);
       state.byName[name] = probe;
