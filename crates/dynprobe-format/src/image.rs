@@ -4,17 +4,19 @@
 //! Layout (addresses equal file offsets; P is the target's largest page):
 //!
 //! ```text
-//! 0     R    ELF and program headers, build-id note, .stapsdt.base,
-//!            .dynsym, .hash, .dynstr
-//! P     R+X  .text: one 16-byte stub per probe (NOP site, then return)
-//! 2P    R+W  .dynamic, .probes (one u16 semaphore per probe)
+//! 0     R+X  ELF and program headers, build-id note, .stapsdt.base,
+//!            .dynsym, .hash, .dynstr, .dynamic, then
+//!            .text: one 16-byte stub per probe (NOP site, then return)
+//! P     R+W  .probes (one u16 semaphore per probe)
 //! ...        .note.stapsdt, .shstrtab, section headers (not loaded)
 //! ```
 //!
-//! Each loaded segment starts on its own page of the file, so no mapping of
-//! the text page is also a mapping of the semaphore page: the kernel arms a
-//! uprobe in every mapping of its file offset, and reads a semaphore only in a
-//! writable one.
+//! Two loaded segments, so `dlopen` maps the library with two mappings. The
+//! semaphores start their own page of the file, so no mapping of the text is
+//! also a mapping of the semaphores: the kernel arms a uprobe in every mapping
+//! of its file offset, and reads a semaphore only in a writable one.
+//! `.dynamic` is read-only: glibc (2.35 and later) then leaves it as it is,
+//! and loading writes to no page.
 
 use crate::{DefinitionError, ProviderDef, Target};
 use object::elf;
@@ -88,7 +90,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
 
     // Phase 1: reserve.
     w.reserve_file_header();
-    w.reserve_program_headers(6);
+    w.reserve_program_headers(5);
     let build_id_note = note(b"GNU", elf::NT_GNU_BUILD_ID.0, &build_id);
     let build_id_off = w.reserve(build_id_note.len() as u64, 4);
     let base_off = w.reserve(1, 1);
@@ -104,10 +106,11 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     let hash_off = w.reserve_hash(symbol_count, symbol_count);
     let dynstr_off = w.reserve_dynstr().map_err(|_| unreachable_write())?;
 
-    let text_off = w.reserve(n as u64 * Target::STUB_ALIGN, page);
     const DYNAMIC_ENTRIES: usize = 7;
-    w.reserve_until(align(w.reserved_len(), page));
     let dynamic_off = w.reserve_dynamic(DYNAMIC_ENTRIES);
+    let text_len = n as u64 * Target::STUB_ALIGN;
+    let text_off = w.reserve(text_len, Target::STUB_ALIGN);
+    w.reserve_until(align(w.reserved_len(), page));
     let probes_off = w.reserve(n as u64 * SEMAPHORE_SIZE, 8);
     let rw_end = w.reserved_len();
 
@@ -144,6 +147,8 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     let base_name = w.add_section_name(b".stapsdt.base");
     let text_name = w.add_section_name(b".text");
     let probes_name = w.add_section_name(b".probes");
+    // The same string id the writer's own `.dynamic` name gets.
+    let dynamic_name = w.add_section_name(b".dynamic");
     let stapsdt_name = w.add_section_name(b".note.stapsdt");
     w.reserve_null_section_index();
     let build_id_index = w.reserve_section_index();
@@ -151,8 +156,9 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     w.reserve_dynsym_section_index();
     w.reserve_hash_section_index();
     w.reserve_dynstr_section_index();
-    let text_index = w.reserve_section_index();
+    // .dynamic is read-only, so its header is written below, not by the writer.
     w.reserve_dynamic_section_index();
+    let text_index = w.reserve_section_index();
     w.reserve_section_index(); // .probes
     w.reserve_section_index(); // .note.stapsdt
     w.reserve_shstrtab_section_index();
@@ -171,7 +177,6 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     .map_err(|_| unreachable_write())?;
 
     w.write_align_program_headers();
-    let r_end = dynstr_off + u64::from(w.dynstr_len());
     let segment = |p_type, p_flags, offset: u64, size: u64, p_align| ProgramHeader {
         p_type,
         p_flags,
@@ -182,25 +187,24 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         p_memsz: size,
         p_align,
     };
-    let text_len = n as u64 * Target::STUB_ALIGN;
-    w.write_program_header(&segment(elf::PT_LOAD, elf::PF_R, 0, r_end, page));
+    let text_end = text_off + text_len;
     w.write_program_header(&segment(
         elf::PT_LOAD,
         elf::PF_R | elf::PF_X,
-        text_off,
-        text_len,
+        0,
+        text_end,
         page,
     ));
     w.write_program_header(&segment(
         elf::PT_LOAD,
         elf::PF_R | elf::PF_W,
-        dynamic_off,
-        rw_end - dynamic_off,
+        probes_off,
+        rw_end - probes_off,
         page,
     ));
     w.write_program_header(&segment(
         elf::PT_DYNAMIC,
-        elf::PF_R | elf::PF_W,
+        elf::PF_R,
         dynamic_off,
         DYNAMIC_ENTRIES as u64 * 16,
         8,
@@ -231,19 +235,12 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
             st_size: Target::STUB_ALIGN,
         });
     }
-        w.write_hash(symbol_count, symbol_count, |i| {
+    w.write_hash(symbol_count, symbol_count, |i| {
         // Index 0 is the null symbol.
         (i > 0).then(|| elf::hash(symbols[i as usize - 1].as_bytes()))
     });
     w.write_dynstr();
 
-    w.pad_until(text_off);
-    let stub = target.stub();
-    for _ in 0..n {
-        w.write(&stub);
-    }
-
-    w.pad_until(dynamic_off);
     w.write_align_dynamic();
     let dynstr_len = u64::from(w.dynstr_len());
     let entries = [
@@ -261,6 +258,13 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         .map_err(|_| unreachable_write())?;
     w.write_dynamic(elf::DT_NULL, 0)
         .map_err(|_| unreachable_write())?;
+    w.pad_until(text_off);
+    let stub = target.stub();
+    for _ in 0..n {
+        w.write(&stub);
+    }
+
+    w.pad_until(probes_off);
     w.write(&vec![0u8; n * SEMAPHORE_SIZE as usize]);
 
     w.write_align(4);
@@ -303,6 +307,19 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     w.write_dynsym_section_header(dynsym_off, 1);
     w.write_hash_section_header(hash_off);
     w.write_dynstr_section_header(dynstr_off);
+    let dynstr_index = w.dynstr_index().0;
+    w.write_section_header(&SectionHeader {
+        sh_link: dynstr_index,
+        sh_entsize: 16,
+        ..header(
+            name(&w, dynamic_name),
+            elf::SHT_DYNAMIC,
+            alloc,
+            dynamic_off,
+            DYNAMIC_ENTRIES as u64 * 16,
+            8,
+        )
+    });
     w.write_section_header(&header(
         name(&w, text_name),
         elf::SHT_PROGBITS,
@@ -311,7 +328,6 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         text_len,
         16,
     ));
-    w.write_dynamic_section_header(dynamic_off);
     w.write_section_header(&header(
         name(&w, probes_name),
         elf::SHT_PROGBITS,

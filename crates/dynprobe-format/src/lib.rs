@@ -11,8 +11,8 @@ pub mod read;
 
 pub use arch::{Arch, SiteKind, Target};
 pub use definition::{
-    ArgType, DefinitionError, NameKind, ProbeDef, ProviderDef, MAX_ARGS, MAX_MODULE_LEN, MAX_PROBE_LEN,
-    MAX_PROVIDER_LEN,
+    ArgType, DefinitionError, NameKind, ProbeDef, ProviderDef, MAX_ARGS, MAX_MODULE_LEN,
+    MAX_PROBE_LEN, MAX_PROVIDER_LEN,
 };
 pub use image::{build_image, Image, ProbeLayout};
 pub use read::{parse_arg_spec, read_stapsdt, NoteArg, ReadError, StapsdtProbe};
