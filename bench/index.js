@@ -38,6 +38,7 @@ function rss() {
   return (pages * 4096) / (1024 * 1024);
 }
 const fds = () => fs.readdirSync('/proc/self/fd').length;
+const heap = () => process.memoryUsage().heapUsed / (1024 * 1024);
 
 function disabledFire() {
   console.log('\nDisabled fire (nothing traces), ns per call');
@@ -109,18 +110,19 @@ function createEnable() {
 }
 
 // Starts bpftrace counting hits of `probe` in process `pid`; resolves once
-// it has attached, with a function that stops it and returns the count.
+// its BEGIN probe has fired (every probe is attached by then: bpftrace says
+// "Attaching" before it attaches, and a semaphore is set before the BPF
+// program runs), with a function that stops it and returns the count.
 async function countHits(pid, provider, probe) {
-  const bt = spawn('bpftrace', ['-p', String(pid), '-e', `usdt:*:${provider}:${probe} { @c = count(); }`], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const program = `BEGIN { printf("__READY__\\n"); } usdt:*:${provider}:${probe} { @c = count(); }`;
+  const bt = spawn('bpftrace', ['-p', String(pid), '-e', program], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   bt.stdout.on('data', (d) => (out += d));
   bt.stderr.on('data', (d) => (out += d));
   const exited = new Promise((resolve) => bt.on('close', resolve));
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`bpftrace did not attach: ${out}`)), 30000);
-    const check = () => (/Attaching/.test(out) ? (clearTimeout(timer), resolve()) : setTimeout(check, 20));
+    const check = () => (out.includes('__READY__') ? (clearTimeout(timer), resolve()) : setTimeout(check, 20));
     check();
   });
   return async () => {
@@ -233,13 +235,15 @@ async function cycles(count) {
 async function memory() {
   console.log('\nMemory and descriptors (after a warm-up, with gc)');
   const count = 100000;
-  await cycles(20000);
+  // V8 sizes its heaps during the first hundred thousand cycles or so.
+  await cycles(100000);
   await settle();
-  let before = { rss: rss(), fds: fds() };
+  let before = { rss: rss(), fds: fds(), heap: heap() };
   await cycles(count);
   await settle();
-  let after = { rss: rss(), fds: fds() };
+  let after = { rss: rss(), fds: fds(), heap: heap() };
   console.log(`  ${count} create/enable/disable cycles: RSS ${before.rss.toFixed(1)} -> ${after.rss.toFixed(1)} MiB (${(after.rss - before.rss).toFixed(2)} MiB), fds ${before.fds} -> ${after.fds}  (target: < 2 MiB, 0 fds)`);
+  console.log(`    (V8 heap in use ${before.heap.toFixed(1)} -> ${after.heap.toFixed(1)} MiB)`);
   if (!canTrace) return console.log('  traced fires: SKIPPED: needs root and bpftrace');
   const fires = 5000000;
   const dp = dynprobe.createDTraceProvider('benchmem2');
