@@ -76,18 +76,6 @@ impl NativeProvider {
         Ok(f(provider))
     }
 
-    /// The module the library got (unique within this process).
-    #[napi(getter)]
-    pub fn module(&self) -> Result<String> {
-        self.with_loaded(|p| p.module().to_string())
-    }
-
-    /// The library's path as tracers see it.
-    #[napi(getter)]
-    pub fn path(&self) -> Result<String> {
-        self.with_loaded(|p| p.path().display().to_string())
-    }
-
     /// The handle that [`fire`] takes: an External sharing this provider.
     #[napi]
     pub fn handle(&self, env: Env) -> Result<Unknown<'_>> {
