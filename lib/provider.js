@@ -99,7 +99,7 @@ function createApi(addon) {
 
     fire(cb) {
       if (typeof cb !== 'function') throw notAFunction('probe.fire: the first');
-      if (this._sema[0] !== 0) return fireTraced(this, cb, arguments, 1);
+      if (this._sema[0] !== 0) return fireTraced(this, cb, arguments.length > 1 ? arguments : null, 1);
       return undefined;
     }
   }
@@ -109,12 +109,14 @@ function createApi(addon) {
   }
 
   // A tracer has the probe enabled (or its view was detached by disable()).
+  // `args` is the caller's `arguments` when it has extra arguments after the
+  // first `skip`, else null (not touching `arguments` spares creating it).
   function fireTraced(probe, cb, args, skip) {
     if (typeof cb !== 'function') throw notAFunction(skip === 1 ? 'probe.fire: the first' : 'provider.fire: the second');
     if (probe._loaded === null) return undefined;
     try {
       let values;
-      if (args.length <= skip) {
+      if (args === null || args.length <= skip) {
         values = cb.call(probe);
       } else {
         const extra = [];
@@ -279,7 +281,7 @@ function createApi(addon) {
       }
       const probe = this[STATE].byName[name];
       if (probe === undefined) return undefined;
-      if (probe._sema[0] !== 0) fireTraced(probe, cb, arguments, 2);
+      if (probe._sema[0] !== 0) fireTraced(probe, cb, arguments.length > 2 ? arguments : null, 2);
       return true;
     }
   }
