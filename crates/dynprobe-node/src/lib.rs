@@ -6,7 +6,8 @@
 //! in here only to fire a probe that a tracer is watching.
 
 use std::ptr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use dynprobe::{ArgType, ProbeDef, Provider, ProviderDef, MAX_ARGS};
 use napi::bindgen_prelude::*;
@@ -47,18 +48,20 @@ pub fn check_probe(probe: ProbeSpec) -> Option<String> {
 }
 
 /// The provider behind a [`NativeProvider`] and the handles given to
-/// [`fire`]; `None` once unloaded.
-type Shared = Mutex<Option<Provider>>;
+/// [`fire`]; `None` once unloaded. Not a lock: N-API calls this addon for an
+/// environment on that environment's one JS thread only, and no JS runs while
+/// `fire` holds the borrow (it converts primitives only).
+type Shared = RefCell<Option<Provider>>;
 
-fn lock(shared: &Shared) -> MutexGuard<'_, Option<Provider>> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
+fn unavailable() -> Error {
+    Error::new(Status::GenericFailure, "provider is in use".to_string())
 }
 
 /// A loaded provider. Unloaded, or garbage collected together with its
 /// handle, its library leaves the process.
 #[napi]
 pub struct NativeProvider {
-    shared: Arc<Shared>,
+    shared: Rc<Shared>,
 }
 
 #[napi]
@@ -67,11 +70,11 @@ impl NativeProvider {
     pub fn new(name: String, module: String, probes: Vec<ProbeSpec>) -> Result<Self> {
         let def = definition(&name, &module, &probes).map_err(|m| Error::new(Status::InvalidArg, m))?;
         let provider = Provider::load(&def).map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
-        Ok(NativeProvider { shared: Arc::new(Mutex::new(Some(provider))) })
+        Ok(NativeProvider { shared: Rc::new(RefCell::new(Some(provider))) })
     }
 
     fn with_loaded<T>(&self, f: impl FnOnce(&Provider) -> T) -> Result<T> {
-        let guard = lock(&self.shared);
+        let guard = self.shared.try_borrow().map_err(|_| unavailable())?;
         let provider = guard.as_ref().ok_or_else(|| Error::new(Status::GenericFailure, "provider is unloaded"))?;
         Ok(f(provider))
     }
@@ -79,14 +82,14 @@ impl NativeProvider {
     /// The handle that [`fire`] takes: an External sharing this provider.
     #[napi]
     pub fn handle(&self, env: Env) -> Result<Unknown<'_>> {
-        let data = Arc::into_raw(self.shared.clone()) as *mut std::ffi::c_void;
+        let data = Rc::into_raw(self.shared.clone()) as *mut std::ffi::c_void;
         let mut value = ptr::null_mut();
-        // SAFETY: `data` is an Arc reference that the finalizer gives back.
+        // SAFETY: `data` is an Rc reference that the finalizer gives back.
         let status =
             unsafe { sys::napi_create_external(env.raw(), data, Some(release_handle), ptr::null_mut(), &mut value) };
         if status != sys::Status::napi_ok {
             // SAFETY: not handed to N-API; reclaim it here.
-            drop(unsafe { Arc::from_raw(data as *const Shared) });
+            drop(unsafe { Rc::from_raw(data as *const Shared) });
         }
         check(status, "create provider handle")?;
         // SAFETY: `value` is a live value of this env.
@@ -128,7 +131,7 @@ impl NativeProvider {
             let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), buffer.raw()) };
             check(status, "detach semaphore buffer")?;
         }
-        let provider = lock(&self.shared).take();
+        let provider = self.shared.try_borrow_mut().map_err(|_| unavailable())?.take();
         if let Some(provider) = provider {
             provider.unload().map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
         }
@@ -137,8 +140,9 @@ impl NativeProvider {
 }
 
 unsafe extern "C" fn release_handle(_env: sys::napi_env, data: *mut std::ffi::c_void, _hint: *mut std::ffi::c_void) {
-    // SAFETY: `data` came from Arc::into_raw in `handle`, released once.
-    drop(unsafe { Arc::from_raw(data as *const Shared) });
+    // SAFETY: `data` came from Rc::into_raw in `handle`, released once, on
+    // the environment's JS thread like every other use.
+    drop(unsafe { Rc::from_raw(data as *const Shared) });
 }
 
 /// Registers [`fire`] as a plain N-API function: the traced path is the only
@@ -183,9 +187,11 @@ unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> 
         unsafe { sys::napi_throw_type_error(env, ptr::null(), c"fire(handle, index, ...values): bad arguments".as_ptr()) };
         return ptr::null_mut();
     }
-    // SAFETY: only `handle` makes these externals, each holding an Arc.
+    // SAFETY: only `handle` makes these externals, each holding an Rc.
     let shared = unsafe { &*(shared as *const Shared) };
-    let guard = lock(shared);
+    let Ok(guard) = shared.try_borrow() else {
+        return ptr::null_mut();
+    };
     let Some(probe) = guard.as_ref().and_then(|p| p.probe_at(index as usize)) else {
         return ptr::null_mut();
     };
