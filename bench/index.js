@@ -235,15 +235,23 @@ async function cycles(count) {
 async function memory() {
   console.log('\nMemory and descriptors (after a warm-up, with gc)');
   const count = 100000;
-  // V8 sizes its heaps during the first hundred thousand cycles or so.
+  // V8 sizes its heaps during the first hundred thousand cycles or so, and
+  // steps its heap size now and then: three windows show the trend.
   await cycles(100000);
   await settle();
-  let before = { rss: rss(), fds: fds(), heap: heap() };
-  await cycles(count);
-  await settle();
-  let after = { rss: rss(), fds: fds(), heap: heap() };
-  console.log(`  ${count} create/enable/disable cycles: RSS ${before.rss.toFixed(1)} -> ${after.rss.toFixed(1)} MiB (${(after.rss - before.rss).toFixed(2)} MiB), fds ${before.fds} -> ${after.fds}  (target: < 2 MiB, 0 fds)`);
-  console.log(`    (V8 heap in use ${before.heap.toFixed(1)} -> ${after.heap.toFixed(1)} MiB)`);
+  const windows = [];
+  for (let w = 0; w < 3; w++) {
+    const before = { rss: rss(), fds: fds(), heap: heap() };
+    await cycles(count);
+    await settle();
+    windows.push({ before, after: { rss: rss(), fds: fds(), heap: heap() } });
+  }
+  for (const { before, after } of windows) {
+    console.log(`  ${count} create/enable/disable cycles: RSS ${before.rss.toFixed(1)} -> ${after.rss.toFixed(1)} MiB (${(after.rss - before.rss).toFixed(2)} MiB), fds ${before.fds} -> ${after.fds}, V8 heap in use ${before.heap.toFixed(1)} -> ${after.heap.toFixed(1)} MiB`);
+  }
+  const first = windows[0].before;
+  const last = windows[windows.length - 1].after;
+  console.log(`  average per ${count} cycles: RSS ${((last.rss - first.rss) / windows.length).toFixed(2)} MiB, fds ${(last.fds - first.fds) / windows.length}  (target: < 2 MiB, 0 fds)`);
   if (!canTrace) return console.log('  traced fires: SKIPPED: needs root and bpftrace');
   const fires = 5000000;
   const dp = dynprobe.createDTraceProvider('benchmem2');
@@ -253,10 +261,10 @@ async function memory() {
   await untilTraced(probe);
   for (let i = 0; i < 100000; i++) probe.fire(() => [`string ${i & 1023}`]);
   await settle();
-  before = { rss: rss(), fds: fds() };
+  const before = { rss: rss(), fds: fds() };
   for (let i = 0; i < fires; i++) probe.fire(() => [`string ${i & 1023}`]);
   await settle();
-  after = { rss: rss(), fds: fds() };
+  const after = { rss: rss(), fds: fds() };
   const hits = await stop();
   dp.disable();
   const counted = fires + 100000;
