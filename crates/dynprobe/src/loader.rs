@@ -181,6 +181,10 @@ fn dlerror() -> String {
 }
 
 impl Loaded {
+    pub(crate) fn is_memfd(&self) -> bool {
+        self.memfd.is_some()
+    }
+
     /// Unmaps the library; the memfd (if any) closes after it.
     pub(crate) fn close(mut self) -> Result<(), Error> {
         self.close_inner()

@@ -116,7 +116,7 @@ impl Provider {
     }
 
     pub fn storage(&self) -> Storage<'_> {
-        if self.loaded.path.starts_with("/proc") {
+        if self.loaded.is_memfd() {
             Storage::Memfd(&self.loaded.path)
         } else {
             Storage::File(&self.loaded.path)
@@ -217,16 +217,12 @@ pub struct Probe<'a> {
 }
 
 impl<'a> Probe<'a> {
-    fn site(&self) -> &'a ProbeSite {
-        self.site
-    }
-
     pub fn name(&self) -> &'a str {
-        &self.site().name
+        &self.site.name
     }
 
     pub fn args(&self) -> &'a [ArgType] {
-        &self.site().args
+        &self.site.args
     }
 
     /// Position among the provider's probes (and its semaphores).
@@ -244,7 +240,7 @@ impl<'a> Probe<'a> {
 
     /// Address of the probe's 16-bit semaphore.
     pub fn semaphore(&self) -> *const u16 {
-        self.site().semaphore
+        self.site.semaphore
     }
 
     /// Fires the probe if a tracer is attached; returns whether it fired.
@@ -262,7 +258,7 @@ impl<'a> Probe<'a> {
 
     /// Calls the probe site whether or not a tracer is attached.
     pub fn fire_unchecked(&self, args: &[Arg<'_>]) {
-        let site = self.site();
+        let site = self.site;
         let mut values = [0u64; MAX_ARGS];
         for ((value, arg), ty) in values.iter_mut().zip(args).zip(&site.args) {
             *value = ty.normalize(arg.bits());
@@ -279,7 +275,7 @@ impl<'a> Probe<'a> {
     /// Every string argument must point to NUL-terminated memory that stays
     /// valid for the call.
     pub unsafe fn fire_raw(&self, values: &[u64; MAX_ARGS]) {
-        let site = self.site();
+        let site = self.site;
         // SAFETY: as above; the caller vouches for the pointers.
         unsafe { call_stub(site.stub, site.args.len(), values) }
     }
