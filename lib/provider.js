@@ -91,7 +91,6 @@ function createApi(addon) {
       // A view of this probe's own semaphore in the loaded library: checking
       // it is one typed-array load at a constant index.
       this._sema = NOT_LOADED;
-      this._index = 0;
       this._loaded = null; // the NativeProvider this probe is loaded in
       this._handle = null; // its handle for addon.fire
       this._warned = false;
@@ -128,7 +127,7 @@ function createApi(addon) {
       if (needsConversion(values, kinds)) values = primitives(values, kinds);
       // The callback (or a conversion) may have disabled the provider.
       if (probe._loaded === null) return undefined;
-      send(probe._handle, probe._index, values, kinds.length);
+      send(probe._handle, values, kinds.length);
       return true;
     } catch (err) {
       // Tracing must never change what the program does.
@@ -139,16 +138,16 @@ function createApi(addon) {
 
   // One native call, with the values as positional arguments (cheaper for
   // the addon to read than array elements).
-  function send(handle, index, v, n) {
+  function send(handle, v, n) {
     switch (n) {
-      case 0: return addon.fire(handle, index);
-      case 1: return addon.fire(handle, index, v[0]);
-      case 2: return addon.fire(handle, index, v[0], v[1]);
-      case 3: return addon.fire(handle, index, v[0], v[1], v[2]);
-      case 4: return addon.fire(handle, index, v[0], v[1], v[2], v[3]);
-      case 5: return addon.fire(handle, index, v[0], v[1], v[2], v[3], v[4]);
-      case 6: return addon.fire(handle, index, v[0], v[1], v[2], v[3], v[4], v[5]);
-      default: return addon.fire(handle, index, ...v.slice(0, n));
+      case 0: return addon.fire(handle);
+      case 1: return addon.fire(handle, v[0]);
+      case 2: return addon.fire(handle, v[0], v[1]);
+      case 3: return addon.fire(handle, v[0], v[1], v[2]);
+      case 4: return addon.fire(handle, v[0], v[1], v[2], v[3]);
+      case 5: return addon.fire(handle, v[0], v[1], v[2], v[3], v[4]);
+      case 6: return addon.fire(handle, v[0], v[1], v[2], v[3], v[4], v[5]);
+      default: return addon.fire(handle, ...v.slice(0, n));
     }
   }
 
@@ -242,15 +241,13 @@ function createApi(addon) {
         return undefined;
       }
       const buffer = native.semaphores();
-      const handle = native.handle();
       state.native = native;
       state.buffer = buffer;
       state.loaded = probes;
       probes.forEach((probe, index) => {
-        probe._index = index;
         probe._sema = new Uint16Array(buffer, 2 * index, 1);
         probe._loaded = native;
-        probe._handle = handle;
+        probe._handle = native.handle(index);
       });
       return undefined;
     }

@@ -27,7 +27,7 @@ test('a probe keeps its provider (and its library) alive through gc()', () => {
     const [lib] = helpers.newLibraries(before);
     await helpers.collect();
     const kept = helpers.libraryPaths().includes(lib);
-    const semaphore = probe._sema[probe._index]; // 0 while mapped and untraced
+    const semaphore = probe._sema[0]; // 0 while mapped and untraced
     const fired = probe.fire(() => { throw new Error('nothing traces'); });
     probe = null;
     await helpers.collect();
@@ -76,7 +76,7 @@ test('disable() unmaps at once; the old semaphore view reads undefined; fire is 
     const sema = p._sema;
     const removedSema = removed._sema;
     dtp.removeProbe(removed);
-    const live = sema[p._index];
+    const live = sema[0];
     dtp.disable();
     let ran = false;
     const cb = () => { ran = true; return [1]; };

@@ -79,19 +79,26 @@ impl NativeProvider {
         Ok(f(provider))
     }
 
-    /// The handle that [`fire`] takes: an External sharing this provider.
+    /// The handle that [`fire`] takes for probe `index`: an External holding
+    /// this provider and the index, so that a traced fire reads one value to
+    /// find its probe.
     #[napi]
-    pub fn handle(&self, env: Env) -> Result<Unknown<'_>> {
-        let data = Rc::into_raw(self.shared.clone()) as *mut std::ffi::c_void;
+    pub fn handle(&self, env: Env, index: u32) -> Result<Unknown<'_>> {
+        let count = self.with_loaded(|p| p.semaphores().1)?;
+        if index as usize >= count {
+            return Err(Error::new(Status::InvalidArg, format!("probe index {index} out of range (0..{count})")));
+        }
+        let data = Box::into_raw(Box::new(ProbeHandle { shared: self.shared.clone(), index: index as usize }));
         let mut value = ptr::null_mut();
-        // SAFETY: `data` is an Rc reference that the finalizer gives back.
-        let status =
-            unsafe { sys::napi_create_external(env.raw(), data, Some(release_handle), ptr::null_mut(), &mut value) };
+        // SAFETY: `data` is a Box that the finalizer gives back.
+        let status = unsafe {
+            sys::napi_create_external(env.raw(), data.cast(), Some(release_handle), ptr::null_mut(), &mut value)
+        };
         if status != sys::Status::napi_ok {
             // SAFETY: not handed to N-API; reclaim it here.
-            drop(unsafe { Rc::from_raw(data as *const Shared) });
+            drop(unsafe { Box::from_raw(data) });
         }
-        check(status, "create provider handle")?;
+        check(status, "create probe handle")?;
         // SAFETY: `value` is a live value of this env.
         unsafe { Unknown::from_napi_value(env.raw(), value) }
     }
@@ -139,10 +146,16 @@ impl NativeProvider {
     }
 }
 
+/// What a probe's handle holds.
+struct ProbeHandle {
+    shared: Rc<Shared>,
+    index: usize,
+}
+
 unsafe extern "C" fn release_handle(_env: sys::napi_env, data: *mut std::ffi::c_void, _hint: *mut std::ffi::c_void) {
-    // SAFETY: `data` came from Rc::into_raw in `handle`, released once, on
+    // SAFETY: `data` came from Box::into_raw in `handle`, released once, on
     // the environment's JS thread like every other use.
-    drop(unsafe { Rc::from_raw(data as *const Shared) });
+    drop(unsafe { Box::from_raw(data as *mut ProbeHandle) });
 }
 
 /// Registers [`fire`] as a plain N-API function: the traced path is the only
@@ -160,44 +173,54 @@ pub fn register_fire(mut exports: Object, env: Env) -> Result<()> {
     exports.set_named_property("fire", unsafe { Unknown::from_napi_value(env.raw(), function)? })
 }
 
-/// `fire(handle, index, ...values)`: fires probe `index` of the provider
-/// behind `handle` with the values (positional arguments: reading them costs
-/// nothing, unlike array elements through N-API), converted by the probe's
-/// types: integers by ToNumber (truncated, NaN as 0) or as BigInts (64 bits
-/// kept), strings by ToString in UTF-8. Missing values are `undefined`, which
-/// converts to 0 and "undefined". Does nothing once the provider is unloaded.
-/// A conversion that throws (a Symbol, a throwing toString) throws here.
+/// `fire(handle, ...values)`: fires the probe behind `handle` (from
+/// [`NativeProvider::handle`]) with the values (positional arguments: reading
+/// them costs nothing, unlike array elements through N-API), converted by the
+/// probe's types: integers by ToNumber (truncated, NaN as 0) or as BigInts
+/// (64 bits kept), strings by ToString in UTF-8. Missing values are
+/// `undefined`, which converts to 0 and "undefined". Does nothing once the
+/// provider is unloaded. A conversion that throws (a Symbol) throws here.
+///
+/// A traced fire costs a kernel trip, after which every return up the call
+/// stack is mispredicted, so everything down to the probe site is inlined
+/// into this one function; and the common cases (a number, a short string)
+/// take one N-API call each.
 unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let mut argv = [ptr::null_mut(); 2 + MAX_ARGS];
-    let mut argc = argv.len();
-    let mut shared: *mut std::ffi::c_void = ptr::null_mut();
-    let mut index = 0u32;
+    // Room for the handle and the first values; more is rare and asked for
+    // again (N-API fills every slot it is given).
+    const FIRST: usize = 1 + 8;
+    let mut argv = [ptr::null_mut(); 1 + MAX_ARGS];
+    let mut argc = FIRST;
+    let mut data: *mut std::ffi::c_void = ptr::null_mut();
     // SAFETY: N-API calls on the live env and values of this callback.
-    let status = unsafe {
-        match sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) {
-            sys::Status::napi_ok => match sys::napi_get_value_external(env, argv[0], &mut shared) {
-                sys::Status::napi_ok => sys::napi_get_value_uint32(env, argv[1], &mut index),
-                other => other,
-            },
-            other => other,
-        }
-    };
-    if status != sys::Status::napi_ok || argc < 2 {
+    let mut status = unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) };
+    if status == sys::Status::napi_ok && argc > FIRST {
+        argc = argv.len();
+        // SAFETY: as above.
+        status = unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) };
+    }
+    if status == sys::Status::napi_ok && argc >= 1 {
+        // SAFETY: as above.
+        status = unsafe { sys::napi_get_value_external(env, argv[0], &mut data) };
+    }
+    if status != sys::Status::napi_ok || argc < 1 {
         // SAFETY: throwing on the live env.
-        unsafe { sys::napi_throw_type_error(env, ptr::null(), c"fire(handle, index, ...values): bad arguments".as_ptr()) };
+        unsafe { sys::napi_throw_type_error(env, ptr::null(), c"fire(handle, ...values): bad handle".as_ptr()) };
         return ptr::null_mut();
     }
-    // SAFETY: only `handle` makes these externals, each holding an Rc.
-    let shared = unsafe { &*(shared as *const Shared) };
-    let Ok(guard) = shared.try_borrow() else {
+    // SAFETY: only `handle` makes these externals (JS code cannot make one),
+    // each owning a ProbeHandle until its finalizer runs.
+    let handle = unsafe { &*(data as *const ProbeHandle) };
+    let Ok(guard) = handle.shared.try_borrow() else {
         return ptr::null_mut();
     };
-    let Some(probe) = guard.as_ref().and_then(|p| p.probe_at(index as usize)) else {
+    let Some(probe) = guard.as_ref().and_then(|p| p.probe_at(handle.index)) else {
         return ptr::null_mut();
     };
+    // Slots past what N-API filled are null: those values are missing.
+    let values = &argv[1..argc.max(FIRST).min(argv.len())];
     // SAFETY: as above.
-    // N-API fills the slots past `argc` with `undefined`.
-    match unsafe { fire_values(env, probe, &argv[2..]) } {
+    match unsafe { fire_values(env, probe, values) } {
         Ok(()) => {}
         // The JS exception is pending and propagates.
         Err(e) if e.status == Status::PendingException => {}
@@ -210,27 +233,33 @@ unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> 
     ptr::null_mut()
 }
 
+#[inline(always)]
 unsafe fn fire_values(env: sys::napi_env, probe: dynprobe::Probe<'_>, values: &[sys::napi_value]) -> Result<()> {
-    let mut strings = Strings::new();
+    let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    let mut strings = Strings { stack: &mut stack, heap: None, len: 0 };
     let mut raw = [0u64; MAX_ARGS];
-    let mut string_at = [usize::MAX; MAX_ARGS];
-    for (i, (&ty, &value)) in probe.args().iter().zip(values).enumerate() {
-        // SAFETY: env and value are live for this call.
-        let kind = unsafe { primitive_kind(env, value)? };
+    // Bit i set: raw[i] is an offset into `strings` until they stop moving.
+    let mut string_args = 0u32;
+    for (i, &ty) in probe.args().iter().enumerate() {
+        let value = values.get(i).copied().unwrap_or(ptr::null_mut());
         if ty == ArgType::Str {
-            string_at[i] = strings.len;
+            raw[i] = strings.len as u64;
+            string_args |= 1 << i;
+            if value.is_null() {
+                strings.push_utf16(&UNDEFINED);
+            } else {
+                // SAFETY: env and value are live for this call.
+                unsafe { append_string(env, value, &mut strings)? };
+            }
+        } else if !value.is_null() {
             // SAFETY: as above.
-            unsafe { append_string(env, value, kind, &mut strings)? };
-        } else {
-            // SAFETY: as above.
-            raw[i] = ty.normalize(unsafe { integer(env, value, kind, ty == ArgType::U64)? });
+            raw[i] = ty.normalize(unsafe { integer(env, value, ty == ArgType::U64)? });
         }
     }
     let base = strings.base() as u64;
-    for (value, at) in raw.iter_mut().zip(string_at) {
-        if at != usize::MAX {
-            *value = base + at as u64;
-        }
+    while string_args != 0 {
+        raw[string_args.trailing_zeros() as usize] += base;
+        string_args &= string_args - 1;
     }
     // SAFETY: every string pointer points into `strings`, NUL-terminated and
     // alive until the end of this function.
@@ -238,41 +267,74 @@ unsafe fn fire_values(env: sys::napi_env, probe: dynprobe::Probe<'_>, values: &[
     Ok(())
 }
 
+/// What a missing string value reads as (ToString(undefined)).
+const UNDEFINED: [u16; 9] = [b'u' as u16, b'n' as u16, b'd' as u16, b'e' as u16, b'f' as u16, b'i' as u16, b'n' as u16, b'e' as u16, b'd' as u16];
+
 /// One fire's strings, NUL-terminated, on the stack unless they are long: a
 /// traced fire allocates nothing (and touches no thread-local storage, which
 /// costs a call in a shared object).
-struct Strings {
-    stack: [std::mem::MaybeUninit<u8>; 2048],
+struct Strings<'a> {
+    stack: &'a mut [std::mem::MaybeUninit<u8>],
     heap: Option<Vec<u8>>,
     len: usize,
 }
 
-impl Strings {
-    fn new() -> Strings {
-        Strings { stack: [std::mem::MaybeUninit::uninit(); 2048], heap: None, len: 0 }
-    }
-
+impl Strings<'_> {
     /// Room for `extra` more bytes at the end; moves everything to the heap
     /// when the stack part is too small.
+    #[inline(always)]
     fn spare(&mut self, extra: usize) -> *mut u8 {
-        if self.heap.is_none() && self.len + extra > self.stack.len() {
-            // SAFETY: the first `len` bytes were written.
-            let written = unsafe { std::slice::from_raw_parts(self.stack.as_ptr() as *const u8, self.len) };
-            self.heap = Some(written.to_vec());
-        }
-        match &mut self.heap {
-            Some(heap) => {
-                heap.resize(self.len + extra, 0);
-                // SAFETY: in bounds after the resize.
-                unsafe { heap.as_mut_ptr().add(self.len) }
-            }
+        if self.heap.is_none() && self.len + extra <= self.stack.len() {
             // SAFETY: in bounds, checked above.
-            None => unsafe { (self.stack.as_mut_ptr() as *mut u8).add(self.len) },
+            return unsafe { self.stack.as_mut_ptr().add(self.len) }.cast();
         }
+        self.spare_on_heap(extra)
+    }
+
+    #[cold]
+    fn spare_on_heap(&mut self, extra: usize) -> *mut u8 {
+        let heap = self.heap.get_or_insert_with(|| {
+            // SAFETY: the first `len` bytes were written.
+            unsafe { std::slice::from_raw_parts(self.stack.as_ptr().cast::<u8>(), self.len) }.to_vec()
+        });
+        heap.resize(self.len + extra, 0);
+        // SAFETY: in bounds after the resize.
+        unsafe { heap.as_mut_ptr().add(self.len) }
+    }
+
+    /// Appends UTF-16 as UTF-8 and a NUL, a lone surrogate as U+FFFD (as V8
+    /// writes it).
+    #[inline(always)]
+    fn push_utf16(&mut self, units: &[u16]) {
+        // At most 3 bytes a unit: a pair of units makes 4.
+        let out = self.spare(3 * units.len() + 1);
+        let mut n = 0;
+        let mut rest = units;
+        // ASCII, the common case, a byte a unit.
+        while let Some((&u, tail)) = rest.split_first() {
+            if u >= 0x80 {
+                break;
+            }
+            // SAFETY: `out` has room for 3 bytes a unit and a NUL.
+            unsafe { *out.add(n) = u as u8 };
+            n += 1;
+            rest = tail;
+        }
+        for c in char::decode_utf16(rest.iter().copied()) {
+            let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+            let mut bytes = [0u8; 4];
+            let encoded = c.encode_utf8(&mut bytes);
+            // SAFETY: as above.
+            unsafe { ptr::copy_nonoverlapping(encoded.as_ptr(), out.add(n), encoded.len()) };
+            n += encoded.len();
+        }
+        // SAFETY: as above.
+        unsafe { *out.add(n) = 0 };
+        self.len += n + 1;
     }
 
     fn base(&self) -> *const u8 {
-        self.heap.as_ref().map_or(self.stack.as_ptr() as *const u8, |h| h.as_ptr())
+        self.heap.as_ref().map_or(self.stack.as_ptr().cast(), |h| h.as_ptr())
     }
 }
 
@@ -299,34 +361,75 @@ unsafe fn primitive_kind(env: sys::napi_env, value: sys::napi_value) -> Result<s
     }
 }
 
+/// UTF-16 units read from a string in one N-API call: V8 copies them much
+/// faster than it writes UTF-8, and short strings are the common case.
+const SCRATCH_UNITS: usize = 512;
+
 /// Appends ToString(value) as UTF-8 and a NUL. A tracer reads up to the first
 /// NUL, which cuts strings that contain one, as the contract asks.
-unsafe fn append_string(
-    env: sys::napi_env,
-    value: sys::napi_value,
-    kind: sys::napi_valuetype,
-    out: &mut Strings,
-) -> Result<()> {
+#[inline(always)]
+unsafe fn append_string(env: sys::napi_env, value: sys::napi_value, out: &mut Strings) -> Result<()> {
+    let mut scratch = [std::mem::MaybeUninit::<u16>::uninit(); SCRATCH_UNITS];
+    let mut copied = 0usize;
+    // SAFETY: `scratch` has room for SCRATCH_UNITS units, the NUL included.
+    let status = unsafe {
+        sys::napi_get_value_string_utf16(env, value, scratch.as_mut_ptr().cast(), SCRATCH_UNITS, &mut copied)
+    };
+    match status {
+        // All of it, unless it filled the scratch space.
+        sys::Status::napi_ok if copied < SCRATCH_UNITS - 1 => {
+            // SAFETY: N-API wrote the first `copied` units.
+            let units = unsafe { std::slice::from_raw_parts(scratch.as_ptr().cast::<u16>(), copied) };
+            out.push_utf16(units);
+            Ok(())
+        }
+        sys::Status::napi_ok | sys::Status::napi_string_expected => unsafe { append_string_exactly(env, value, out) },
+        other => check(other, "read string"),
+    }
+}
+
+#[cold]
+unsafe fn append_string_exactly(env: sys::napi_env, value: sys::napi_value, out: &mut Strings) -> Result<()> {
     let mut string = value;
-    if kind != sys::ValueType::napi_string {
+    // SAFETY: env and value are live for this call.
+    if unsafe { primitive_kind(env, value)? } != sys::ValueType::napi_string {
         // A primitive: no user code runs (a Symbol throws a TypeError).
         check(unsafe { sys::napi_coerce_to_string(env, value, &mut string) }, "convert value to string")?;
     }
-    // The UTF-16 length is known without a pass over the string, and bounds
-    // the UTF-8 length: one pass writes the whole string.
-    let mut units = 0usize;
-    check(unsafe { sys::napi_get_value_string_utf16(env, string, ptr::null_mut(), 0, &mut units) }, "read string")?;
-    let room = 3 * units + 1;
-    let buf = out.spare(room) as *mut std::ffi::c_char;
-    let mut written = 0usize;
-    check(unsafe { sys::napi_get_value_string_utf8(env, string, buf, room, &mut written) }, "read string")?;
-    // N-API wrote a NUL after the `written` bytes.
-    out.len += written + 1;
+    let mut len = 0usize;
+    check(unsafe { sys::napi_get_value_string_utf16(env, string, ptr::null_mut(), 0, &mut len) }, "read string")?;
+    let mut units = vec![0u16; len + 1];
+    let mut copied = 0usize;
+    check(
+        unsafe { sys::napi_get_value_string_utf16(env, string, units.as_mut_ptr(), units.len(), &mut copied) },
+        "read string",
+    )?;
+    out.push_utf16(&units[..copied]);
     Ok(())
 }
 
-/// The 64-bit register form of an integer argument.
-unsafe fn integer(env: sys::napi_env, value: sys::napi_value, kind: sys::napi_valuetype, unsigned: bool) -> Result<u64> {
+/// The 64-bit register form of an integer argument: a number in one call,
+/// anything else converted first.
+#[inline(always)]
+unsafe fn integer(env: sys::napi_env, value: sys::napi_value, unsigned: bool) -> Result<u64> {
+    let mut f = 0f64;
+    // SAFETY: env and value are live for this call.
+    match unsafe { sys::napi_get_value_double(env, value, &mut f) } {
+        sys::Status::napi_ok => Ok(truncate(f, unsigned)),
+        sys::Status::napi_number_expected => unsafe { converted_integer(env, value, unsigned) },
+        other => check(other, "read number").map(|()| 0),
+    }
+}
+
+/// Truncates toward zero; NaN becomes 0 and out-of-range values saturate.
+fn truncate(f: f64, unsigned: bool) -> u64 {
+    if unsigned && f >= 0.0 { f as u64 } else { f as i64 as u64 }
+}
+
+#[cold]
+unsafe fn converted_integer(env: sys::napi_env, value: sys::napi_value, unsigned: bool) -> Result<u64> {
+    // SAFETY: env and value are live for this call.
+    let kind = unsafe { primitive_kind(env, value)? };
     if kind == sys::ValueType::napi_bigint {
         let mut lossless = false;
         // The low 64 bits, as a C cast would keep them.
@@ -341,13 +444,10 @@ unsafe fn integer(env: sys::napi_env, value: sys::napi_value, kind: sys::napi_va
         });
     }
     let mut number = value;
-    if kind != sys::ValueType::napi_number {
-        check(unsafe { sys::napi_coerce_to_number(env, value, &mut number) }, "convert value to number")?;
-    }
+    check(unsafe { sys::napi_coerce_to_number(env, value, &mut number) }, "convert value to number")?;
     let mut f = 0f64;
     check(unsafe { sys::napi_get_value_double(env, number, &mut f) }, "read number")?;
-    // Truncate toward zero; NaN becomes 0 and out-of-range values saturate.
-    Ok(if unsigned && f >= 0.0 { f as u64 } else { f as i64 as u64 })
+    Ok(truncate(f, unsigned))
 }
 
 /// One argument of a probe as its stapsdt note describes it.

@@ -136,6 +136,7 @@ impl Provider {
     }
 
     /// The probe at `index` in definition order.
+    #[inline]
     pub fn probe_at(&self, index: usize) -> Option<Probe<'_>> {
         let site = self.probes.get(index)?;
         Some(Probe {
@@ -274,6 +275,7 @@ impl<'a> Probe<'a> {
     /// # Safety
     /// Every string argument must point to NUL-terminated memory that stays
     /// valid for the call.
+    #[inline(always)]
     pub unsafe fn fire_raw(&self, values: &[u64; MAX_ARGS]) {
         let site = self.site;
         // SAFETY: as above; the caller vouches for the pointers.
