@@ -149,6 +149,23 @@ module.exports = [
     expect: ['x'.repeat(150) + 'END'],
   },
   {
+    // Past the addon's fast path: 1103 UTF-16 units and 2203 bytes of UTF-8,
+    // after a string already on the stack; lone surrogates become U+FFFD.
+    // bpftrace reads at most 200 bytes of a string: DTrace reads them all.
+    name: 'api: a 2 KiB multi-byte string after a short one, lone surrogates',
+    node: `
+      const dtp = dynprobe.createDTraceProvider('nodeapp');
+      const p = dtp.addProbe('big', 'char *', 'char *', 'int');
+      dtp.enable();
+      await ready();
+      const big = 'é'.repeat(1100) + 'END';
+      p.fire(() => ['a\\ud800b\\udc00c😀', big, big.length]);
+    `,
+    dtraceFlags: ['-x', 'strsize=2300'],
+    dtrace: 'nodeapp$target:::big { printf("%s %d %d %s\\n", copyinstr(arg0), arg2, strlen(copyinstr(arg1)), substr(copyinstr(arg1), 2194)); }',
+    expect: ['a\ufffdb\ufffdc😀 1103 2203 éééEND'],
+  },
+  {
     name: 'api: probes added after enable appear after disable(); enable()',
     node: `
       const dtp = dynprobe.createDTraceProvider('nodeapp');
