@@ -189,16 +189,23 @@ unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> 
     // Room for the handle and the first values; more is rare and asked for
     // again (N-API fills every slot it is given).
     const FIRST: usize = 1 + 8;
-    let mut argv = [ptr::null_mut(); 1 + MAX_ARGS];
+    const ALL: usize = 1 + MAX_ARGS;
+    // Not initialised: N-API writes every slot it is given, the ones past the
+    // arguments as `undefined`.
+    let mut argv = [std::mem::MaybeUninit::<sys::napi_value>::uninit(); ALL];
     let mut argc = FIRST;
     let mut data: *mut std::ffi::c_void = ptr::null_mut();
-    // SAFETY: N-API calls on the live env and values of this callback.
-    let mut status = unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) };
+    // SAFETY: N-API calls on the live env and values of this callback, with
+    // room for `argc` values.
+    let mut status = unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr().cast(), ptr::null_mut(), ptr::null_mut()) };
+    let mut filled = FIRST;
     if status == sys::Status::napi_ok && argc > FIRST {
-        argc = argv.len();
+        (argc, filled) = (ALL, ALL);
         // SAFETY: as above.
-        status = unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) };
+        status = unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr().cast(), ptr::null_mut(), ptr::null_mut()) };
     }
+    // SAFETY: N-API wrote the first `filled` slots.
+    let argv = unsafe { std::slice::from_raw_parts(argv.as_ptr().cast::<sys::napi_value>(), filled) };
     if status == sys::Status::napi_ok && argc >= 1 {
         // SAFETY: as above.
         status = unsafe { sys::napi_get_value_external(env, argv[0], &mut data) };
@@ -217,8 +224,8 @@ unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> 
     let Some(probe) = guard.as_ref().and_then(|p| p.probe_at(handle.index)) else {
         return ptr::null_mut();
     };
-    // Slots past what N-API filled are null: those values are missing.
-    let values = &argv[1..argc.max(FIRST).min(argv.len())];
+    // Values past the slots N-API filled are missing.
+    let values = &argv[1..];
     // SAFETY: as above.
     match unsafe { fire_values(env, probe, values) } {
         Ok(()) => {}
@@ -241,17 +248,16 @@ unsafe fn fire_values(env: sys::napi_env, probe: dynprobe::Probe<'_>, values: &[
     // Bit i set: raw[i] is an offset into `strings` until they stop moving.
     let mut string_args = 0u32;
     for (i, &ty) in probe.args().iter().enumerate() {
-        let value = values.get(i).copied().unwrap_or(ptr::null_mut());
+        let value = values.get(i).copied();
         if ty == ArgType::Str {
             raw[i] = strings.len as u64;
             string_args |= 1 << i;
-            if value.is_null() {
-                strings.push_utf16(&UNDEFINED);
-            } else {
+            match value {
                 // SAFETY: env and value are live for this call.
-                unsafe { append_string(env, value, &mut strings)? };
+                Some(value) => unsafe { append_string(env, value, &mut strings)? },
+                None => strings.push_utf16(&UNDEFINED),
             }
-        } else if !value.is_null() {
+        } else if let Some(value) = value {
             // SAFETY: as above.
             raw[i] = ty.normalize(unsafe { integer(env, value, ty == ArgType::U64)? });
         }

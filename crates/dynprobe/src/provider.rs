@@ -300,7 +300,20 @@ unsafe fn call_stub(stub: usize, arity: usize, v: &[u64; MAX_ARGS]) {
             let f: extern "C" fn(U, U, U, U, U, U, U, U) = unsafe { std::mem::transmute(stub) };
             f(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
         }
-        #[cfg(not(target_arch = "aarch64"))]
+        // The registers only, spelled out: a call through a pointer of the
+        // 32-argument type (below) would also copy 26 values to the stack.
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the stub is a NOP and a return, and C's calling convention
+        // is assumed of it: everything it may clobber is marked so.
+        unsafe {
+            std::arch::asm!(
+                "call {stub}",
+                stub = in(reg) stub,
+                in("rdi") v[0], in("rsi") v[1], in("rdx") v[2], in("rcx") v[3], in("r8") v[4], in("r9") v[5],
+                clobber_abi("C"),
+            );
+        }
+        #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
         {
             let f: extern "C" fn(U, U, U, U, U, U) = unsafe { std::mem::transmute(stub) };
             f(v[0], v[1], v[2], v[3], v[4], v[5]);
