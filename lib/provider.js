@@ -41,12 +41,11 @@ function kindOf(type) {
   return type === 'char *' ? STR : INT;
 }
 
-// Whether the callback's values need converting here: objects (whose
-// toString, valueOf or toJSON is user code) and JSON arguments. Primitives
-// go to native code as they are; converting them there runs no JS.
-function needsConversion(values, kinds) {
-  for (let i = 0; i < kinds.length; i++) {
-    if (kinds[i] === JSON_ARG) return true;
+// Whether any of the first `n` values is an object: its toString, valueOf
+// or toJSON is user code, which runs here, not in native code. Primitives go
+// to native code as they are; converting them there runs no JS.
+function hasObjects(values, n) {
+  for (let i = 0; i < n; i++) {
     const v = values[i];
     if ((typeof v === 'object' && v !== null) || typeof v === 'function') return true;
   }
@@ -88,6 +87,7 @@ function createApi(addon) {
       this._provider = provider;
       this._ctypes = types.map(nativeType);
       this._kinds = this._ctypes.map(kindOf);
+      this._json = this._kinds.includes(JSON_ARG); // JSON values are always converted here
       // A view of this probe's own semaphore in the loaded library: checking
       // it is one typed-array load at a constant index.
       this._sema = NOT_LOADED;
@@ -108,32 +108,34 @@ function createApi(addon) {
   }
 
   // A tracer has the probe enabled (or its view was detached by disable()).
-  // `args` is the caller's `arguments` when it has extra arguments after the
-  // first `skip`, else null (not touching `arguments` spares creating it).
+  // `cb` is a function (the callers checked). `args` is the caller's
+  // `arguments` when it has extra arguments after the first `skip`, else null
+  // (not touching `arguments` spares creating it). A traced fire pays for a
+  // kernel trip, after which cold code costs twice what it costs warm: this
+  // path does as little as it can.
   function fireTraced(probe, cb, args, skip) {
-    if (typeof cb !== 'function') throw notAFunction(skip === 1 ? 'probe.fire: the first' : 'provider.fire: the second');
-    if (probe._loaded === null) return undefined;
+    const handle = probe._handle;
+    if (handle === null) return undefined;
     try {
-      let values;
-      if (args === null || args.length <= skip) {
-        values = cb.call(probe);
-      } else {
-        const extra = [];
-        for (let i = skip; i < args.length; i++) extra.push(args[i]);
-        values = cb.apply(probe, extra);
-      }
+      let values = args === null ? cb.call(probe) : callWithExtra(probe, cb, args, skip);
       if (!Array.isArray(values)) return undefined;
-      const kinds = probe._kinds;
-      if (needsConversion(values, kinds)) values = primitives(values, kinds);
-      // The callback (or a conversion) may have disabled the provider.
-      if (probe._loaded === null) return undefined;
-      send(probe._handle, values, kinds.length);
+      const n = probe._kinds.length;
+      if (probe._json || hasObjects(values, n)) values = primitives(values, probe._kinds);
+      // The callback or a conversion (user code) may have disabled the provider.
+      if (probe._handle !== handle) return undefined;
+      send(handle, values, n);
       return true;
     } catch (err) {
       // Tracing must never change what the program does.
       warnOnce(probe, err);
       return undefined;
     }
+  }
+
+  function callWithExtra(probe, cb, args, skip) {
+    const extra = [];
+    for (let i = skip; i < args.length; i++) extra.push(args[i]);
+    return cb.apply(probe, extra);
   }
 
   // One native call, with the values as positional arguments (cheaper for
