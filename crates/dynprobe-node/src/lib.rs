@@ -84,11 +84,9 @@ impl NativeProvider {
     /// find its probe.
     #[napi]
     pub fn handle(&self, env: Env, index: u32) -> Result<Unknown<'_>> {
-        let count = self.with_loaded(|p| p.semaphores().1)?;
-        if index as usize >= count {
-            return Err(Error::new(Status::InvalidArg, format!("probe index {index} out of range (0..{count})")));
-        }
-        let data = Box::into_raw(Box::new(ProbeHandle { shared: self.shared.clone(), index: index as usize }));
+        let site = self.with_loaded(|p| p.probe_at(index as usize).map(|probe| probe.site_call()))?;
+        let site = site.ok_or_else(|| Error::new(Status::InvalidArg, format!("no probe at index {index}")))?;
+        let data = Box::into_raw(Box::new(ProbeHandle { shared: self.shared.clone(), site }));
         let mut value = ptr::null_mut();
         // SAFETY: `data` is a Box that the finalizer gives back.
         let status = unsafe {
@@ -146,10 +144,11 @@ impl NativeProvider {
     }
 }
 
-/// What a probe's handle holds.
+/// What a probe's handle holds: its provider, to know that it is still
+/// loaded, and what firing the probe takes, in the handle itself.
 struct ProbeHandle {
     shared: Rc<Shared>,
-    index: usize,
+    site: dynprobe::SiteCall,
 }
 
 unsafe extern "C" fn release_handle(_env: sys::napi_env, data: *mut std::ffi::c_void, _hint: *mut std::ffi::c_void) {
@@ -218,16 +217,17 @@ unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> 
     // SAFETY: only `handle` makes these externals (JS code cannot make one),
     // each owning a ProbeHandle until its finalizer runs.
     let handle = unsafe { &*(data as *const ProbeHandle) };
+    // Held until the probe has fired: nothing unloads the provider meanwhile.
     let Ok(guard) = handle.shared.try_borrow() else {
         return ptr::null_mut();
     };
-    let Some(probe) = guard.as_ref().and_then(|p| p.probe_at(handle.index)) else {
+    if guard.is_none() {
         return ptr::null_mut();
-    };
+    }
     // Values past the slots N-API filled are missing.
     let values = &argv[1..];
     // SAFETY: as above.
-    match unsafe { fire_values(env, probe, values) } {
+    match unsafe { fire_values(env, &handle.site, values) } {
         Ok(()) => {}
         // The JS exception is pending and propagates.
         Err(e) if e.status == Status::PendingException => {}
@@ -240,36 +240,47 @@ unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> 
     ptr::null_mut()
 }
 
+/// Converts the values and fires. The caller keeps the provider loaded.
 #[inline(always)]
-unsafe fn fire_values(env: sys::napi_env, probe: dynprobe::Probe<'_>, values: &[sys::napi_value]) -> Result<()> {
+unsafe fn fire_values(env: sys::napi_env, site: &dynprobe::SiteCall, values: &[sys::napi_value]) -> Result<()> {
     let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
     let mut strings = Strings { stack: &mut stack, heap: None, len: 0 };
-    let mut raw = [0u64; MAX_ARGS];
+    let args = site.args();
+    // Written for each argument below; not cleared first (a traced fire
+    // touches as little memory as it can).
+    let mut raw = [std::mem::MaybeUninit::<u64>::uninit(); MAX_ARGS];
     // Bit i set: raw[i] is an offset into `strings` until they stop moving.
     let mut string_args = 0u32;
-    for (i, &ty) in probe.args().iter().enumerate() {
+    for (i, &ty) in args.iter().enumerate() {
         let value = values.get(i).copied();
-        if ty == ArgType::Str {
-            raw[i] = strings.len as u64;
+        let bits = if ty == ArgType::Str {
             string_args |= 1 << i;
+            let offset = strings.len as u64;
             match value {
                 // SAFETY: env and value are live for this call.
                 Some(value) => unsafe { append_string(env, value, &mut strings)? },
                 None => strings.push_utf16(&UNDEFINED),
             }
+            offset
         } else if let Some(value) = value {
             // SAFETY: as above.
-            raw[i] = ty.normalize(unsafe { integer(env, value, ty == ArgType::U64)? });
-        }
+            ty.normalize(unsafe { integer(env, value, ty == ArgType::U64)? })
+        } else {
+            0
+        };
+        raw[i].write(bits);
     }
+    // SAFETY: the first `args.len()` values were written above.
+    let raw = unsafe { std::slice::from_raw_parts_mut(raw.as_mut_ptr().cast::<u64>(), args.len()) };
     let base = strings.base() as u64;
     while string_args != 0 {
         raw[string_args.trailing_zeros() as usize] += base;
         string_args &= string_args - 1;
     }
-    // SAFETY: every string pointer points into `strings`, NUL-terminated and
-    // alive until the end of this function.
-    unsafe { probe.fire_raw(&raw) };
+    // SAFETY: the caller keeps the provider loaded; every string pointer
+    // points into `strings`, NUL-terminated and alive until the end of this
+    // function.
+    unsafe { site.call(raw) };
     Ok(())
 }
 

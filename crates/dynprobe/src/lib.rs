@@ -30,5 +30,5 @@ pub use dynprobe_format::{
     SiteKind, Target, MAX_ARGS,
 };
 pub use error::Error;
-pub use provider::{Arg, Probe, Provider, Storage};
+pub use provider::{Arg, Probe, Provider, SiteCall, Storage};
 pub use site::native_target;

@@ -265,21 +265,45 @@ impl<'a> Probe<'a> {
             *value = ty.normalize(arg.bits());
         }
         // SAFETY: the stub is a NOP and a return, mapped while `self` lives.
-        unsafe { call_stub(site.stub, site.args.len(), &values) }
+        unsafe { call_stub(site.stub, site.args.len(), &values[..site.args.len()]) }
     }
 
-    /// Like [`Probe::fire_unchecked`], with values already in their 64-bit
-    /// register form (string pointers as addresses, integers as
-    /// [`ArgType::normalize`] makes them).
+    /// What calling this probe's site takes, copied out of the provider.
+    pub fn site_call(&self) -> SiteCall {
+        let mut args = [ArgType::I64; MAX_ARGS];
+        args[..self.site.args.len()].copy_from_slice(&self.site.args);
+        SiteCall { stub: self.site.stub, arity: self.site.args.len() as u8, args }
+    }
+}
+
+/// What calling a probe's site takes (its stub and argument types, in one
+/// place), copied out of a loaded provider: a binding keeps it beside its own
+/// handle, so that a traced fire reads one small struct instead of following
+/// the provider's pointers. It does not keep the provider loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteCall {
+    stub: usize,
+    arity: u8,
+    args: [ArgType; MAX_ARGS],
+}
+
+impl SiteCall {
+    pub fn args(&self) -> &[ArgType] {
+        &self.args[..usize::from(self.arity)]
+    }
+
+    /// Calls the site with `values` in their 64-bit register form (string
+    /// pointers as addresses, integers as [`ArgType::normalize`] makes them);
+    /// values missing from the slice are 0, extra ones are ignored.
     ///
     /// # Safety
-    /// Every string argument must point to NUL-terminated memory that stays
-    /// valid for the call.
+    /// The provider this came from must still be loaded, and every string
+    /// argument must point to NUL-terminated memory that stays valid for the
+    /// call.
     #[inline(always)]
-    pub unsafe fn fire_raw(&self, values: &[u64; MAX_ARGS]) {
-        let site = self.site;
-        // SAFETY: as above; the caller vouches for the pointers.
-        unsafe { call_stub(site.stub, site.args.len(), values) }
+    pub unsafe fn call(&self, values: &[u64]) {
+        // SAFETY: the caller vouches for the stub and the pointers.
+        unsafe { call_stub(self.stub, usize::from(self.arity), values) }
     }
 }
 
@@ -292,13 +316,14 @@ const REGISTER_ARGS: usize = 6;
 /// Calls a stub as C would, so that each argument is where the probe's note
 /// says: in registers, and beyond those on the stack.
 #[inline(always)]
-unsafe fn call_stub(stub: usize, arity: usize, v: &[u64; MAX_ARGS]) {
+unsafe fn call_stub(stub: usize, arity: usize, values: &[u64]) {
     type U = u64;
+    let v = |i: usize| values.get(i).copied().unwrap_or(0);
     if arity <= REGISTER_ARGS {
         #[cfg(target_arch = "aarch64")]
         {
             let f: extern "C" fn(U, U, U, U, U, U, U, U) = unsafe { std::mem::transmute(stub) };
-            f(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+            f(v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7));
         }
         // The registers only, spelled out: a call through a pointer of the
         // 32-argument type (below) would also copy 26 values to the stack.
@@ -309,14 +334,14 @@ unsafe fn call_stub(stub: usize, arity: usize, v: &[u64; MAX_ARGS]) {
             std::arch::asm!(
                 "call {stub}",
                 stub = in(reg) stub,
-                in("rdi") v[0], in("rsi") v[1], in("rdx") v[2], in("rcx") v[3], in("r8") v[4], in("r9") v[5],
+                in("rdi") v(0), in("rsi") v(1), in("rdx") v(2), in("rcx") v(3), in("r8") v(4), in("r9") v(5),
                 clobber_abi("C"),
             );
         }
         #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
         {
             let f: extern "C" fn(U, U, U, U, U, U) = unsafe { std::mem::transmute(stub) };
-            f(v[0], v[1], v[2], v[3], v[4], v[5]);
+            f(v(0), v(1), v(2), v(3), v(4), v(5));
         }
     } else {
         #[rustfmt::skip]
@@ -324,9 +349,9 @@ unsafe fn call_stub(stub: usize, arity: usize, v: &[u64; MAX_ARGS]) {
                                      U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U);
         let f: AllArgs = unsafe { std::mem::transmute(stub) };
         f(
-            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
-            v[14], v[15], v[16], v[17], v[18], v[19], v[20], v[21], v[22], v[23], v[24], v[25],
-            v[26], v[27], v[28], v[29], v[30], v[31],
+            v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7), v(8), v(9), v(10), v(11), v(12), v(13),
+            v(14), v(15), v(16), v(17), v(18), v(19), v(20), v(21), v(22), v(23), v(24), v(25),
+            v(26), v(27), v(28), v(29), v(30), v(31),
         );
     }
 }

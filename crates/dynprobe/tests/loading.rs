@@ -57,8 +57,12 @@ fn fire_all_unchecked(provider: &Provider) {
         probe.fire_unchecked(&args[..args.len() / 2]);
         let surplus: Vec<Arg> = args.iter().copied().chain([Arg::Int(-1); 40]).collect();
         probe.fire_unchecked(&surplus);
-        // SAFETY: every string argument is a null pointer, which a probe site never reads.
-        unsafe { probe.fire_raw(&[0; MAX_ARGS]) };
+        let site = probe.site_call();
+        assert_eq!(site.args(), probe.args());
+        // SAFETY: the provider is loaded; every string argument is a null
+        // pointer, which a probe site never reads.
+        unsafe { site.call(&[0; MAX_ARGS]) };
+        unsafe { site.call(&[]) };
     }
 }
 
