@@ -185,9 +185,10 @@ pub fn register_fire(mut exports: Object, env: Env) -> Result<()> {
 /// into this one function; and the common cases (a number, a short string)
 /// take one N-API call each.
 unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    // Room for the handle and the first values; more is rare and asked for
-    // again (N-API fills every slot it is given).
-    const FIRST: usize = 1 + 8;
+    // Room for the handle and two values, the common case; more are asked
+    // for again, exactly as many as there are (N-API fills every slot it is
+    // given, which costs).
+    const FIRST: usize = 1 + 2;
     const ALL: usize = 1 + MAX_ARGS;
     // Not initialised: N-API writes every slot it is given, the ones past the
     // arguments as `undefined`.
@@ -199,7 +200,8 @@ unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> 
     let mut status = unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr().cast(), ptr::null_mut(), ptr::null_mut()) };
     let mut filled = FIRST;
     if status == sys::Status::napi_ok && argc > FIRST {
-        (argc, filled) = (ALL, ALL);
+        argc = argc.min(ALL);
+        filled = argc;
         // SAFETY: as above.
         status = unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr().cast(), ptr::null_mut(), ptr::null_mut()) };
     }

@@ -288,6 +288,7 @@ pub struct SiteCall {
 }
 
 impl SiteCall {
+    #[inline]
     pub fn args(&self) -> &[ArgType] {
         &self.args[..usize::from(self.arity)]
     }
