@@ -41,35 +41,14 @@ function kindOf(type) {
   return type === 'char *' ? STR : INT;
 }
 
-// Whether any of the first `n` values is an object: its toString, valueOf
-// or toJSON is user code, which runs here, not in native code. Primitives go
-// to native code as they are; converting them there runs no JS.
-function hasObjects(values, n) {
-  for (let i = 0; i < n; i++) {
-    const v = values[i];
-    if ((typeof v === 'object' && v !== null) || typeof v === 'function') return true;
-  }
-  return false;
-}
-
-// The callback's values as primitives, one per argument. All user code
-// (toString, valueOf, toJSON) runs here, before the native call: nothing can
-// re-enter the addon or unload the provider while the addon fires the probe
-// (it holds the provider's lock meanwhile).
-function primitives(values, kinds) {
-  const out = new Array(kinds.length);
-  for (let i = 0; i < kinds.length; i++) {
-    const v = values[i];
-    if (kinds[i] === INT) {
-      out[i] = typeof v === 'number' || typeof v === 'bigint' ? v : +v;
-    } else if (kinds[i] === STR) {
-      out[i] = typeof v === 'string' ? v : `${v}`;
-    } else {
-      const text = JSON.stringify(v);
-      out[i] = text === undefined ? 'undefined' : text;
-    }
-  }
-  return out;
+// A value as the primitive its kind sends: user code (toString, valueOf,
+// toJSON) runs here, never inside the addon, which holds the provider while
+// it fires.
+function primitive(v, kind) {
+  if (kind === INT) return typeof v === 'number' || typeof v === 'bigint' ? v : +v;
+  if (kind === STR) return typeof v === 'string' ? v : `${v}`;
+  const text = JSON.stringify(v);
+  return text === undefined ? 'undefined' : text;
 }
 
 // Probes by name for provider.fire. A plain object keeps its properties in
@@ -119,11 +98,22 @@ function createApi(addon) {
     try {
       let values = args === null ? cb.call(probe) : callWithExtra(probe, cb, args, skip);
       if (!Array.isArray(values)) return undefined;
-      const n = probe._kinds.length;
-      if (probe._json || hasObjects(values, n)) values = primitives(values, probe._kinds);
-      // The callback or a conversion (user code) may have disabled the provider.
+      // The callback (user code) may have disabled the provider.
       if (probe._handle !== handle) return undefined;
-      send(handle, values, n);
+      const kinds = probe._kinds;
+      const n = kinds.length;
+      // The addon fires primitives and refuses objects (returning false,
+      // having fired nothing); JSON is always converted. Converting here,
+      // value by value, runs the user code (toString, valueOf, toJSON) before
+      // the native call, and only when needed: V8 need not even allocate the
+      // callback's array otherwise.
+      if (probe._json || send(handle, values, n) === false) {
+        const converted = new Array(n);
+        for (let i = 0; i < n; i++) converted[i] = primitive(values[i], kinds[i]);
+        // A conversion may have disabled the provider.
+        if (probe._handle !== handle) return undefined;
+        send(handle, converted, n);
+      }
       return true;
     } catch (err) {
       // Tracing must never change what the program does.

@@ -179,10 +179,12 @@ pub fn register_fire(mut exports: Object, env: Env) -> Result<()> {
 /// (64 bits kept), strings by ToString in UTF-8. Missing values are
 /// `undefined`, which converts to 0 and "undefined". Does nothing once the
 /// provider is unloaded. A conversion that throws (a Symbol) throws here.
+/// Returns `false`, having fired nothing, when a value is an object:
+/// converting one would run user code, which the JS layer runs first.
 ///
-/// A traced fire costs a kernel trip, after which every return up the call
-/// stack is mispredicted, so everything down to the probe site is inlined
-/// into this one function; and the common cases (a number, a short string)
+/// A traced fire costs a kernel trip, after which cold code costs about
+/// twice what it costs warm, so everything down to the probe site is inlined
+/// into this one function, and the common cases (a number, a short string)
 /// take one N-API call each.
 unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // Room for the handle and two values, the common case; more are asked
@@ -233,6 +235,13 @@ unsafe extern "C" fn fire(env: sys::napi_env, info: sys::napi_callback_info) -> 
         Ok(()) => {}
         // The JS exception is pending and propagates.
         Err(e) if e.status == Status::PendingException => {}
+        // Nothing has fired: the JS layer converts the values and fires again.
+        Err(e) if e.status == NEEDS_CONVERSION => {
+            let mut result = ptr::null_mut();
+            // SAFETY: the live env.
+            unsafe { sys::napi_get_boolean(env, false, &mut result) };
+            return result;
+        }
         Err(e) => {
             let message = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
             // SAFETY: throwing on the live env.
@@ -366,6 +375,9 @@ fn check(status: sys::napi_status, what: &str) -> Result<()> {
     }
 }
 
+/// Why `fire` returned `false` without firing: a value is an object.
+const NEEDS_CONVERSION: Status = Status::ObjectExpected;
+
 /// The value's type, refusing objects: converting one would run user code
 /// (toString, valueOf) while the provider is locked. The JS layer converts
 /// objects before it calls `fire`.
@@ -374,7 +386,7 @@ unsafe fn primitive_kind(env: sys::napi_env, value: sys::napi_value) -> Result<s
     check(unsafe { sys::napi_typeof(env, value, &mut kind) }, "inspect value")?;
     match kind {
         sys::ValueType::napi_object | sys::ValueType::napi_function | sys::ValueType::napi_external => {
-            Err(Error::new(Status::InvalidArg, "fire takes primitive values (convert objects first)".to_string()))
+            Err(Error::new(NEEDS_CONVERSION, "fire takes primitive values (convert objects first)".to_string()))
         }
         _ => Ok(kind),
     }

@@ -21,6 +21,25 @@ module.exports = [
     expect: ['42 forty-two'],
   },
   {
+    // The addon refuses objects without firing; the JS layer converts them
+    // (running their toString and valueOf) and fires once.
+    name: 'api: objects converted by toString and valueOf, fired once',
+    node: `
+      const dtp = dynprobe.createDTraceProvider('nodeapp');
+      const p = dtp.addProbe('obj', 'int', 'char *', 'char *');
+      dtp.enable();
+      await ready();
+      let calls = 0;
+      const n = { valueOf() { calls++; return 7; } };
+      const s = { toString() { calls++; return 'seven'; } };
+      p.fire(() => [n, 'plain', s]);
+      p.fire(() => [calls, [1, 2], null]);
+    `,
+    bpftrace: 'usdt:*:nodeapp:obj { printf("%d %s %s\\n", arg0, str(arg1), str(arg2)); }',
+    dtrace: 'nodeapp$target:::obj { printf("%d %s %s\\n", arg0, copyinstr(arg1), copyinstr(arg2)); }',
+    expect: ['7 plain seven', '2 1,2 null'],
+  },
+  {
     name: 'api: the README example',
     node: `
       const d = dynprobe.createDTraceProvider('nodeapp');
