@@ -37,7 +37,11 @@ unsafe impl Sync for Loaded {}
 static IN_USE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
 fn claim(key: &str) -> bool {
-    IN_USE.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashSet::new).insert(key.to_string())
+    IN_USE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashSet::new)
+        .insert(key.to_string())
 }
 
 fn release(key: &str) {
@@ -55,7 +59,11 @@ pub(crate) struct Claim {
 
 /// Claims (provider, module) for the library with this build-id; `None` when
 /// this process already uses the pair.
-pub(crate) fn claim_module(provider: &str, module: &str, build_id_hex: &str) -> Result<Option<Claim>, Error> {
+pub(crate) fn claim_module(
+    provider: &str,
+    module: &str,
+    build_id_hex: &str,
+) -> Result<Option<Claim>, Error> {
     let path = match cache::location()? {
         Location::Dir(dir) => Some(cache::library_path(dir, build_id_hex, module)),
         Location::Memfd { .. } => None,
@@ -67,7 +75,9 @@ pub(crate) fn claim_module(provider: &str, module: &str, build_id_hex: &str) -> 
 /// Maps `bytes` under a claim from [`claim_module`].
 pub(crate) fn load(claim: Claim, module: &str, bytes: &[u8]) -> Result<Loaded, Error> {
     let result = match (&claim.path, cache::location()?) {
-        (Some(path), _) => cache::ensure_file(path, bytes).and_then(|()| open(path, None, claim.key.clone())),
+        (Some(path), _) => {
+            cache::ensure_file(path, bytes).and_then(|()| open(path, None, claim.key.clone()))
+        }
         (None, Location::Memfd { why }) => {
             warn_memfd_once(why);
             load_memfd(module, bytes, claim.key.clone())

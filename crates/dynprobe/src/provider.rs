@@ -69,7 +69,8 @@ impl Provider {
                 def.module = numbered_module(&base_module, instance);
             }
             let image = image_for(&def, target)?;
-            let Some(claim) = loader::claim_module(&def.name, &def.module, &image.build_id_hex())? else {
+            let Some(claim) = loader::claim_module(&def.name, &def.module, &image.build_id_hex())?
+            else {
                 continue;
             };
             let loaded = loader::load(claim, &def.module, &image.bytes)?;
@@ -272,7 +273,11 @@ impl<'a> Probe<'a> {
     pub fn site_call(&self) -> SiteCall {
         let mut args = [ArgType::I64; MAX_ARGS];
         args[..self.site.args.len()].copy_from_slice(&self.site.args);
-        SiteCall { stub: self.site.stub, arity: self.site.args.len() as u8, args }
+        SiteCall {
+            stub: self.site.stub,
+            arity: self.site.args.len() as u8,
+            args,
+        }
     }
 }
 
@@ -350,9 +355,38 @@ unsafe fn call_stub(stub: usize, arity: usize, values: &[u64]) {
                                      U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U);
         let f: AllArgs = unsafe { std::mem::transmute(stub) };
         f(
-            v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7), v(8), v(9), v(10), v(11), v(12), v(13),
-            v(14), v(15), v(16), v(17), v(18), v(19), v(20), v(21), v(22), v(23), v(24), v(25),
-            v(26), v(27), v(28), v(29), v(30), v(31),
+            v(0),
+            v(1),
+            v(2),
+            v(3),
+            v(4),
+            v(5),
+            v(6),
+            v(7),
+            v(8),
+            v(9),
+            v(10),
+            v(11),
+            v(12),
+            v(13),
+            v(14),
+            v(15),
+            v(16),
+            v(17),
+            v(18),
+            v(19),
+            v(20),
+            v(21),
+            v(22),
+            v(23),
+            v(24),
+            v(25),
+            v(26),
+            v(27),
+            v(28),
+            v(29),
+            v(30),
+            v(31),
         );
     }
 }
