@@ -33,6 +33,11 @@ function row(label, value, unit, baseline, target) {
   console.log(`  ${label.padEnd(46)} ${value.toFixed(value < 10 ? 2 : 1).padStart(9)} ${unit}${ratio}${goal}`);
 }
 
+function ratioRow(label, ratio, target) {
+  const goal = target ? `  (target ${target})` : '';
+  console.log(`  ${label.padEnd(46)} ${ratio.toFixed(2).padStart(9)}x${goal}`);
+}
+
 function rss() {
   const pages = Number(fs.readFileSync('/proc/self/statm', 'utf8').split(' ')[1]);
   return (pages * 4096) / (1024 * 1024);
@@ -119,8 +124,10 @@ function createEnable() {
 // its BEGIN probe has fired (every probe is attached by then: bpftrace says
 // "Attaching" before it attaches, and a semaphore is set before the BPF
 // program runs), with a function that stops it and returns the count.
-async function countHits(pid, provider, probe) {
-  const program = `BEGIN { printf("__READY__\\n"); } usdt:*:${provider}:${probe} { @c = count(); }`;
+async function countHits(pid, provider, probe, ...more) {
+  const probes = [[provider, probe], ...more];
+  const counters = probes.map(([prov, name]) => `usdt:*:${prov}:${name} { @${prov} = count(); }`).join(' ');
+  const program = `BEGIN { printf("__READY__\\n"); } ${counters}`;
   const bt = spawn('bpftrace', ['-p', String(pid), '-e', program], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   bt.stdout.on('data', (d) => (out += d));
@@ -131,11 +138,15 @@ async function countHits(pid, provider, probe) {
     const check = () => (out.includes('__READY__') ? (clearTimeout(timer), resolve()) : setTimeout(check, 20));
     check();
   });
+  // Resolves to the first probe's count; with more probes, to the counts by provider.
   return async () => {
     bt.kill('SIGINT');
     await exited;
-    const m = /@c: (\d+)/.exec(out);
-    return m ? Number(m[1]) : 0;
+    const count = (prov) => {
+      const m = new RegExp(`@${prov}: (\\d+)`).exec(out);
+      return m ? Number(m[1]) : 0;
+    };
+    return more.length === 0 ? count(provider) : Object.fromEntries(probes.map(([prov]) => [prov, count(prov)]));
   };
 }
 
@@ -163,20 +174,6 @@ function compileCProbes() {
   return { bin, addon: require(addon) };
 }
 
-async function cTracedFireInProcess(addon, n) {
-  const stop = await countHits(process.pid, 'cprobe', 'fire');
-  for (let start = Date.now(); !addon.enabled() && Date.now() - start < 30000; ) await new Promise((r) => setTimeout(r, 10));
-  const runs = [];
-  const perCall = [];
-  for (let r = 0; r < REPS; r++) {
-    runs.push(addon.fire(n));
-    const t = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) addon.fireOne(i, 'hello');
-    perCall.push(Number(process.hrtime.bigint() - t) / n);
-  }
-  return { ns: median(runs), perCall: median(perCall), hits: await stop() };
-}
-
 async function cTracedFire(bin, n) {
   const child = spawn(bin, [String(n)], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
@@ -190,45 +187,69 @@ async function cTracedFire(bin, n) {
   return { ns: Number(out.trim().split('\n').pop()), hits };
 }
 
+// dynprobe, the C probe inside this process (a loop in C, and one N-API
+// call per fire) and the C program take turns, TURNS times: each ratio
+// compares runs made a second apart, and the medians of the ratios are shown.
+const TURNS = 11;
 async function tracedFire() {
   console.log('\nTraced fire (bpftrace 0.17 attached, @c = count()), ns per fire');
   if (!canTrace) return console.log('  SKIPPED: needs root and bpftrace (scripts/provision-tracers.sh)');
   const n = 200000;
+  const { bin, addon } = compileCProbes();
   const dp = dynprobe.createDTraceProvider('benchtrace');
   const probe = dp.addProbe('p', 'int', 'char *');
   dp.enable();
-  const stop = await countHits(process.pid, 'benchtrace', 'p');
+  const stop = addon
+    ? await countHits(process.pid, 'benchtrace', 'p', ['cprobe', 'fire'])
+    : await countHits(process.pid, 'benchtrace', 'p');
   await untilTraced(probe);
-  // A plain function: V8 compiles a loop inside an async function worse.
+  for (let start = Date.now(); addon && !addon.enabled() && Date.now() - start < 30000; ) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  // Plain functions: V8 compiles a loop inside an async function worse.
   const fires = (k) => { for (let i = 0; i < k; i++) probe.fire(() => [i, 'hello']); };
-  const runs = [];
-  for (let r = 0; r < REPS; r++) {
+  const firesOneCall = (k) => { for (let i = 0; i < k; i++) addon.fireOne(i, 'hello'); };
+  const timed = (f) => {
     const t = process.hrtime.bigint();
-    fires(n);
-    runs.push(Number(process.hrtime.bigint() - t) / n);
+    f(n);
+    return Number(process.hrtime.bigint() - t) / n;
+  };
+  // Warm up (V8 compiles the loops), then take turns.
+  timed(fires);
+  if (addon) timed(firesOneCall);
+  const ours = [], inNode = [], oneCall = [], program = [];
+  for (let r = 0; r < TURNS; r++) {
+    ours.push(timed(fires));
+    if (addon) {
+      inNode.push(addon.fire(n));
+      oneCall.push(timed(firesOneCall));
+    }
+    program.push(await cTracedFire(bin, n));
   }
-  const hits = await stop();
+  const counts = await stop();
+  const hits = addon ? counts.benchtrace : counts;
   dp.disable();
-  const { bin, addon } = compileCProbes();
-  const c = [];
-  for (let r = 0; r < REPS; r++) c.push(await cTracedFire(bin, n));
-  const cns = median(c.map((x) => x.ns));
-  const inProcess = addon ? await cTracedFireInProcess(addon, n) : null;
-  row('C probe on a nop5 site (sys/sdt.h style), C program', cns, 'ns');
-  if (inProcess) row('the same C probe fired inside this node process', inProcess.ns, 'ns');
-  else console.log('  (no node headers: the in-process C baseline is skipped)');
-  row('dynprobe: probe.fire(() => [i, "hello"])', median(runs), 'ns', cns, '<= 1.2x the C probe');
-  if (inProcess) {
-    row('  against the C probe inside node', median(runs), 'ns', inProcess.ns);
+  const ratio = (xs, ys) => median(xs.map((x, i) => x / ys[i]));
+  const cns = program.map((x) => x.ns);
+  row('C probe on a nop5 site (sys/sdt.h style), C program', median(cns), 'ns');
+  row('dynprobe: probe.fire(() => [i, "hello"])', median(ours), 'ns');
+  ratioRow('  against the C program', ratio(ours, cns), '<= 1.2x the C probe');
+  if (addon) {
+    row('the same C probe fired inside this node process', median(inNode), 'ns');
+    ratioRow('  dynprobe against that', ratio(ours, inNode));
     // The floor of any addon: JS calls native code once per fire.
-    row('the C probe fired by one N-API call per fire', inProcess.perCall, 'ns', inProcess.ns);
-    row('  dynprobe against that', median(runs), 'ns', inProcess.perCall);
+    row('the C probe fired by one N-API call per fire', median(oneCall), 'ns');
+    ratioRow('  against the C probe inside node', ratio(oneCall, inNode));
+    ratioRow('  dynprobe against that', ratio(ours, oneCall));
+  } else {
+    console.log('  (no node headers: the in-process C baselines are skipped)');
   }
-  const inProcessHits = inProcess ? `, C in node ${inProcess.hits} of ${2 * n * REPS}` : '';
-  console.log(`  hits counted by bpftrace: dynprobe ${hits} of ${n * REPS} fires, C ${c.map((x) => x.hits).join('/')} of ${n} each${inProcessHits}`);
-  if (inProcess && inProcess.hits !== 2 * n * REPS) process.exitCode = 1;
+  const inNodeHits = addon ? `, C in node ${counts.cprobe} of ${n * (2 * TURNS + 1)}` : '';
+  console.log(`  hits counted by bpftrace: dynprobe ${hits} of ${n * (TURNS + 1)} fires, C program ${program.map((x) => x.hits).join('/')} of ${n} each${inNodeHits}`);
+  if (addon && counts.cprobe !== n * (2 * TURNS + 1)) process.exitCode = 1;
+  if (program.some((x) => x.hits !== n)) process.exitCode = 1;
   console.log('  (node-usdt, for reference: 1540 ns per traced fire)');
-  if (hits !== n * REPS) process.exitCode = 1;
+  if (hits !== n * (TURNS + 1)) process.exitCode = 1;
 }
 
 // Lets N-API finalizers run (Node defers them to the event loop), then

@@ -270,25 +270,19 @@ impl Strings<'_> {
     fn push_utf16(&mut self, units: &[u16]) {
         // At most 3 bytes a unit: a pair of units makes 4.
         let out = self.spare(3 * units.len() + 1);
-        let mut n = 0;
-        let mut rest = units;
         // ASCII, the common case, a byte a unit.
-        while let Some((&u, tail)) = rest.split_first() {
-            if u >= 0x80 {
+        let mut n = 0;
+        for &unit in units {
+            if unit >= 0x80 {
                 break;
             }
             // SAFETY: `out` has room for 3 bytes a unit and a NUL.
-            unsafe { *out.add(n) = u as u8 };
+            unsafe { *out.add(n) = unit as u8 };
             n += 1;
-            rest = tail;
         }
-        for c in char::decode_utf16(rest.iter().copied()) {
-            let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
-            let mut bytes = [0u8; 4];
-            let encoded = c.encode_utf8(&mut bytes);
-            // SAFETY: as above.
-            unsafe { ptr::copy_nonoverlapping(encoded.as_ptr(), out.add(n), encoded.len()) };
-            n += encoded.len();
+        if n < units.len() {
+            // SAFETY: as above, for the units left.
+            n += unsafe { encode_utf16(&units[n..], out.add(n)) };
         }
         // SAFETY: as above.
         unsafe { *out.add(n) = 0 };
@@ -326,6 +320,24 @@ unsafe fn primitive_kind(
         )),
         _ => Ok(kind),
     }
+}
+
+/// Writes UTF-16 as UTF-8 at `out`, a lone surrogate as U+FFFD (as V8 writes
+/// it); returns the bytes written.
+///
+/// # Safety
+/// `out` has room for 3 bytes a unit (a pair of units makes 4).
+unsafe fn encode_utf16(units: &[u16], out: *mut u8) -> usize {
+    let mut n = 0;
+    for c in char::decode_utf16(units.iter().copied()) {
+        let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+        let mut bytes = [0u8; 4];
+        let encoded = c.encode_utf8(&mut bytes);
+        // SAFETY: the caller's.
+        unsafe { ptr::copy_nonoverlapping(encoded.as_ptr(), out.add(n), encoded.len()) };
+        n += encoded.len();
+    }
+    n
 }
 
 /// UTF-16 units read from a string in one N-API call: V8 copies them much
@@ -420,7 +432,13 @@ unsafe fn integer(env: sys::napi_env, value: sys::napi_value, unsigned: bool) ->
 }
 
 /// Truncates toward zero; NaN becomes 0 and out-of-range values saturate.
+#[inline(always)]
 fn truncate(f: f64, unsigned: bool) -> u64 {
+    // Nearly every value is well inside the range: one instruction.
+    if f.abs() < 9007199254740992.0 {
+        // SAFETY: finite (NaN fails the comparison) and within i64.
+        return unsafe { f.to_int_unchecked::<i64>() } as u64;
+    }
     if unsigned && f >= 0.0 {
         f as u64
     } else {
