@@ -85,35 +85,21 @@ pub(crate) unsafe extern "C" fn fire(
     // Not initialised: N-API writes every slot it is given, the ones past the
     // arguments as `undefined`.
     let mut argv = [std::mem::MaybeUninit::<sys::napi_value>::uninit(); ALL];
-    let mut argc = FIRST;
+    let argv_out = argv.as_mut_ptr().cast();
     let mut data: *mut std::ffi::c_void = ptr::null_mut();
+    // Reads up to `*argc` arguments; sets `*argc` to how many were passed.
     // SAFETY: N-API calls on the live env and values of this callback, with
-    // room for `argc` values.
-    let mut status = unsafe {
-        sys::napi_get_cb_info(
-            env,
-            info,
-            &mut argc,
-            argv.as_mut_ptr().cast(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-        )
+    // room for `*argc` values.
+    let read = |argc: &mut usize| unsafe {
+        sys::napi_get_cb_info(env, info, argc, argv_out, ptr::null_mut(), ptr::null_mut())
     };
+    let mut argc = FIRST;
+    let mut status = read(&mut argc);
     let mut filled = FIRST;
     if status == sys::Status::napi_ok && argc > FIRST {
         argc = argc.min(ALL);
         filled = argc;
-        // SAFETY: as above.
-        status = unsafe {
-            sys::napi_get_cb_info(
-                env,
-                info,
-                &mut argc,
-                argv.as_mut_ptr().cast(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
+        status = read(&mut argc);
     }
     // SAFETY: N-API wrote the first `filled` slots.
     let argv =
