@@ -4,7 +4,8 @@
 // The hot path is a disabled probe: `probe.fire(cb)` reads the probe's
 // semaphore through a Uint16Array over the library's own memory and returns,
 // without calling into native code. Only a probe that a tracer is watching
-// runs its callback and makes exactly one native call.
+// runs its callback and makes one native call (two when a value is an
+// object, which the addon refuses and this layer converts).
 
 const MAX_ARGS = 32;
 const EXACT_INTS = new Set(['int8_t', 'uint8_t', 'int16_t', 'uint16_t', 'int32_t', 'uint32_t', 'int64_t', 'uint64_t']);
@@ -98,7 +99,8 @@ function createApi(addon) {
     try {
       let values = args === null ? cb.call(probe) : callWithExtra(probe, cb, args, skip);
       if (!Array.isArray(values)) return undefined;
-      // The callback (user code) may have disabled the provider.
+      // The callback (user code) may have disabled the provider (and even
+      // enabled it again: this fire, begun before, is dropped).
       if (probe._handle !== handle) return undefined;
       const kinds = probe._kinds;
       const n = kinds.length;
@@ -146,10 +148,19 @@ function createApi(addon) {
   function warnOnce(probe, err) {
     if (probe._warned) return;
     probe._warned = true;
-    const reason = err && err.message ? err.message : String(err);
-    process.emitWarning(`probe ${probe._provider[STATE].name}:${probe.name} did not fire: ${reason}`, {
+    process.emitWarning(`probe ${probe._provider[STATE].name}:${probe.name} did not fire: ${describe(err)}`, {
       code: 'DYNPROBE_FIRE_FAILED',
     });
+  }
+
+  // What was thrown, in words, whatever it is (describing it must not throw:
+  // a null-prototype object has no toString, a getter may throw).
+  function describe(err) {
+    try {
+      return err && typeof err.message === 'string' ? err.message : String(err);
+    } catch {
+      return 'a value that cannot be described';
+    }
   }
 
   // Names the addon has accepted: applications create the same providers and

@@ -426,6 +426,7 @@ describe('fire with bpftrace attached', { skip: tracer.skip, timeout: 120000 }, 
     ['byname', 'int', 'char *'],
     ['throws', 'int'],
     ['throws2', 'int'],
+    ['throws3', 'int'],
     ['cycle', 'json'],
     ['bigjson', 'json', 'int'],
     ['badstr', 'char *'],
@@ -505,6 +506,12 @@ describe('fire with bpftrace attached', { skip: tracer.skip, timeout: 120000 }, 
     }), undefined);
     assert.equal(calls().length, 2, 'another probe warns once too');
     assert.match(calls()[1][0], /throws2.*not an Error/);
+    // Something thrown that cannot even be turned into a string.
+    assert.equal(p.throws3.fire(() => {
+      throw Object.create(null);
+    }), undefined);
+    assert.equal(calls().length, 3);
+    assert.match(calls()[2][0], /throws3.*cannot be described/);
   });
 
   test('JSON that cannot be serialised (a cycle, a BigInt): no throw, no fire, one warning', (t) => {

@@ -82,8 +82,8 @@ pub(crate) unsafe extern "C" fn fire(
     // given, which costs).
     const FIRST: usize = 1 + 2;
     const ALL: usize = 1 + MAX_ARGS;
-    // Not initialised: N-API writes every slot it is given, the ones past the
-    // arguments as `undefined`.
+    // Not initialised: a successful read writes every slot it is given, the
+    // ones past the arguments as `undefined`.
     let mut argv = [std::mem::MaybeUninit::<sys::napi_value>::uninit(); ALL];
     let argv_out = argv.as_mut_ptr().cast();
     let mut data: *mut std::ffi::c_void = ptr::null_mut();
@@ -101,12 +101,11 @@ pub(crate) unsafe extern "C" fn fire(
         filled = argc;
         status = read(&mut argc);
     }
-    // SAFETY: N-API wrote the first `filled` slots.
-    let argv =
-        unsafe { std::slice::from_raw_parts(argv.as_ptr().cast::<sys::napi_value>(), filled) };
     if status == sys::Status::napi_ok && argc >= 1 {
-        // SAFETY: as above.
-        status = unsafe { sys::napi_get_value_external(env, argv[0], &mut data) };
+        // SAFETY: N-API wrote the first slot.
+        let handle = unsafe { argv[0].assume_init() };
+        // SAFETY: a value of this call.
+        status = unsafe { sys::napi_get_value_external(env, handle, &mut data) };
     }
     if status != sys::Status::napi_ok || argc < 1 {
         // SAFETY: throwing on the live env.
@@ -119,6 +118,9 @@ pub(crate) unsafe extern "C" fn fire(
         };
         return ptr::null_mut();
     }
+    // SAFETY: N-API wrote the first `filled` slots (the reads succeeded).
+    let argv =
+        unsafe { std::slice::from_raw_parts(argv.as_ptr().cast::<sys::napi_value>(), filled) };
     // SAFETY: only `handle` makes these externals (JS code cannot make one),
     // each owning a ProbeHandle until its finalizer runs.
     let handle = unsafe { &*(data as *const ProbeHandle) };
@@ -134,16 +136,16 @@ pub(crate) unsafe extern "C" fn fire(
     // SAFETY: as above.
     match unsafe { fire_values(env, &handle.site, values) } {
         Ok(()) => {}
-        // The JS exception is pending and propagates.
-        Err(e) if e.status == Status::PendingException => {}
         // Nothing has fired: the JS layer converts the values and fires again.
-        Err(e) if e.status == NEEDS_CONVERSION => {
+        Err(Refusal::Object) => {
             let mut result = ptr::null_mut();
             // SAFETY: the live env.
             unsafe { sys::napi_get_boolean(env, false, &mut result) };
             return result;
         }
-        Err(e) => {
+        // The JS exception is pending and propagates.
+        Err(Refusal::Napi(e)) if e.status == Status::PendingException => {}
+        Err(Refusal::Napi(e)) => {
             let message = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
             // SAFETY: throwing on the live env.
             unsafe { sys::napi_throw_error(env, ptr::null(), message.as_ptr()) };
@@ -152,13 +154,30 @@ pub(crate) unsafe extern "C" fn fire(
     ptr::null_mut()
 }
 
+/// Why a fire did not happen.
+enum Refusal {
+    /// A value is an object: `fire` returns `false` for the JS layer to
+    /// convert the values and fire again.
+    Object,
+    /// N-API failed, or a conversion threw (the exception is pending).
+    Napi(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Napi(e)
+    }
+}
+
+type Fired<T> = std::result::Result<T, Refusal>;
+
 /// Converts the values and fires. The caller keeps the provider loaded.
 #[inline(always)]
 unsafe fn fire_values(
     env: sys::napi_env,
     site: &SiteCall,
     values: &[sys::napi_value],
-) -> Result<()> {
+) -> Fired<()> {
     let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
     let mut strings = Strings {
         stack: &mut stack,
@@ -282,16 +301,10 @@ impl Strings<'_> {
     }
 }
 
-/// Why `fire` returned `false` without firing: a value is an object.
-const NEEDS_CONVERSION: Status = Status::ObjectExpected;
-
 /// The value's type, refusing objects: converting one would run user code
-/// (toString, valueOf) while the provider is locked. The JS layer converts
-/// objects before it calls `fire`.
-unsafe fn primitive_kind(
-    env: sys::napi_env,
-    value: sys::napi_value,
-) -> Result<sys::napi_valuetype> {
+/// (toString, valueOf) while the provider is held. The JS layer converts
+/// them when `fire` returns `false`.
+unsafe fn primitive_kind(env: sys::napi_env, value: sys::napi_value) -> Fired<sys::napi_valuetype> {
     let mut kind = 0;
     check(
         unsafe { sys::napi_typeof(env, value, &mut kind) },
@@ -300,10 +313,7 @@ unsafe fn primitive_kind(
     match kind {
         sys::ValueType::napi_object
         | sys::ValueType::napi_function
-        | sys::ValueType::napi_external => Err(Error::new(
-            NEEDS_CONVERSION,
-            "fire takes primitive values (convert objects first)".to_string(),
-        )),
+        | sys::ValueType::napi_external => Err(Refusal::Object),
         _ => Ok(kind),
     }
 }
@@ -337,7 +347,7 @@ unsafe fn append_string(
     env: sys::napi_env,
     value: sys::napi_value,
     out: &mut Strings,
-) -> Result<()> {
+) -> Fired<()> {
     let mut scratch = [std::mem::MaybeUninit::<u16>::uninit(); SCRATCH_UNITS];
     let mut copied = 0usize;
     // SAFETY: `scratch` has room for SCRATCH_UNITS units, the NUL included.
@@ -362,7 +372,7 @@ unsafe fn append_string(
         sys::Status::napi_ok | sys::Status::napi_string_expected => unsafe {
             append_string_exactly(env, value, out)
         },
-        other => check(other, "read string"),
+        other => Ok(check(other, "read string")?),
     }
 }
 
@@ -371,7 +381,7 @@ unsafe fn append_string_exactly(
     env: sys::napi_env,
     value: sys::napi_value,
     out: &mut Strings,
-) -> Result<()> {
+) -> Fired<()> {
     let mut string = value;
     // SAFETY: env and value are live for this call.
     if unsafe { primitive_kind(env, value)? } != sys::ValueType::napi_string {
@@ -407,13 +417,13 @@ unsafe fn append_string_exactly(
 /// The 64-bit register form of an integer argument: a number in one call,
 /// anything else converted first.
 #[inline(always)]
-unsafe fn integer(env: sys::napi_env, value: sys::napi_value, unsigned: bool) -> Result<u64> {
+unsafe fn integer(env: sys::napi_env, value: sys::napi_value, unsigned: bool) -> Fired<u64> {
     let mut f = 0f64;
     // SAFETY: env and value are live for this call.
     match unsafe { sys::napi_get_value_double(env, value, &mut f) } {
         sys::Status::napi_ok => Ok(truncate(f, unsigned)),
         sys::Status::napi_number_expected => unsafe { converted_integer(env, value, unsigned) },
-        other => check(other, "read number").map(|()| 0),
+        other => Ok(check(other, "read number").map(|()| 0)?),
     }
 }
 
@@ -437,7 +447,7 @@ unsafe fn converted_integer(
     env: sys::napi_env,
     value: sys::napi_value,
     unsigned: bool,
-) -> Result<u64> {
+) -> Fired<u64> {
     // SAFETY: env and value are live for this call.
     let kind = unsafe { primitive_kind(env, value)? };
     if kind == sys::ValueType::napi_bigint {

@@ -95,9 +95,9 @@ impl NativeProvider {
         Ok(f(provider))
     }
 
-    /// The handle that [`fire::fire`] takes for probe `index`: an External holding
-    /// this provider and the index, so that a traced fire reads one value to
-    /// find its probe.
+    /// The handle that [`fire::fire`] takes for probe `index`: an External
+    /// holding this provider and the probe's site call, so that a traced fire
+    /// finds all it needs in one small struct.
     #[napi]
     pub fn handle(&self, env: Env, index: u32) -> Result<Unknown<'_>> {
         let site =

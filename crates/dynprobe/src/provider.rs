@@ -331,8 +331,9 @@ unsafe fn call_stub(stub: usize, arity: usize, values: &[u64]) {
             let f: extern "C" fn(U, U, U, U, U, U, U, U) = unsafe { std::mem::transmute(stub) };
             f(v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7));
         }
-        // The registers only, spelled out: a call through a pointer of the
-        // 32-argument type (below) would also copy 26 values to the stack.
+        // The registers only, spelled out: through function pointers, LLVM
+        // merged this call with the 32-argument one below and copied 26
+        // values to the stack on every fire.
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the stub is a NOP and a return, and C's calling convention
         // is assumed of it: everything it may clobber is marked so.
