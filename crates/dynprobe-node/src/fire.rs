@@ -121,8 +121,10 @@ pub(crate) unsafe extern "C" fn fire(
     // SAFETY: N-API wrote the first `filled` slots (the reads succeeded).
     let argv =
         unsafe { std::slice::from_raw_parts(argv.as_ptr().cast::<sys::napi_value>(), filled) };
-    // SAFETY: only `handle` makes these externals (JS code cannot make one),
-    // each owning a ProbeHandle until its finalizer runs.
+    // SAFETY: JS code cannot make an External, and the package's JS layer
+    // (the API; this function is internal) passes only the ones `new_handle`
+    // made, each owning a ProbeHandle until its finalizer runs. Checking a
+    // type tag here would cost a property lookup on every traced fire.
     let handle = unsafe { &*(data as *const ProbeHandle) };
     // Held until the probe has fired: nothing unloads the provider meanwhile.
     let Ok(guard) = handle.shared.try_borrow() else {
