@@ -71,7 +71,6 @@ function createApi(addon) {
       // A view of this probe's own semaphore in the loaded library: checking
       // it is one typed-array load at a constant index.
       this._sema = NOT_LOADED;
-      this._loaded = null; // the NativeProvider this probe is loaded in
       this._handle = null; // its handle for addon.fire
       this._warned = false;
     }
@@ -249,7 +248,6 @@ function createApi(addon) {
       state.loaded = probes;
       probes.forEach((probe, index) => {
         probe._sema = new Uint16Array(buffer, 2 * index, 1);
-        probe._loaded = native;
         probe._handle = native.handle(index);
       });
       return undefined;
@@ -263,7 +261,6 @@ function createApi(addon) {
       // Every probe that was loaded, including any removed since.
       for (const probe of state.loaded) {
         probe._sema = NOT_LOADED;
-        probe._loaded = null;
         probe._handle = null;
       }
       state.native = null;
