@@ -120,12 +120,12 @@ function createEnable() {
   console.log('  (node-usdt, for reference: 120 us per provider)');
 }
 
-// Starts bpftrace counting hits of `probe` in process `pid`; resolves once
-// its BEGIN probe has fired (every probe is attached by then: bpftrace says
-// "Attaching" before it attaches, and a semaphore is set before the BPF
-// program runs), with a function that stops it and returns the count.
-async function countHits(pid, provider, probe, ...more) {
-  const probes = [[provider, probe], ...more];
+// Starts bpftrace counting hits of each [provider, probe] in process `pid`;
+// resolves once its BEGIN probe has fired (every probe is attached by then:
+// bpftrace says "Attaching" before it attaches, and a semaphore is set before
+// the BPF program runs), with a function that stops it and returns the
+// counts by provider.
+async function countHits(pid, ...probes) {
   const counters = probes.map(([prov, name]) => `usdt:*:${prov}:${name} { @${prov} = count(); }`).join(' ');
   const program = `BEGIN { printf("__READY__\\n"); } ${counters}`;
   const bt = spawn('bpftrace', ['-p', String(pid), '-e', program], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -138,7 +138,7 @@ async function countHits(pid, provider, probe, ...more) {
     const check = () => (out.includes('__READY__') ? (clearTimeout(timer), resolve()) : setTimeout(check, 20));
     check();
   });
-  // Resolves to the first probe's count; with more probes, to the counts by provider.
+  // Resolves to the counts by provider.
   return async () => {
     bt.kill('SIGINT');
     await exited;
@@ -146,7 +146,7 @@ async function countHits(pid, provider, probe, ...more) {
       const m = new RegExp(`@${prov}: (\\d+)`).exec(out);
       return m ? Number(m[1]) : 0;
     };
-    return more.length === 0 ? count(provider) : Object.fromEntries(probes.map(([prov]) => [prov, count(prov)]));
+    return Object.fromEntries(probes.map(([prov]) => [prov, count(prov)]));
   };
 }
 
@@ -180,10 +180,10 @@ async function cTracedFire(bin, n) {
   child.stdout.on('data', (d) => (out += d));
   const exited = new Promise((resolve) => child.on('close', resolve));
   while (!/READY/.test(out)) await new Promise((r) => setTimeout(r, 10));
-  const stop = await countHits(child.pid, 'cprobe', 'fire');
+  const stop = await countHits(child.pid, ['cprobe', 'fire']);
   child.stdin.end('go\n');
   await exited;
-  const hits = await stop();
+  const hits = (await stop()).cprobe;
   return { ns: Number(out.trim().split('\n').pop()), hits };
 }
 
@@ -199,9 +199,7 @@ async function tracedFire() {
   const dp = dynprobe.createDTraceProvider('benchtrace');
   const probe = dp.addProbe('p', 'int', 'char *');
   dp.enable();
-  const stop = addon
-    ? await countHits(process.pid, 'benchtrace', 'p', ['cprobe', 'fire'])
-    : await countHits(process.pid, 'benchtrace', 'p');
+  const stop = await countHits(process.pid, ['benchtrace', 'p'], ...(addon ? [['cprobe', 'fire']] : []));
   await untilTraced(probe);
   for (let start = Date.now(); addon && !addon.enabled() && Date.now() - start < 30000; ) {
     await new Promise((r) => setTimeout(r, 10));
@@ -227,7 +225,7 @@ async function tracedFire() {
     program.push(await cTracedFire(bin, n));
   }
   const counts = await stop();
-  const hits = addon ? counts.benchtrace : counts;
+  const hits = counts.benchtrace;
   dp.disable();
   const ratio = (xs, ys) => median(xs.map((x, i) => x / ys[i]));
   const cns = program.map((x) => x.ns);
@@ -297,7 +295,7 @@ async function memory() {
   const dp = dynprobe.createDTraceProvider('benchmem2');
   const probe = dp.addProbe('s', 'char *');
   dp.enable();
-  const stop = await countHits(process.pid, 'benchmem2', 's');
+  const stop = await countHits(process.pid, ['benchmem2', 's']);
   await untilTraced(probe);
   for (let i = 0; i < 100000; i++) probe.fire(() => [`string ${i & 1023}`]);
   await settle();
@@ -305,7 +303,7 @@ async function memory() {
   for (let i = 0; i < fires; i++) probe.fire(() => [`string ${i & 1023}`]);
   await settle();
   const after = { rss: rss(), fds: fds() };
-  const hits = await stop();
+  const hits = (await stop()).benchmem2;
   dp.disable();
   const counted = fires + 100000;
   console.log(`  ${fires} traced fires with a string: RSS ${before.rss.toFixed(1)} -> ${after.rss.toFixed(1)} MiB (${(after.rss - before.rss).toFixed(2)} MiB), fds ${before.fds} -> ${after.fds}, bpftrace counted ${hits} of ${counted}`);
