@@ -70,14 +70,24 @@ function withSync(tracer, script, pathsOrNull) {
   return `BEGIN { printf("__READY__\\n"); } ${script} ${doneProbe} { exit(); }`;
 }
 
-function programCommand(c) {
+// DTrace keeps a buffer per CPU and prints one CPU's records after another,
+// so fires made on two CPUs (the program moved between them) may print out
+// of order. Under DTrace the program runs on one CPU: the expected lines keep
+// their order.
+function programCommand(c, tracer) {
+  const pin = TRACERS[tracer].family === 'dtrace' ? ['taskset', '-c', String(firstAllowedCpu())] : [];
   if (c.rust !== undefined) {
     let bin = FIRE_BIN;
     if (c.user) bin = copyForUser(FIRE_BIN);
     const cmd = [bin, c.rust];
-    return c.user ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', ...cmd] : cmd;
+    return [...pin, ...(c.user ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', ...cmd] : cmd)];
   }
-  return [process.execPath, ...(c.nodeArgs || []), path.join(__dirname, 'program.js')];
+  return [...pin, process.execPath, ...(c.nodeArgs || []), path.join(__dirname, 'program.js')];
+}
+
+function firstAllowedCpu() {
+  const allowed = /^Cpus_allowed_list:\s*(\d+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return allowed ? Number(allowed[1]) : 0;
 }
 
 // A copy of the program that another user can run (the checkout may not be
@@ -200,7 +210,7 @@ async function runCase(c, tracer) {
   const tracerEnv = { ...process.env, ...(c.env || {}) };
   if (c.byPath) return runByPath(c, tracer, script, tracerEnv);
   if (c.list) return runList(c, tracer, script, tracerEnv);
-  const program = start(programCommand(c), { env: programEnv(c) });
+  const program = start(programCommand(c, tracer), { env: programEnv(c) });
   let traced;
   try {
     const ready = parseReady(await program.waitFor(/^READY /, 30000, 'program'));
@@ -218,7 +228,7 @@ async function runCase(c, tracer) {
 
 async function runByPath(c, tracer, script, tracerEnv) {
   // A first run finds the library paths: the same definition maps the same file.
-  const first = start(programCommand(c), { env: programEnv(c) });
+  const first = start(programCommand(c, tracer), { env: programEnv(c) });
   const ready = parseReady(await first.waitFor(/^READY /, 30000, 'program (discovery run)'));
   first.child.kill('SIGKILL');
   await first.exit;
@@ -230,7 +240,7 @@ async function runByPath(c, tracer, script, tracerEnv) {
   let program;
   try {
     await traced.waitFor(/^__READY__$/, 60000, tracer);
-    program = start(programCommand(c), { env: programEnv(c) });
+    program = start(programCommand(c, tracer), { env: programEnv(c) });
     await program.waitFor(/^READY /, 30000, 'program');
     program.child.stdin.end('go\n');
     await exitWithin(traced, 60000);
@@ -242,7 +252,7 @@ async function runByPath(c, tracer, script, tracerEnv) {
 }
 
 async function runList(c, tracer, args, tracerEnv) {
-  const program = start(programCommand(c), { env: programEnv(c) });
+  const program = start(programCommand(c, tracer), { env: programEnv(c) });
   let listing;
   try {
     const ready = parseReady(await program.waitFor(/^READY /, 30000, 'program'));
