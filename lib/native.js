@@ -19,12 +19,13 @@
 const TARGETS = ['linux-x64-gnu', 'linux-arm64-gnu', 'linux-x64-musl', 'linux-arm64-musl'];
 const PACKAGE_SCOPE = '@dynprobe';
 
-// Node's require, also inside a webpack bundle (webpack replaces
-// __non_webpack_require__ with the bundle's real require; elsewhere the
-// identifier does not exist). Referring to `require` as a value keeps esbuild
-// and webpack from trying to bundle what it loads.
-// eslint-disable-next-line no-undef
-const nodeRequire = typeof __non_webpack_require__ === 'function' ? __non_webpack_require__ : require;
+// Node's own require, hidden from bundlers. In a webpack bundle,
+// __non_webpack_require__ is the bundle's real require (webpack knows
+// `typeof __webpack_require__` at build time, so it never looks at the other
+// branch); elsewhere neither identifier exists. Using `require` as a value
+// keeps esbuild from trying to bundle what it loads.
+/* global __webpack_require__, __non_webpack_require__ */
+const nodeRequire = typeof __webpack_require__ === 'function' ? __non_webpack_require__ : require;
 
 // 'gnu' or 'musl' for the running process. Node's report header has the
 // glibc version when Node runs on glibc; where there is no report (or it
@@ -93,6 +94,9 @@ function find() {
       reason: `dynprobe does not support ${process.platform}/${process.arch} yet: its probes are no-ops here (${HARD} makes this an error)`,
     };
   }
+  if (typeof nodeRequire !== 'function' || typeof nodeRequire.resolve !== 'function') {
+    return failed(target, `@dynprobe/${target}`, new Error('there is no CommonJS require here to load a native addon with (an ES module bundle?)'));
+  }
   const candidates = ['../build/dynprobe.node', `./dynprobe.${target}.node`, packageName(target)];
   for (const request of candidates) {
     let file;
@@ -114,7 +118,8 @@ function find() {
     reason:
       `dynprobe: no native addon for ${target}: the package ${packageName(target)} is not installed ` +
       '(npm installs it as an optional dependency of dynprobe; an install with --omit=optional or --no-optional, ' +
-      `or node_modules copied from another platform, lacks it); in a checkout run \`npm run build\`. ` +
+      `or node_modules copied from another platform, lacks it); a bundle deployed without node_modules finds it ` +
+      `as dynprobe.${target}.node beside the bundle; in a checkout run \`npm run build\`. ` +
       `Its probes are no-ops (${HARD} makes this an error)`,
   };
 }
