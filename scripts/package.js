@@ -40,6 +40,7 @@ function parseArgs(argv) {
 }
 
 const say = (text) => process.stderr.write(`package: ${text}\n`);
+const shown = (file) => (path.relative(process.cwd(), file).startsWith('..') ? file : path.relative(process.cwd(), file));
 
 // npm without the settings of an enclosing `npm run`.
 function npm(args, cwd) {
@@ -131,6 +132,7 @@ function packTarget(target, addon, version, stageRoot, out) {
   fs.copyFileSync(addon, path.join(stage, manifest.main));
   const packed = pack(stage, out);
   if (packed.size >= MAX_PLATFORM_TARBALL) {
+    fs.rmSync(packed.file);
     throw new PackageError(`${path.basename(packed.file)} is ${packed.size} bytes: a platform tarball must stay under ${MAX_PLATFORM_TARBALL} (is the addon stripped?)`);
   }
   return packed;
@@ -163,6 +165,9 @@ function main() {
     if (m.version !== version) throw new PackageError(`npm/${target}/package.json has version ${m.version}, dynprobe ${version}: make them equal`);
   }
   fs.mkdirSync(opts.out, { recursive: true });
+  // No tarball of an earlier run may pass for one of this run.
+  const ours = new Set([`dynprobe-${version}.tgz`, ...TARGETS.map((t) => `dynprobe-${t}-${version}.tgz`)]);
+  for (const f of fs.readdirSync(opts.out)) if (ours.has(f)) fs.rmSync(path.join(opts.out, f));
   const stageRoot = fs.mkdtempSync(path.join(opts.out, '.stage-'));
   const targets = opts.hostBuild ? [currentTarget()] : TARGETS;
   const failures = [];
@@ -173,14 +178,14 @@ function main() {
         const addon = opts.hostBuild ? hostBuild(target) : scriptBuild(target);
         const addonSize = checkAddon(target, addon);
         const packed = packTarget(target, addon, version, stageRoot, opts.out);
-        written.push(`${path.relative(process.cwd(), packed.file)} (${packed.size} bytes; addon ${addonSize} bytes)`);
+        written.push(`${shown(packed.file)} (${packed.size} bytes; addon ${addonSize} bytes)`);
       } catch (err) {
         if (!(err instanceof PackageError)) throw err;
         failures.push(`${target}: ${err.message}`);
       }
     }
     const packed = packMain(root, version, stageRoot, opts.out);
-    written.unshift(`${path.relative(process.cwd(), packed.file)} (${packed.size} bytes)`);
+    written.unshift(`${shown(packed.file)} (${packed.size} bytes)`);
   } finally {
     fs.rmSync(stageRoot, { recursive: true, force: true });
   }
