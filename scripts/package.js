@@ -170,6 +170,9 @@ function main() {
   for (const f of fs.readdirSync(opts.out)) if (ours.has(f)) fs.rmSync(path.join(opts.out, f));
   const stageRoot = fs.mkdtempSync(path.join(opts.out, '.stage-'));
   const targets = opts.hostBuild ? [currentTarget()] : TARGETS;
+  const buildDir = path.join(ROOT, 'scripts', 'build');
+  const others = fs.existsSync(buildDir) ? fs.readdirSync(buildDir).filter((f) => f.endsWith('.sh') && !TARGETS.includes(f.slice(0, -3))) : [];
+  if (others.length > 0) say(`not run: ${others.map((f) => `scripts/build/${f}`).join(', ')} (the targets are ${TARGETS.join(', ')})`);
   const failures = [];
   const written = [];
   try {
