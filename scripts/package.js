@@ -14,6 +14,7 @@
 //   --host-build   package only this machine's target, from the local build
 //                  (build/dynprobe.node, `npm run build`) stripped here: what
 //                  the install and bundler tests use
+//   --target T     only target T (repeatable), e.g. while working on one build
 //   --out DIR      write the tarballs to DIR instead of dist/
 
 const { spawnSync } = require('node:child_process');
@@ -29,12 +30,16 @@ const ELF_MACHINE = { x64: 62, arm64: 183 };
 class PackageError extends Error {}
 
 function parseArgs(argv) {
-  const opts = { hostBuild: false, out: path.join(ROOT, 'dist') };
+  const opts = { hostBuild: false, targets: [], out: path.join(ROOT, 'dist') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--host-build') opts.hostBuild = true;
     else if (a === '--out' && i + 1 < argv.length) opts.out = path.resolve(argv[++i]);
-    else throw new PackageError(`unknown argument ${JSON.stringify(a)} (usage: package.js [--host-build] [--out DIR])`);
+    else if (a === '--target' && i + 1 < argv.length) {
+      const t = argv[++i];
+      if (!TARGETS.includes(t)) throw new PackageError(`unknown target ${JSON.stringify(t)}: the targets are ${TARGETS.join(', ')}`);
+      opts.targets.push(t);
+    } else throw new PackageError(`unknown argument ${JSON.stringify(a)} (usage: package.js [--host-build] [--target T]... [--out DIR])`);
   }
   return opts;
 }
@@ -169,7 +174,8 @@ function main() {
   const ours = new Set([`dynprobe-${version}.tgz`, ...TARGETS.map((t) => `dynprobe-${t}-${version}.tgz`)]);
   for (const f of fs.readdirSync(opts.out)) if (ours.has(f)) fs.rmSync(path.join(opts.out, f));
   const stageRoot = fs.mkdtempSync(path.join(opts.out, '.stage-'));
-  const targets = opts.hostBuild ? [currentTarget()] : TARGETS;
+  if (opts.hostBuild && opts.targets.length > 0) throw new PackageError('--host-build packages this machine\'s target: no --target with it');
+  const targets = opts.hostBuild ? [currentTarget()] : opts.targets.length > 0 ? opts.targets : TARGETS;
   const buildDir = path.join(ROOT, 'scripts', 'build');
   const others = fs.existsSync(buildDir) ? fs.readdirSync(buildDir).filter((f) => f.endsWith('.sh') && !TARGETS.includes(f.slice(0, -3))) : [];
   if (others.length > 0) say(`not run: ${others.map((f) => `scripts/build/${f}`).join(', ')} (the targets are ${TARGETS.join(', ')})`);
