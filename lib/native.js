@@ -95,7 +95,7 @@ function find() {
     };
   }
   if (typeof nodeRequire !== 'function' || typeof nodeRequire.resolve !== 'function') {
-    return failed(target, `@dynprobe/${target}`, new Error('there is no CommonJS require here to load a native addon with (an ES module bundle?)'));
+    return failed(target, packageName(target), new Error('there is no CommonJS require here to load a native addon with (an ES module bundle?)'));
   }
   const candidates = ['../build/dynprobe.node', `./dynprobe.${target}.node`, packageName(target)];
   for (const request of candidates) {
