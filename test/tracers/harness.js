@@ -287,4 +287,22 @@ function finish(c, tracer, traced, program) {
   };
 }
 
-module.exports = { TRACERS, runCase, unavailable, scriptFor, start, stop, parseReady, programCommand, programEnv, ROOT };
+// The basic cases every runtime and platform must pass (int and string
+// arguments, the semaphore on while traced, JSON, enable/disable).
+const BASIC_CASES = [
+  'api: int and string arguments',
+  'api: the semaphore is off untraced, on while traced',
+  'api: JSON arguments',
+  'api: enable/disable cycles; a value fired while disabled never appears',
+];
+
+function basicCases() {
+  const all = require('./cases/api');
+  return BASIC_CASES.map((name) => {
+    const c = all.find((x) => x.name === name);
+    if (!c) throw new Error(`no tracer case named ${JSON.stringify(name)}`);
+    return c;
+  });
+}
+
+module.exports = { TRACERS, BASIC_CASES, basicCases, runCase, unavailable, scriptFor, start, stop, parseReady, programCommand, programEnv, ROOT };
