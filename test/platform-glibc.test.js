@@ -117,7 +117,7 @@ for (const major of MAJORS) {
 
   test(`bullseye, Node ${major}: test/api.test.js passes (traced path by the host's bpftrace)`, { skip, timeout: 180000 }, () => {
     const rt = bullseyeRuntime();
-    const r = run(rt, ['--test', path.join(rt.package, 'test', 'api.test.js')]);
+    const r = run(rt, ['--test', '--test-reporter=tap', path.join(rt.package, 'test', 'api.test.js')]);
     const summary = r.stdout.split('\n').filter((l) => /^# (tests|pass|fail|skipped)/.test(l));
     assert.equal(r.status, 0, `${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
     assert.ok(summary.includes('# fail 0'), summary.join('\n'));
