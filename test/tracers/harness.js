@@ -197,11 +197,17 @@ async function stop(proc, ms) {
   clearTimeout(hard);
 }
 
-function tracerCommand(tracer, c, script, pid) {
-  const base = TRACERS[tracer].command;
+function tracerCommand(tracer, c, script, pid, runtime = runtimes.HOST) {
+  let base = TRACERS[tracer].command;
   if (TRACERS[tracer].family === 'dtrace') {
     const file = path.join(tempDir('dynprobe-d-'), 'case.d');
     fs.writeFileSync(file, script);
+    if (runtime.root) {
+      // In a root of its own, DTrace runs in the process's root (see runtimes.dtraceCommand).
+      if (pid === null) throw new Error(`${c.name}: DTrace attaches by pid only under ${runtime.name}`);
+      base = runtimes.dtraceCommand(runtime, pid);
+      return [...base, '-q', ...(c.dtraceFlags || []), '-s', path.join(runtime.hostAt, file), '-p', String(pid)];
+    }
     return [...base, '-q', ...(c.dtraceFlags || []), '-s', file, '-p', String(pid)];
   }
   return pid === null ? [...base, '-e', script] : [...base, '-p', String(pid), '-e', script];
@@ -224,7 +230,7 @@ async function runCase(c, tracer, runtime = runtimes.HOST) {
   let traced;
   try {
     const ready = parseReady(await program.waitFor(/^READY /, 30000, 'program'));
-    traced = start(tracerCommand(tracer, c, withSync(tracer, script, null), ready.pid), { env: tracerEnv });
+    traced = start(tracerCommand(tracer, c, withSync(tracer, script, null), ready.pid, runtime), { env: tracerEnv });
     await traced.waitFor(/^__READY__$/, 60000, tracer);
     program.child.stdin.end('go\n');
     await exitWithin(traced, 60000);
@@ -247,7 +253,7 @@ async function runByPath(c, tracer, script, tracerEnv, runtime) {
   const host = tracer === 'bpftrace-0.27' ? (p) => `/host${runtimes.hostPath(runtime, p)}` : (p) => runtimes.hostPath(runtime, p);
   const paths = { sync: host(ready.sync) };
   const text = withSync(tracer, script.replaceAll('$LIB', host(ready.libs[0])), paths);
-  const traced = start(tracerCommand(tracer, c, text, null), { env: tracerEnv });
+  const traced = start(tracerCommand(tracer, c, text, null, runtime), { env: tracerEnv });
   let program;
   try {
     await traced.waitFor(/^__READY__$/, 60000, tracer);
