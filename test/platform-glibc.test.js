@@ -47,7 +47,7 @@ function dynamicSymbols(file) {
 const versionOf = (v) => v.slice('GLIBC_'.length).split('.').map(Number);
 const newer = (a, b) => a[0] - b[0] || a[1] - b[1] || (a[2] || 0) - (b[2] || 0);
 
-test(`the prebuilt gnu addon needs no glibc symbol newer than ${FLOOR.join('.')}`, { skip: prebuilt.skip || readelfGate.skip }, () => {
+test(`the prebuilt gnu addon needs no glibc symbol newer than ${FLOOR.join('.')}`, { skip: prebuilt.skip || readelfGate.skip }, (t) => {
   assert.ok(!prebuilt.reason, `required when CI=true: ${prebuilt.reason}`);
   assert.ok(!readelfGate.reason, `required when CI=true: ${readelfGate.reason}`);
   const imports = dynamicSymbols(runtimes.PREBUILT_GNU).filter((s) => s.undefined && s.name);
@@ -61,7 +61,7 @@ test(`the prebuilt gnu addon needs no glibc symbol newer than ${FLOOR.join('.')}
   const unversioned = imports.filter((s) => !s.version && !s.weak && !s.name.startsWith('napi_')).map((s) => s.name);
   assert.deepEqual(unversioned, [], 'strong unversioned imports (older glibc may lack them)');
   const max = glibc.map((s) => versionOf(s.version)).sort(newer).at(-1);
-  process.stdout.write(`# max glibc symbol version: GLIBC_${max.join('.')}\n`);
+  t.diagnostic(`max glibc symbol version: GLIBC_${max.join('.')}`);
 });
 
 const bullseye = h.gate('bullseye (glibc 2.31) platform tests', runtimes.bullseyeUnavailable() || prebuilt.reason);

@@ -25,7 +25,8 @@
 //
 // runCase(c, tracer, runtime) runs a Node case's program under `runtime`
 // (test/fixtures/runtimes.js: which node, which root, which package; the
-// host's by default). Tracers always run on the host.
+// host's by default). The tracers are the host's: bpftrace attaches from the
+// host, DTrace runs in the program's root (it opens mapped files by path).
 
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -198,17 +199,15 @@ async function stop(proc, ms) {
 }
 
 function tracerCommand(tracer, c, script, pid, runtime = runtimes.HOST) {
-  let base = TRACERS[tracer].command;
+  const base = TRACERS[tracer].command;
   if (TRACERS[tracer].family === 'dtrace') {
     const file = path.join(tempDir('dynprobe-d-'), 'case.d');
     fs.writeFileSync(file, script);
-    if (runtime.root) {
-      // In a root of its own, DTrace runs in the process's root (see runtimes.dtraceCommand).
-      if (pid === null) throw new Error(`${c.name}: DTrace attaches by pid only under ${runtime.name}`);
-      base = runtimes.dtraceCommand(runtime, pid);
-      return [...base, '-q', ...(c.dtraceFlags || []), '-s', path.join(runtime.hostAt, file), '-p', String(pid)];
-    }
-    return [...base, '-q', ...(c.dtraceFlags || []), '-s', file, '-p', String(pid)];
+    if (!runtime.root) return [...base, '-q', ...(c.dtraceFlags || []), '-s', file, '-p', String(pid)];
+    // Under a root, DTrace runs in the program's root (runtimes.dtraceCommand).
+    if (pid === null) throw new Error(`${c.name}: DTrace attaches by pid only under ${runtime.name}`);
+    const inRoot = runtimes.dtraceCommand(runtime, pid);
+    return [...inRoot, '-q', ...(c.dtraceFlags || []), '-s', path.join(runtime.hostAt, file), '-p', String(pid)];
   }
   return pid === null ? [...base, '-e', script] : [...base, '-p', String(pid), '-e', script];
 }
