@@ -186,7 +186,7 @@ function createApi(addon) {
       const refused = refusal(`provider\0${name}\0${mod}`, () => addon.checkProvider(name, mod));
       if (refused !== null) throw new RangeError(refused);
       Object.defineProperty(this, STATE, {
-        value: { name, module: mod, probes: new Map(), byName: new ProbeTable(), native: null, buffer: null, loaded: [] },
+        value: { name, module: mod, probes: new Map(), byName: new ProbeTable(), native: null, loaded: [] },
       });
     }
 
@@ -244,7 +244,6 @@ function createApi(addon) {
       }
       const buffer = native.semaphores();
       state.native = native;
-      state.buffer = buffer;
       state.loaded = probes;
       probes.forEach((probe, index) => {
         probe._sema = new Uint16Array(buffer, 2 * index, 1);
@@ -257,17 +256,16 @@ function createApi(addon) {
       const state = this[STATE];
       const native = state.native;
       if (native === null) return undefined;
-      const buffer = state.buffer;
       // Every probe that was loaded, including any removed since.
       for (const probe of state.loaded) {
         probe._sema = NOT_LOADED;
         probe._handle = null;
       }
       state.native = null;
-      state.buffer = null;
       state.loaded = [];
-      // Detaches the buffer before unmapping: no view can read freed memory.
-      native.unload(buffer);
+      // Detaches the semaphore buffer before unmapping (no view can read
+      // freed memory) and releases all the provider holds natively, at once.
+      native.unload();
       return undefined;
     }
 
