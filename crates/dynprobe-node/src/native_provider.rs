@@ -84,9 +84,16 @@ unsafe fn call_info<const N: usize>(
     })
 }
 
-/// The provider id of `this`: a TypeError for any object this constructor
-/// did not make, "unloaded" for one already unloaded.
-fn provider_id(env: sys::napi_env, this: sys::napi_value) -> std::result::Result<Id, sys::napi_value> {
+/// Why `this` names no loaded provider.
+enum NotLoaded {
+    /// A provider object, unloaded.
+    Unloaded,
+    /// Any other value.
+    NotAProvider,
+}
+
+/// The provider id of `this`.
+fn provider_id(env: sys::napi_env, this: sys::napi_value) -> std::result::Result<Id, NotLoaded> {
     let mut data = ptr::null_mut();
     // SAFETY: `this` is a value of this call. An object that another addon
     // wrapped gives its own pointer, which `decode` refuses (no marker).
@@ -99,9 +106,16 @@ fn provider_id(env: sys::napi_env, this: sys::napi_value) -> std::result::Result
     // SAFETY: as above; a non-object is refused with a status.
     let status = unsafe { sys::napi_check_object_type_tag(env, this, &PROVIDER_TAG, &mut tagged) };
     if status == sys::Status::napi_ok && tagged {
-        Err(throw(env, false, "provider is unloaded"))
+        Err(NotLoaded::Unloaded)
     } else {
-        Err(throw(env, true, "not a NativeProvider"))
+        Err(NotLoaded::NotAProvider)
+    }
+}
+
+fn not_loaded(env: sys::napi_env, why: NotLoaded) -> sys::napi_value {
+    match why {
+        NotLoaded::Unloaded => throw(env, false, "provider is unloaded"),
+        NotLoaded::NotAProvider => throw(env, true, "not a NativeProvider"),
     }
 }
 
@@ -220,7 +234,7 @@ unsafe extern "C" fn semaphores(env: sys::napi_env, info: sys::napi_callback_inf
     };
     let id = match provider_id(env, call.this) {
         Ok(id) => id,
-        Err(thrown) => return thrown,
+        Err(why) => return not_loaded(env, why),
     };
     let Ok(mut registry) = call.shared.try_borrow_mut() else {
         return busy(env);
@@ -279,7 +293,7 @@ unsafe extern "C" fn handle(env: sys::napi_env, info: sys::napi_callback_info) -
     };
     let id = match provider_id(env, call.this) {
         Ok(id) => id,
-        Err(thrown) => return thrown,
+        Err(why) => return not_loaded(env, why),
     };
     let mut index = 0u32;
     // SAFETY: a value of this call (undefined when missing, then refused).
@@ -318,8 +332,8 @@ unsafe extern "C" fn unload(env: sys::napi_env, info: sys::napi_callback_info) -
     let id = match provider_id(env, call.this) {
         Ok(id) => id,
         // Already unloaded: nothing to do.
-        Err(_) if is_unloaded_provider(env, call.this) => return undefined(env),
-        Err(thrown) => return thrown,
+        Err(NotLoaded::Unloaded) => return undefined(env),
+        Err(why) => return not_loaded(env, why),
     };
     let Ok(mut registry) = call.shared.try_borrow_mut() else {
         return busy(env);
@@ -336,21 +350,6 @@ unsafe extern "C" fn unload(env: sys::napi_env, info: sys::napi_callback_info) -
         }
     }
     undefined(env)
-}
-
-/// A provider object that was unloaded (tagged, no wrap). Clears the
-/// "unloaded" exception that [`provider_id`] threw for it.
-fn is_unloaded_provider(env: sys::napi_env, this: sys::napi_value) -> bool {
-    let mut tagged = false;
-    // SAFETY: a value of this call.
-    let status = unsafe { sys::napi_check_object_type_tag(env, this, &PROVIDER_TAG, &mut tagged) };
-    if status == sys::Status::napi_ok && tagged {
-        let mut error = ptr::null_mut();
-        // SAFETY: the exception provider_id threw is pending.
-        unsafe { sys::napi_get_and_clear_last_exception(env, &mut error) };
-        return true;
-    }
-    false
 }
 
 fn undefined(env: sys::napi_env) -> sys::napi_value {
