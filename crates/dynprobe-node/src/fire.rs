@@ -14,7 +14,7 @@ use crate::native_provider::Shared;
 use crate::registry::Id;
 
 /// `fire(handle, ...values)`: fires the probe behind `handle` (from
-/// [`NativeProvider::handle`]) with the values (positional arguments: reading
+/// `NativeProvider.handle()`) with the values (positional arguments: reading
 /// them costs nothing, unlike array elements through N-API), converted by the
 /// probe's types: integers by ToNumber (truncated, NaN as 0) or as BigInts
 /// (64 bits kept), strings by ToString in UTF-8. Missing values are
