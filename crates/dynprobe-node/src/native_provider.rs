@@ -45,7 +45,15 @@ fn throw_napi(env: sys::napi_env, error: Error) -> sys::napi_value {
     if error.status == Status::PendingException {
         return ptr::null_mut();
     }
-    throw(env, error.status == Status::InvalidArg, &error.reason)
+    let type_error = matches!(
+        error.status,
+        Status::InvalidArg
+            | Status::StringExpected
+            | Status::ObjectExpected
+            | Status::ArrayExpected
+            | Status::NumberExpected
+    );
+    throw(env, type_error, &error.reason)
 }
 
 /// The arguments, `this` and the registry of a call.
@@ -68,7 +76,14 @@ unsafe fn call_info<const N: usize>(
     let mut data = ptr::null_mut();
     // SAFETY: room for N values.
     let status = unsafe {
-        sys::napi_get_cb_info(env, info, &mut argc, args.as_mut_ptr(), &mut this, &mut data)
+        sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            args.as_mut_ptr(),
+            &mut this,
+            &mut data,
+        )
     };
     if status != sys::Status::napi_ok || data.is_null() {
         return None;
@@ -151,7 +166,10 @@ unsafe extern "C" fn release_collected(
 
 /// `new NativeProvider(name, module, [{ name, types }])`: builds and loads
 /// the provider's library.
-unsafe extern "C" fn construct(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn construct(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
     // SAFETY: a callback of the class, whose data is the registry.
     let Some(call) = (unsafe { call_info::<3>(env, info) }) else {
         return throw(env, true, "NativeProvider: bad call");
@@ -162,7 +180,13 @@ unsafe extern "C" fn construct(env: sys::napi_env, info: sys::napi_callback_info
     if status != sys::Status::napi_ok || new_target.is_null() {
         return throw(env, true, "NativeProvider must be called with new");
     }
-    let arg = |i: usize| if i < call.argc { call.args[i] } else { ptr::null_mut() };
+    let arg = |i: usize| {
+        if i < call.argc {
+            call.args[i]
+        } else {
+            ptr::null_mut()
+        }
+    };
     // SAFETY: values of this call (a missing one is refused by the conversion).
     let parsed = (|| -> Result<(String, String, Vec<ProbeSpec>)> {
         let undefined = || Error::new(Status::InvalidArg, "NativeProvider(name, module, probes)");
@@ -184,7 +208,7 @@ unsafe extern "C" fn construct(env: sys::napi_env, info: sys::napi_callback_info
     };
     let def = match definition(&name, &module, &probes) {
         Ok(def) => def,
-        Err(message) => return throw(env, true, &message),
+        Err(message) => return throw(env, false, &message),
     };
     let provider = match Provider::load(&def) {
         Ok(provider) => provider,
@@ -227,7 +251,10 @@ unsafe extern "C" fn construct(env: sys::napi_env, info: sys::napi_callback_info
 /// `semaphores()`: an ArrayBuffer over the semaphores (one u16 per probe),
 /// detached by `unload()` (or when the provider is collected) before the
 /// memory goes away.
-unsafe extern "C" fn semaphores(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn semaphores(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
     // SAFETY: a method of the class.
     let Some(call) = (unsafe { call_info::<0>(env, info) }) else {
         return throw(env, true, "semaphores: bad call");
@@ -423,7 +450,14 @@ pub(crate) fn register(env: sys::napi_env, exports: &mut Object) -> Result<()> {
             "define NativeProvider",
         )?;
         crate::check(
-            sys::napi_create_function(env, c"fire".as_ptr(), 4, Some(crate::fire::fire), data, &mut fire),
+            sys::napi_create_function(
+                env,
+                c"fire".as_ptr(),
+                4,
+                Some(crate::fire::fire),
+                data,
+                &mut fire,
+            ),
             "create fire",
         )?;
         exports.set_named_property("NativeProvider", Unknown::from_napi_value(env, class)?)?;

@@ -130,7 +130,9 @@ impl Registry {
     }
 
     pub(crate) fn provider(&self, id: Id) -> Result<&Provider, Missing> {
-        self.loaded(id).map(|l| &l.provider).ok_or(Missing::Unloaded)
+        self.loaded(id)
+            .map(|l| &l.provider)
+            .ok_or(Missing::Unloaded)
     }
 
     /// The site a handle names, if its provider is still loaded.
