@@ -224,14 +224,258 @@ pub struct ProbeNote {
     pub semaphore_offset: Option<i64>,
 }
 
+/// What `read_probes` expects of the file it reads, and how long and how much
+/// it may read. Every process is hostile: a path it maps may by now name a
+/// FIFO, a device or another file (a bind mount in its own mount namespace),
+/// and a file system it mounted (FUSE) may never answer.
+#[napi(object)]
+pub struct ReadLimits {
+    /// The mapping's device as /proc/PID/maps writes it (`fd:01`) and its
+    /// inode (decimal): the file opened must be that one. Null: no check
+    /// (for /proc/PID/map_files/..., which is the mapped file by construction).
+    pub device: Option<String>,
+    pub inode: Option<String>,
+    /// Follow a symbolic link in the last component (for the magic links of
+    /// /proc/PID/map_files and /proc/PID/fd); otherwise one is refused.
+    pub follow: Option<bool>,
+    /// At most this many bytes (default 64 MiB): a larger file is refused.
+    pub max_bytes: Option<f64>,
+    /// Give up after this many milliseconds (default 5000).
+    pub timeout_ms: Option<u32>,
+}
+
+const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+const DEFAULT_TIMEOUT_MS: u32 = 5000;
+
+/// Why a file was not read: `refused` when it is not what it should be (not
+/// a regular file, another file than the one mapped, too large, no answer in
+/// time), else it could not be opened or read.
+struct ReadFailure {
+    refused: bool,
+    message: String,
+}
+
+fn refused(message: String) -> ReadFailure {
+    ReadFailure {
+        refused: true,
+        message,
+    }
+}
+
+fn failed(message: String) -> ReadFailure {
+    ReadFailure {
+        refused: false,
+        message,
+    }
+}
+
+/// `fd:01` -> (0xfd, 0x01)
+fn parse_device(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.split_once(':')?;
+    Some((
+        u32::from_str_radix(major, 16).ok()?,
+        u32::from_str_radix(minor, 16).ok()?,
+    ))
+}
+
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The file must be a regular file, the one expected, and small enough.
+fn check_file(
+    meta: &std::fs::Metadata,
+    expected: Option<((u32, u32), u64)>,
+    max_bytes: u64,
+) -> std::result::Result<(), ReadFailure> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.file_type().is_file() {
+        return Err(refused(format!(
+            "is {}, not a regular file: skipped",
+            kind_of(meta)
+        )));
+    }
+    if let Some(((major, minor), inode)) = expected {
+        let dev = meta.dev();
+        let (got_major, got_minor) = (libc::major(dev), libc::minor(dev));
+        if (got_major, got_minor, meta.ino()) != (major, minor, inode) {
+            return Err(refused(format!(
+                "is not the file the process maps (device {got_major:02x}:{got_minor:02x} inode {}, \
+                 mapped: {major:02x}:{minor:02x} inode {inode}; replaced, or hidden by a mount): skipped",
+                meta.ino()
+            )));
+        }
+    }
+    if meta.len() > max_bytes {
+        return Err(refused(format!(
+            "is {} bytes, more than the {max_bytes} a probe library may have: skipped",
+            meta.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens `path` without reading anything (O_PATH: no FIFO blocks, no device
+/// driver runs, no lease is broken), checks what it is, and only then opens
+/// that same inode for reading, non-blocking, and reads at most `max_bytes`.
+fn read_checked(
+    path: &str,
+    expected: Option<((u32, u32), u64)>,
+    follow: bool,
+    max_bytes: u64,
+) -> std::result::Result<Vec<u8>, ReadFailure> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | nofollow)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            // O_PATH|O_NOFOLLOW on a symbolic link gives the link: ELOOP is
+            // what a plain O_NOFOLLOW open says.
+            Some(libc::ELOOP) => refused("is a symbolic link: skipped".to_string()),
+            _ => failed(format!("cannot open it: {e}")),
+        })?;
+    let meta = handle
+        .metadata()
+        .map_err(|e| failed(format!("cannot stat it: {e}")))?;
+    check_file(&meta, expected, max_bytes)?;
+    // The same inode again, now for reading: through our own descriptor,
+    // so that no path is looked up twice.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+        .map_err(|e| failed(format!("cannot open it for reading: {e}")))?;
+    let reopened = file
+        .metadata()
+        .map_err(|e| failed(format!("cannot stat it: {e}")))?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        if (reopened.dev(), reopened.ino()) != (meta.dev(), meta.ino()) {
+            return Err(refused("changed while it was opened: skipped".to_string()));
+        }
+    }
+    let mut bytes = Vec::with_capacity(meta.len().min(max_bytes) as usize);
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| failed(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(refused(format!(
+            "grew past {max_bytes} bytes while it was read: skipped"
+        )));
+    }
+    Ok(bytes)
+}
+
 /// The USDT probes (stapsdt notes) of the ELF file at `path`, in note order:
-/// what `dynprobe list` shows. Reads the file; no tracer involved.
+/// what `dynprobe list` shows. Reads the file as [`ReadLimits`] say (a
+/// regular file, the one expected, within the size and time limits); no
+/// tracer involved. An error's code is `Cancelled` when the file is not
+/// what it should be (skipped), else it could not be read or parsed.
 #[napi]
-pub fn read_probes(path: String) -> Result<Vec<ProbeNote>> {
-    let bytes = std::fs::read(&path)
+pub fn read_probes(path: String, limits: Option<ReadLimits>) -> Result<Vec<ProbeNote>> {
+    let limits = limits.unwrap_or(ReadLimits {
+        device: None,
+        inode: None,
+        follow: None,
+        max_bytes: None,
+        timeout_ms: None,
+    });
+    let expected = match (&limits.device, &limits.inode) {
+        (Some(device), Some(inode)) => {
+            let device = parse_device(device).ok_or_else(|| {
+                Error::new(
+                    Status::InvalidArg,
+                    format!("not a device number: {device:?}"),
+                )
+            })?;
+            let inode = inode.parse::<u64>().map_err(|_| {
+                Error::new(
+                    Status::InvalidArg,
+                    format!("not an inode number: {inode:?}"),
+                )
+            })?;
+            Some((device, inode))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(Error::new(
+                Status::InvalidArg,
+                "device and inode go together".to_string(),
+            ))
+        }
+    };
+    let max_bytes = match limits.max_bytes {
+        None => DEFAULT_MAX_BYTES,
+        Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9007199254740991.0 => n as u64,
+        Some(n) => {
+            return Err(Error::new(
+                Status::InvalidArg,
+                format!("maxBytes must be a non-negative integer, not {n}"),
+            ))
+        }
+    };
+    let timeout_ms = limits.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    let follow = limits.follow.unwrap_or(false);
+
+    // A file system may never answer an open, a stat or a read (FUSE, a hung
+    // NFS server), and no system call here can be cancelled: the work runs
+    // on a thread of its own, which is abandoned if it takes too long (it
+    // holds at most `max_bytes`, and ends with the process).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread_path = path.clone();
+    std::thread::Builder::new()
+        .name("dynprobe-read".to_string())
+        .spawn(move || {
+            let result =
+                read_checked(&thread_path, expected, follow, max_bytes).and_then(|bytes| {
+                    dynprobe_format::read_stapsdt(&bytes).map_err(|e| failed(e.to_string()))
+                });
+            let _ = tx.send(result);
+        })
         .map_err(|e| Error::new(Status::GenericFailure, format!("cannot read {path}: {e}")))?;
-    let probes = dynprobe_format::read_stapsdt(&bytes)
-        .map_err(|e| Error::new(Status::InvalidArg, format!("{path}: {e}")))?;
+    let probes = match rx.recv_timeout(std::time::Duration::from_millis(u64::from(timeout_ms))) {
+        Ok(Ok(probes)) => probes,
+        Ok(Err(ReadFailure { refused, message })) => {
+            let status = if refused {
+                Status::Cancelled
+            } else {
+                Status::GenericFailure
+            };
+            return Err(Error::new(status, format!("{path}: {message}")));
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            return Err(Error::new(
+                Status::Cancelled,
+                format!("{path}: no answer within {timeout_ms} ms (a file system that does not answer?): skipped"),
+            ))
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            return Err(Error::new(
+                Status::GenericFailure,
+                format!("{path}: reading it failed"),
+            ))
+        }
+    };
     let as_js = |v: u64| v as i64;
     Ok(probes
         .into_iter()
