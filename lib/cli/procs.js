@@ -146,6 +146,9 @@ function locate(pid, lib) {
 // about 1 MiB).
 const MAX_LIBRARY_BYTES = 64 * 1024 * 1024;
 const READ_TIMEOUT_MS = 5000;
+// More probes than any application defines; a crafted file may claim
+// millions, and every probe shown costs memory and output.
+const MAX_PROBES_SHOWN = 20000;
 
 // Notes per file identity, so that a library mapped by many processes is read
 // once; devices whose file system did not answer in time, so that a scan pays
@@ -159,9 +162,13 @@ function readOne(file) {
   const read = notesReader();
   const { path: where, ...checks } = file;
   try {
-    return { notes: read(where, { ...checks, maxBytes: MAX_LIBRARY_BYTES, timeoutMs: READ_TIMEOUT_MS }), error: null };
+    const limits = { ...checks, maxBytes: MAX_LIBRARY_BYTES, timeoutMs: READ_TIMEOUT_MS, maxProbes: MAX_PROBES_SHOWN };
+    const { probes, total } = read(where, limits);
+    return { notes: probes, total, error: null };
   } catch (err) {
-    return { notes: null, error: err.message, refused: err.code === 'Cancelled', stalled: /no answer within/.test(err.message) };
+    // The reader names the file it opened; callers name the library.
+    const message = err.message.startsWith(`${where}: `) ? err.message.slice(where.length + 2) : err.message;
+    return { notes: null, error: message, refused: err.code === 'Cancelled', stalled: /no answer within/.test(err.message) };
   }
 }
 
@@ -169,7 +176,7 @@ function notesOf(lib, files) {
   const key = `${lib.dev}:${lib.inode}`;
   if (notesCache.has(key)) return notesCache.get(key);
   if (stalledDevices.has(lib.dev)) {
-    return { notes: null, error: `${lib.path}: skipped: its file system (device ${lib.dev}) did not answer in time before`, refused: true };
+    return { notes: null, error: `skipped: its file system (device ${lib.dev}) did not answer in time before`, refused: true };
   }
   let result = { notes: null, error: 'nothing to read it from', refused: false, from: null };
   for (const file of files) {
@@ -216,11 +223,11 @@ function inspect(pid) {
   const warnings = [];
   for (const lib of candidates(maps)) {
     const place = locate(pid, lib);
-    const { notes, error, refused, from } = notesOf(lib, place.readFrom);
+    const { notes, total, error, refused, from } = notesOf(lib, place.readFrom);
     if (notes === null) {
       // A file in the cache layout that we cannot read, or one refused: say
       // so; an unreadable deleted mapping or memfd may not even be ours.
-      if (refused) warnings.push(error);
+      if (refused) warnings.push(`${lib.path}: ${error}`);
       else if (lib.storage === 'file') warnings.push(`cannot read ${lib.path}: ${error}`);
       else if (process.geteuid() !== 0) warnings.push(`cannot read ${lib.path} without root`);
       continue;
@@ -229,6 +236,7 @@ function inspect(pid) {
     // read, or the first, when root read it through map_files).
     let tracerPath = place.tracerPath;
     if (place.tracerPathFrom) tracerPath = (place.tracerPathFrom.find((f) => f.path === from) || place.tracerPathFrom[0]).path;
+    if (total > notes.length) warnings.push(`${lib.path}: ${total} probes; only the first ${notes.length} are shown`);
     const byProvider = new Map();
     for (const note of notes) {
       if (!byProvider.has(note.provider)) byProvider.set(note.provider, []);
@@ -289,7 +297,8 @@ function parsePid(text) {
 function inspectWithProviders(pid) {
   const info = inspect(pid);
   if (info.providers.length === 0) {
-    throw new CliError(`no dynprobe providers in process ${pid} (${info.command})`, {
+    const skipped = info.warnings.map((w) => `\n  warning: ${w}`).join('');
+    throw new CliError(`no dynprobe providers in process ${pid} (${info.command})${skipped}`, {
       hint: 'a process has providers once it has enabled one (provider.enable()); `dynprobe list` shows every process that has',
     });
   }

@@ -242,6 +242,15 @@ pub struct ReadLimits {
     pub max_bytes: Option<f64>,
     /// Give up after this many milliseconds (default 5000).
     pub timeout_ms: Option<u32>,
+    /// Return at most this many probes (default: all); `total` counts all.
+    pub max_probes: Option<u32>,
+}
+
+/// The probes of a file, the first `max_probes` of `total`.
+#[napi(object)]
+pub struct ProbeNotes {
+    pub probes: Vec<ProbeNote>,
+    pub total: u32,
 }
 
 const DEFAULT_MAX_BYTES: u64 = 64 << 20;
@@ -387,18 +396,19 @@ fn read_checked(
 }
 
 /// The USDT probes (stapsdt notes) of the ELF file at `path`, in note order:
-/// what `dynprobe list` shows. Reads the file as [`ReadLimits`] say (a
+/// what `dynprobe list` shows, and how many there are. Reads the file as [`ReadLimits`] say (a
 /// regular file, the one expected, within the size and time limits); no
 /// tracer involved. An error's code is `Cancelled` when the file is not
 /// what it should be (skipped), else it could not be read or parsed.
 #[napi]
-pub fn read_probes(path: String, limits: Option<ReadLimits>) -> Result<Vec<ProbeNote>> {
+pub fn read_probes(path: String, limits: Option<ReadLimits>) -> Result<ProbeNotes> {
     let limits = limits.unwrap_or(ReadLimits {
         device: None,
         inode: None,
         follow: None,
         max_bytes: None,
         timeout_ms: None,
+        max_probes: None,
     });
     let expected = match (&limits.device, &limits.inode) {
         (Some(device), Some(inode)) => {
@@ -453,7 +463,7 @@ pub fn read_probes(path: String, limits: Option<ReadLimits>) -> Result<Vec<Probe
             let _ = tx.send(result);
         })
         .map_err(|e| Error::new(Status::GenericFailure, format!("cannot read {path}: {e}")))?;
-    let probes = match rx.recv_timeout(std::time::Duration::from_millis(u64::from(timeout_ms))) {
+    let mut probes = match rx.recv_timeout(std::time::Duration::from_millis(u64::from(timeout_ms))) {
         Ok(Ok(probes)) => probes,
         Ok(Err(ReadFailure { refused, message })) => {
             let status = if refused {
@@ -476,8 +486,10 @@ pub fn read_probes(path: String, limits: Option<ReadLimits>) -> Result<Vec<Probe
             ))
         }
     };
+    let total = u32::try_from(probes.len()).unwrap_or(u32::MAX);
+    probes.truncate(limits.max_probes.map_or(usize::MAX, |n| n as usize));
     let as_js = |v: u64| v as i64;
-    Ok(probes
+    let probes = probes
         .into_iter()
         .map(|p| ProbeNote {
             args: p
@@ -500,5 +512,6 @@ pub fn read_probes(path: String, limits: Option<ReadLimits>) -> Result<Vec<Probe
             address_offset: p.address_offset.map(as_js),
             semaphore_offset: p.semaphore_offset.map(as_js),
         })
-        .collect())
+        .collect();
+    Ok(ProbeNotes { probes, total })
 }
