@@ -51,6 +51,7 @@ function describe(proc, opts) {
         name: probe.name,
         argSpec: probe.argSpec,
         args: probe.args.map((a) => ({ ...a, type: typeLabel(a) })),
+        omittedArgs: probe.omittedArgs || 0,
         address: probe.address,
         semaphore: probe.semaphore,
         addressOffset: probe.addressOffset,

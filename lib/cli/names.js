@@ -42,6 +42,7 @@ function nameProblem(kind, text) {
 // Why a probe of a provider entry cannot be traced by name, or null.
 // `needsPath`: its commands name the library by path.
 function probeProblem(entry, probe, { needsPath = false } = {}) {
+  if (probe.omittedArgs > 0) return `its note lists ${probe.args.length + probe.omittedArgs} arguments (no tracer reads more than 12)`;
   return (
     nameProblem('provider', entry.provider) ||
     nameProblem('probe', probe.name) ||

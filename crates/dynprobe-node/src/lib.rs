@@ -222,7 +222,14 @@ pub struct ProbeNote {
     /// The same as file offsets (uprobes are keyed by these), or null.
     pub address_offset: Option<i64>,
     pub semaphore_offset: Option<i64>,
+    /// Arguments the note lists beyond the first [`MAX_NOTE_ARGS`], which
+    /// `args` leaves out (a crafted note may list millions).
+    pub omitted_args: u32,
 }
+
+/// More arguments than any tracer reads (sys/sdt.h writes at most 12,
+/// dynprobe 32).
+const MAX_NOTE_ARGS: usize = 64;
 
 /// What `read_probes` expects of the file it reads, and how long and how much
 /// it may read. Every process is hostile: a path it maps may by now name a
@@ -492,9 +499,12 @@ pub fn read_probes(path: String, limits: Option<ReadLimits>) -> Result<ProbeNote
     let probes = probes
         .into_iter()
         .map(|p| ProbeNote {
+            omitted_args: u32::try_from(p.args.len().saturating_sub(MAX_NOTE_ARGS))
+                .unwrap_or(u32::MAX),
             args: p
                 .args
                 .iter()
+                .take(MAX_NOTE_ARGS)
                 .map(|a| NoteArgInfo {
                     spec: a.spec.clone(),
                     size: u32::from(a.size),
