@@ -388,3 +388,22 @@ test('crafted libraries (100,000 notes, 1 MiB names, an 80 MiB file) cost bounde
     }
   }
 });
+
+test('the API refuses names with invisible or bidirectional characters, with which one provider could pose as another in a listing', () => {
+  const { createDTraceProvider } = require('..');
+  const invisible = ['\u200b', '\u200d', '\u200e', '\u202e', '\u2066', '\ufeff', '\u00ad', '\u{e0041}', '\u3164'];
+  for (const c of invisible) {
+    const hex = c.codePointAt(0).toString(16);
+    for (const name of [`bun${c}yan`, `${c}bunyan`, `bunyan${c}`]) {
+      assert.throws(() => createDTraceProvider(name), (e) => e instanceof RangeError && /invisible or bidirectional formatting character/.test(e.message) && e.message.includes(`\\u{${hex}}`), `provider U+${hex}`);
+      assert.throws(() => createDTraceProvider('apimod', name), (e) => e instanceof RangeError && /invisible/.test(e.message), `module U+${hex}`);
+      const dtp = createDTraceProvider('apinames2');
+      assert.throws(() => dtp.addProbe(`log${c}-info`, 'char *'), (e) => e instanceof RangeError && /invisible/.test(e.message), `probe U+${hex}`);
+    }
+  }
+  assert.throws(() => createDTraceProvider('a\ue000'), (e) => e instanceof RangeError && /private-use/.test(e.message));
+  // What applications name things keeps working.
+  const bunyan = createDTraceProvider('bunyan');
+  for (const p of ['log-info', 'log-trace', '__proto__', 'handler-0', 'request.done', 'über']) bunyan.addProbe(p, 'char *');
+  createDTraceProvider('restify').addProbe('route-start', 'char *', 'char *', 'int', 'char *', 'char *', 'json');
+});

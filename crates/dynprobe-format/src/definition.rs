@@ -313,22 +313,53 @@ pub enum DefinitionError {
     NoProbes(String),
 }
 
+/// A name in a message: quoted and escaped like `{:?}`, and so are the
+/// invisible characters that `{:?}` leaves as they are (U+3164, U+E0041...),
+/// so that a message shows what is wrong with a name.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            if is_invisible(c) || is_private_or_noncharacter(c) {
+                write!(f, "\\u{{{:x}}}", c as u32)?;
+            } else {
+                write!(f, "{}", c.escape_debug())?;
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
 impl fmt::Display for DefinitionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DefinitionError::BadName { kind, name, reason } => write!(f, "{kind} {name:?} {reason}"),
-            DefinitionError::NameTooLong { kind, name, max } => {
-                write!(f, "{kind} {name:?} is {} bytes long; at most {max} are allowed", name.len())
+            DefinitionError::BadName { kind, name, reason } => {
+                write!(f, "{kind} {} {reason}", Quoted(name))
             }
-            DefinitionError::DuplicateProbe(name) => write!(f, "probe {name:?} is defined twice"),
-            DefinitionError::TooManyArgs { probe, count } => {
-                write!(f, "probe {probe:?} has {count} arguments; at most {MAX_ARGS} are allowed")
+            DefinitionError::NameTooLong { kind, name, max } => write!(
+                f,
+                "{kind} {} is {} bytes long; at most {max} are allowed",
+                Quoted(name),
+                name.len()
+            ),
+            DefinitionError::DuplicateProbe(name) => {
+                write!(f, "probe {} is defined twice", Quoted(name))
             }
+            DefinitionError::TooManyArgs { probe, count } => write!(
+                f,
+                "probe {} has {count} arguments; at most {MAX_ARGS} are allowed",
+                Quoted(probe)
+            ),
             DefinitionError::UnknownType(t) => write!(
                 f,
-                "unknown argument type {t:?} (expected int8_t..int64_t, uint8_t..uint64_t, int or char *)"
+                "unknown argument type {} (expected int8_t..int64_t, uint8_t..uint64_t, int or char *)",
+                Quoted(t)
             ),
-            DefinitionError::NoProbes(provider) => write!(f, "provider {provider:?} has no probes"),
+            DefinitionError::NoProbes(provider) => {
+                write!(f, "provider {} has no probes", Quoted(provider))
+            }
         }
     }
 }
@@ -388,9 +419,17 @@ mod tests {
             }
         }
         // The message escapes the character, so that it shows.
-        let message = refusal("bun\u{202E}yan", "m", "p").unwrap().to_string();
-        assert!(message.contains(r"bun\u{202e}yan"), "{message}");
-        assert!(!message.contains('\u{202E}'), "{message}");
+        for c in invisible {
+            let message = refusal(&format!("bun{c}yan"), "m", "p")
+                .unwrap()
+                .to_string();
+            let code = c.chars().next().unwrap() as u32;
+            assert!(
+                message.contains(&format!(r"bun\u{{{code:x}}}yan")),
+                "{message}"
+            );
+            assert!(!message.contains(c), "{message}");
+        }
     }
 
     #[test]
