@@ -15,7 +15,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { gate, bpftraceUnavailable } = require('./fixtures/helpers');
 const { unavailable } = require('./tracers/harness');
-const { writeLibrary, sharedDir, mapper, hiddenMapper, watchedCli } = require('./fixtures/hostile');
+const { writeLibrary, sharedDir, mapper, hiddenMapper, fuseMapper, watchedCli } = require('./fixtures/hostile');
 
 const ROOT = path.join(__dirname, '..');
 const IS_ROOT = process.getuid() === 0;
@@ -24,6 +24,13 @@ const rootGate = gate('hostile-process CLI tests', IS_ROOT ? null : 'they need r
 const bpftraceGate = gate('hostile-process CLI trace tests with bpftrace', bpftraceUnavailable());
 const dtraceGate = gate('hostile-process CLI trace tests with DTrace', unavailable('dtrace'));
 const nsGate = gate('hostile-process CLI tests in user namespaces', namespacesUnavailable());
+const fuseGate = gate('CLI test with a file system that does not answer', fuseUnavailable());
+
+function fuseUnavailable() {
+  if (!IS_ROOT) return 'it needs root (a FUSE mount)';
+  if (!fs.existsSync('/dev/fuse')) return 'no /dev/fuse (modprobe fuse)';
+  return null;
+}
 
 // Whether nobody can make a user and mount namespace here (or why not).
 function namespacesUnavailable() {
@@ -406,4 +413,37 @@ test('the API refuses names with invisible or bidirectional characters, with whi
   const bunyan = createDTraceProvider('bunyan');
   for (const p of ['log-info', 'log-trace', '__proto__', 'handler-0', 'request.done', 'über']) bunyan.addProbe(p, 'char *');
   createDTraceProvider('restify').addProbe('route-start', 'char *', 'char *', 'int', 'char *', 'char *', 'json');
+});
+
+test('a library on a file system that does not answer: list gives up on it after the time limit, once per file system, and exits', { skip: fuseGate.skip, timeout: 240000 }, async (t) => {
+  assert.ok(!fuseGate.reason, fuseGate.reason);
+  const dir = tempDir();
+  const source = writeLibrary(dir, 'src', [{ provider: 'fusey', name: 'p' }]);
+  const token = require('node:crypto').randomBytes(8).toString('hex');
+  const fuse = await started(fuseMapper(source, dir, token, 2));
+  const other = await started(mapper([writeLibrary(dir, 'good', [{ provider: 'good', name: 'fine' }])]));
+
+  // Answered, it is an ordinary library.
+  const answered = await watchedCli(['list', fuse.pid, '--json']);
+  assert.strictEqual(answered.status, 0, answered.all);
+  assert.deepStrictEqual(JSON.parse(answered.stdout)[0].providers.map((p) => p.provider), ['fusey', 'fusey']);
+
+  // Never answered: one time limit (5 s) for the file system, then the
+  // other library on it is skipped at once; the CLI exits although its
+  // reader is stuck for good.
+  const env = { DYNPROBE_FUSE_STALL: token };
+  const one = await watchedCli(['list', fuse.pid], { env, ms: 60000 });
+  t.diagnostic(`list PID, file system not answering: ${one.ms} ms`);
+  assert.strictEqual(one.killed, null, one.all);
+  assert.strictEqual(one.status, 1, one.all);
+  assert.match(one.stderr, /warning: \S+\/fusemod\d: no answer within 5000 ms \(a file system that does not answer\?\): skipped/, one.all);
+  assert.match(one.stderr, /warning: \S+\/fusemod\d: skipped: its file system \(device [0-9a-f]+:[0-9a-f]+\) did not answer in time before/, one.all);
+  assert.ok(one.ms < 20000, `${one.ms} ms`);
+
+  const scan = await watchedCli(['list', '--json'], { env, ms: 60000 });
+  t.diagnostic(`list (every process), file system not answering: ${scan.ms} ms`);
+  assert.strictEqual(scan.killed, null, scan.all);
+  assert.strictEqual(scan.status, 0, scan.all);
+  const pids = JSON.parse(scan.stdout).map((p) => p.pid);
+  assert.ok(pids.includes(other.pid) && !pids.includes(fuse.pid), scan.all);
 });
