@@ -156,8 +156,8 @@ const MAX_PROBES_SHOWN = 20000;
 const notesCache = new Map();
 const stalledDevices = new Set();
 
-// Reads `file` as the reader checks it; the error's `skip` says the file was
-// refused (not what it should be), rather than not readable from there.
+// Reads `file` as the reader checks it; `refused` says the file is not what
+// it should be, rather than not readable from there.
 function readOne(file) {
   const read = notesReader();
   const { path: where, ...checks } = file;
@@ -243,7 +243,7 @@ function inspect(pid) {
       byProvider.get(note.provider).push(note);
     }
     for (const [provider, probes] of byProvider) {
-      providers.push({ provider, module: lib.module, path: lib.path, tracerPath, storage: lib.storage, probes });
+      providers.push({ provider, module: lib.module, path: lib.path, tracerPath, storage: lib.storage, probes, device: lib.dev, inode: lib.inode });
     }
     if (byProvider.size > 0 && tracerPath === null) {
       warnings.push(
@@ -277,6 +277,17 @@ function scan() {
   return found;
 }
 
+// Why a tracer must not be given `entry`'s path, or null: tracers open it
+// themselves, through the process's root, and what it shows there must be
+// the file that is mapped (not a FIFO or a device a mount put over it).
+// Root read the mapped file through map_files; others by that path, checked.
+function pathProblem(pid, entry) {
+  if (entry.storage !== 'file' || process.geteuid() !== 0) return null;
+  const { error, refused } = readOne({ path: `/proc/${pid}/root${entry.path}`, device: entry.device, inode: entry.inode });
+  if (error === null) return null;
+  return `its library ${entry.path} ${refused ? 'no longer shows the mapped file' : 'cannot be read by path'} (${error})`;
+}
+
 // Whether the process still runs (a zombie has /proc/PID but no memory).
 function alive(pid) {
   try {
@@ -305,4 +316,4 @@ function inspectWithProviders(pid) {
   return info;
 }
 
-module.exports = { inspectWithProviders, scan, parsePid, alive };
+module.exports = { inspectWithProviders, scan, parsePid, alive, pathProblem };

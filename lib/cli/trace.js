@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { CliError } = require('./errors');
-const { inspectWithProviders, parsePid, alive } = require('./procs');
+const { inspectWithProviders, parsePid, alive, pathProblem } = require('./procs');
 const { select } = require('./match');
 const { choose, requireRoot } = require('./tracers');
 const { build } = require('./program');
@@ -68,7 +68,17 @@ function plan(pidText, pattern, opts) {
   const named = selected.filter((s) => probeProblem(s.entry, s.probe) === null);
   const neededArgs = Math.max(0, ...named.map((s) => s.probe.args.length));
   const tracer = choose(opts.tracer, neededArgs);
-  const { ok, refused } = traceable(selected, tracer);
+  const { ok: wellNamed, refused } = traceable(selected, tracer);
+  // Each library's path, as the tracer will open it, must still be the
+  // mapped file (checked once per library).
+  const problems = new Map();
+  const ok = [];
+  for (const s of wellNamed) {
+    if (!problems.has(s.entry)) problems.set(s.entry, pathProblem(pid, s.entry));
+    const problem = problems.get(s.entry);
+    if (problem === null) ok.push(s);
+    else refused.push(`probe ${shown(s.entry.provider)}:${shown(s.probe.name)} is not traced: ${problem}`);
+  }
   if (ok.length === 0) {
     throw new CliError(`no probe matching ${pattern || '*'} in process ${pid} can be traced:\n${refused.join('\n')}`);
   }
