@@ -450,3 +450,18 @@ test('a library on a file system that does not answer: list gives up on it after
   const pids = JSON.parse(scan.stdout).map((p) => p.pid);
   assert.ok(pids.includes(other.pid) && !pids.includes(fuse.pid), scan.all);
 });
+
+test('trace prints what a probe fires without a raw control or formatting character, as lines and as JSON', () => {
+  const { formatLine, formatJson } = require('../lib/cli/format');
+  const probe = { provider: 'p', probe: 'x', module: 'p', label: 'p:x', omitted: 0 };
+  const values = ['csi \u009b2J', 'rlo \u202egnp.exe', 'esc \x1b]0;t\x07', 'zw\u200bsp', '{"a":1,\r"b":"\u009b"}', '[1,\r\n2]'];
+  const firing = { probe, tid: 1, time: 1700000000000000000n, args: values.map((value) => ({ type: 'string', value, truncated: false })) };
+  for (const pretty of [false, true]) {
+    const line = formatLine(firing, { pretty, pid: 1 });
+    assertNoRawControls(line, `trace${pretty ? ' --pretty' : ''}`);
+    assert.ok(line.includes('\\u009b2J') && line.includes('\\u202egnp.exe') && line.includes('\\u001b]0;t\\u0007'), line);
+  }
+  const json = formatJson(firing, 1);
+  assertNoRawControls(json, 'trace --json');
+  assert.deepStrictEqual(JSON.parse(json).args, values, 'the same strings, escaped');
+});
