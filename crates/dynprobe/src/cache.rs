@@ -59,6 +59,8 @@ pub(crate) enum Location {
 pub(crate) struct CacheDir {
     /// Absolute, with no symbolic link, `.` or `..`: what tracers see.
     pub(crate) path: PathBuf,
+    /// The user it was checked for.
+    euid: u32,
 }
 
 /// The location, chosen once per process (the environment is read once, and
@@ -214,7 +216,7 @@ fn open_path<P: rustix::path::Arg>(dir: impl AsFd, name: P) -> io::Result<OwnedF
 /// Opens the directory `path` (absolute) from `/`, one component at a time,
 /// each checked with [`untrusted_ancestor`]. Returns it and its path with
 /// links resolved.
-fn open_trusted_dir(path: &Path, euid: u32) -> Result<(OwnedFd, PathBuf), Error> {
+fn open_trusted_dir(path: &Path, leads_to: &Path, euid: u32) -> Result<(OwnedFd, PathBuf), Error> {
     const MAX_LINKS: u32 = 40;
     let root = Path::new("/");
     let root_fd = rfs::open(
@@ -253,15 +255,15 @@ fn open_trusted_dir(path: &Path, euid: u32) -> Result<(OwnedFd, PathBuf), Error>
         }
         let (dir, dir_path) = walked.last().expect("the root is never popped");
         let here = dir_path.join(&name);
-        let fd = open_path(dir, name.as_os_str())
-            .map_err(|e| Error::io("open directory", &here, e))?;
+        let fd =
+            open_path(dir, name.as_os_str()).map_err(|e| Error::io("open directory", &here, e))?;
         let meta = fstat(&fd).map_err(|e| Error::io("inspect directory", &here, e))?;
         match meta.kind {
             FileType::Directory => {
                 if let Some(reason) = untrusted_ancestor(&meta, euid) {
                     return Err(unsafe_dir(
                         &here,
-                        format!("{reason}, and it leads to {}", path.display()),
+                        format!("{reason}, and it leads to {}", leads_to.display()),
                     ));
                 }
                 walked.push((fd, here));
@@ -278,7 +280,7 @@ fn open_trusted_dir(path: &Path, euid: u32) -> Result<(OwnedFd, PathBuf), Error>
                             "it is a symbolic link owned by uid {}, neither root nor this user \
                              (uid {euid}), and it leads to {}",
                             meta.uid,
-                            path.display()
+                            leads_to.display()
                         ),
                     ));
                 }
@@ -308,25 +310,38 @@ impl CacheDir {
         let invalid = || Error::io("use directory", path, io::ErrorKind::InvalidInput.into());
         let name = path.file_name().ok_or_else(invalid)?;
         let parent = path.parent().ok_or_else(invalid)?;
-        let (parent_fd, parent_path) = open_trusted_dir(parent, euid)?;
+        let (parent_fd, parent_path) = open_trusted_dir(parent, path, euid)?;
         let path = parent_path.join(name);
         open_private_dir(&parent_fd, name, &path, euid)?;
-        Ok(CacheDir { path })
+        Ok(CacheDir { path, euid })
     }
 
     fn is_noexec(&self) -> bool {
         // Unknown counts as exec-capable: dlopen then says what is wrong.
-        rfs::statvfs(&self.path)
-            .is_ok_and(|s| s.f_flag.contains(rfs::StatVfsMountFlags::NOEXEC))
+        rfs::statvfs(&self.path).is_ok_and(|s| s.f_flag.contains(rfs::StatVfsMountFlags::NOEXEC))
     }
 
     /// Opens `DIR/<build-id>`, creating it (0700) if needed. The cache
-    /// directory is opened again by its path each time rather than held open
-    /// (a process keeps no descriptor between loads): its ancestors were
-    /// checked and only root or this user can change them; it is checked again.
+    /// directory is not held open (a process keeps no descriptor between
+    /// loads): its path is walked again, which is safe because only root or
+    /// this user can change the directories on it, checked when it was chosen.
     fn build_dir(&self, build_id_hex: &str, euid: u32) -> Result<OwnedFd, Error> {
-        let cache = open_private_dir(rfs::CWD, &self.path, &self.path, euid)?;
-        open_private_dir(&cache, build_id_hex, &self.path.join(build_id_hex), euid)
+        let path = self.path.join(build_id_hex);
+        match open_path(rfs::CWD, &path) {
+            Ok(fd) => {
+                let meta = fstat(&fd).map_err(|e| Error::io("inspect directory", &path, e))?;
+                match not_private(&meta, euid) {
+                    Some(reason) => Err(unsafe_dir(&path, reason)),
+                    None => Ok(fd),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // New, or the cache directory itself was removed meanwhile.
+                let cache = open_private_dir(rfs::CWD, &self.path, &self.path, euid)?;
+                open_private_dir(&cache, build_id_hex, &path, euid)
+            }
+            Err(e) => Err(Error::io("open directory", &path, e)),
+        }
     }
 }
 
@@ -372,8 +387,11 @@ pub(crate) fn ensure_library(
     module: &str,
     bytes: &[u8],
 ) -> Result<PathBuf, Error> {
-    let euid = euid();
+    let euid = cache.euid;
     let path = library_path(&cache.path, build_id_hex, module);
+    if verified_in_place(cache, build_id_hex, &path, bytes.len()) {
+        return Ok(path);
+    }
     let dir = cache.build_dir(build_id_hex, euid)?;
     clean_leftovers_once(&dir, build_id_hex, euid);
     match holds(&dir, module, build_id_hex, bytes, euid) {
@@ -385,6 +403,27 @@ pub(crate) fn ensure_library(
     Ok(path)
 }
 
+/// Whether `path` is a file this process read and found right, unchanged
+/// since, in a `<build-id>` directory that is this user's alone: a loaded
+/// provider loads again for two `lstat`s. Both are by path, as `dlopen` is:
+/// the path was checked up to the cache directory, so between the two and
+/// `dlopen` only root or this user could change what it names.
+fn verified_in_place(cache: &CacheDir, build_id_hex: &str, path: &Path, size: usize) -> bool {
+    let lstat = |p: &Path| rfs::statat(rfs::CWD, p, AtFlags::SYMLINK_NOFOLLOW).map(|st| meta(&st));
+    let Some(dir) = path.parent() else {
+        return false;
+    };
+    let (Ok(dir), Ok(file)) = (lstat(dir), lstat(path)) else {
+        return false;
+    };
+    not_private(&dir, cache.euid).is_none()
+        && file.kind == FileType::RegularFile
+        && file.uid == cache.euid
+        && file.mode & 0o022 == 0
+        && file.version.size == size as u64
+        && verified_before(&file.version, build_id_hex)
+}
+
 /// Versions of files this process has read and found right, with the
 /// build-id whose bytes they hold: loading the same provider again costs an
 /// `fstat` of the open file, not a read.
@@ -392,7 +431,10 @@ static VERIFIED: Mutex<Option<HashMap<FileVersion, String>>> = Mutex::new(None);
 
 fn verified_before(version: &FileVersion, build_id_hex: &str) -> bool {
     let memo = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
-    memo.as_ref().and_then(|m| m.get(version)).map(String::as_str) == Some(build_id_hex)
+    memo.as_ref()
+        .and_then(|m| m.get(version))
+        .map(String::as_str)
+        == Some(build_id_hex)
 }
 
 fn remember_verified(version: FileVersion, build_id_hex: &str) {
@@ -533,11 +575,8 @@ fn write_new(dir: &OwnedFd, bytes: &[u8]) -> io::Result<NewFile> {
         // The file system (or an old kernel) has no O_TMPFILE.
         Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
             let name = temp_name();
-            let flags = OFlags::CREATE
-                | OFlags::EXCL
-                | OFlags::WRONLY
-                | OFlags::NOFOLLOW
-                | OFlags::CLOEXEC;
+            let flags =
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let fd = rfs::openat(dir, name.as_str(), flags, mode)?;
             // Held until the descriptor closes: a cleaner sees a live writer.
             if let Err(e) = rfs::flock(&fd, FlockOperation::LockExclusive) {
@@ -563,7 +602,13 @@ fn link_unnamed(fd: &OwnedFd, dir: &OwnedFd, name: &str) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // Through /proc: AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH.
     let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    match rfs::linkat(rfs::CWD, proc_path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW) {
+    match rfs::linkat(
+        rfs::CWD,
+        proc_path.as_str(),
+        dir,
+        name,
+        AtFlags::SYMLINK_FOLLOW,
+    ) {
         Err(Errno::NOENT) => {
             // No /proc: AT_EMPTY_PATH works where the capability is held.
             Ok(rfs::linkat(fd, "", dir, name, AtFlags::EMPTY_PATH)?)
@@ -601,9 +646,10 @@ fn clean_leftovers_once(dir: &OwnedFd, build_id_hex: &str, euid: u32) {
         if cleaned.len() >= 1024 {
             cleaned.clear();
         }
-        if !cleaned.insert(build_id_hex.to_string()) {
+        if cleaned.contains(build_id_hex) {
             return;
         }
+        cleaned.insert(build_id_hex.to_string());
     }
     let _ = clean_leftovers(dir, euid);
 }
