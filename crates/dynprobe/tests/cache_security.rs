@@ -385,12 +385,24 @@ const KILLS: usize = 40;
 #[test]
 fn a_killed_writer_leaves_no_temporary_file() {
     const TEST: &str = "a_killed_writer_leaves_no_temporary_file";
-    if role().is_some() {
-        let def = simple_def("bigprov", "bigprov", 5000);
-        report("ready", 1);
-        let provider = Provider::load(&def).unwrap();
-        report("loaded", provider.path().display());
-        return;
+    let def = simple_def("bigprov", "bigprov", 5000);
+    match role().as_deref() {
+        Some("writer") => {
+            let provider = Provider::load(&def).unwrap();
+            report("loaded", provider.path().display());
+            return;
+        }
+        Some("rewriter") => {
+            // Writes the library again and again until killed, so that a
+            // kill at any moment is likely to land in a write.
+            let path = Provider::load(&def).unwrap().path().to_path_buf();
+            report("ready", 1);
+            loop {
+                fs::remove_file(&path).unwrap();
+                Provider::load(&def).unwrap();
+            }
+        }
+        _ => {}
     }
     let dir = TempDir::new("killed");
     let cache = dir.join("cache");
@@ -411,25 +423,16 @@ fn a_killed_writer_leaves_no_temporary_file() {
     fs::File::options()
         .write(true)
         .open(&old_leftover)
-        .or_else(|_| fs::File::open(&old_leftover))
         .unwrap()
         .set_modified(SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
 
-    // How long a load takes, to kill at moments spread over it.
-    let timed = Instant::now();
-    fs::remove_file(&path).unwrap();
-    finish_live(
-        LiveChild::spawn(child_command(TEST, "writer", &cache)),
-        "loaded",
-    );
-    let load_time = timed.elapsed();
     let mut litter = Vec::new();
     for i in 0..KILLS {
-        let _ = fs::remove_file(&path);
-        let mut child = LiveChild::spawn(child_command(TEST, "writer", &cache));
+        let mut child = LiveChild::spawn(child_command(TEST, "rewriter", &cache));
         child.expect("ready");
-        std::thread::sleep(load_time.mul_f64(i as f64 / KILLS as f64));
+        // Kill at moments spread over a few rewrites.
+        std::thread::sleep(Duration::from_millis(i as u64));
         // SAFETY: kill has no memory effects; the pid is our child's.
         unsafe { libc::kill(child.pid() as i32, libc::SIGKILL) };
         child.wait();
@@ -441,16 +444,31 @@ fn a_killed_writer_leaves_no_temporary_file() {
     }
     assert!(litter.is_empty(), "killed writers left {litter:?}");
 
-    // A later load cleans up what an older version left long ago.
+    // This version's named temporary files (used only where O_TMPFILE is
+    // missing, or to replace a wrong file) are locked while their writer
+    // lives: one unlocked is a dead writer's, one locked is not.
+    let dead = build_dir.join(".dynprobe-tmp-99997-0");
+    let live = build_dir.join(".dynprobe-tmp-99996-0");
+    fs::write(&dead, b"\x7fELF half").unwrap();
+    fs::write(&live, b"\x7fELF half").unwrap();
+    let writer = fs::File::open(&live).unwrap();
+    // SAFETY: flock has no memory effects; the descriptor is open.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&writer), libc::LOCK_EX) },
+        0
+    );
+
+    // A later load cleans up what dead writers left.
     finish_live(
         LiveChild::spawn(child_command(TEST, "writer", &cache)),
         "loaded",
     );
     assert_eq!(
         entries(&build_dir),
-        [".tmp-99998-0".to_string(), module],
+        [".dynprobe-tmp-99996-0", ".tmp-99998-0", &module],
         "leftovers after a later load"
     );
+    drop(writer);
 }
 
 /// Lets a live child finish and returns what it reported under `key`.
