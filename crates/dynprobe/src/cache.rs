@@ -20,7 +20,9 @@
 //!   user and writable by no one else;
 //! - the library is opened once, checked and read through that descriptor
 //!   (regular, ours, not writable by others, the exact bytes), and every
-//!   change in the cache goes through directory descriptors (`*at` calls).
+//!   change in the cache goes through directory descriptors (`*at` calls);
+//!   a process remembers the versions (device, inode, size, ctime) it read
+//!   and found right, so a later load of the same file costs two `lstat`s.
 //!
 //! Then the path `dlopen` opens names the inode just verified: only root or
 //! this user could have replaced it since, and they write the same bytes.
