@@ -506,3 +506,23 @@ fn memfd_create_is_not_imported() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_link_of_this_user_on_the_way_is_resolved() {
+    const TEST: &str = "a_link_of_this_user_on_the_way_is_resolved";
+    if role().is_some() {
+        let provider = Provider::load(&victim_def()).unwrap();
+        let path = provider.path();
+        // Tracers see the path with links resolved, as the kernel shows it.
+        assert!(!mappings_of(path).is_empty(), "{} is not mapped", path.display());
+        report("path", path.display());
+        return;
+    }
+    let dir = TempDir::new("linked");
+    let real = dir.join("real");
+    fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink("real/../real", dir.join("link")).unwrap();
+    let path = run_child(TEST, "loader", &dir.join("link").join("cache")).path("path");
+    let expected = real.join("cache").join(build_id_hex(&victim_def()));
+    assert_eq!(path, expected.join("victim"));
+}
