@@ -514,7 +514,11 @@ fn a_link_of_this_user_on_the_way_is_resolved() {
         let provider = Provider::load(&victim_def()).unwrap();
         let path = provider.path();
         // Tracers see the path with links resolved, as the kernel shows it.
-        assert!(!mappings_of(path).is_empty(), "{} is not mapped", path.display());
+        assert!(
+            !mappings_of(path).is_empty(),
+            "{} is not mapped",
+            path.display()
+        );
         report("path", path.display());
         return;
     }
