@@ -251,24 +251,38 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
         .find(|s| named(s, STAPSDT_BASE_SECTION))
         .map(|s| s.sh_addr(endian).into());
 
-    let mut probes = Vec::new();
-    let (mut notes_seen, mut note_bytes, mut decoded) = (0usize, 0usize, 0usize);
+    // Sections that overlap would have the same notes read again and again
+    // (one section's header repeated 20,000 times makes 20,000 copies of
+    // each probe): the note sections must be disjoint in the file.
+    let mut note_sections = Vec::new();
     for section in sections.iter() {
         if !named(section, STAPSDT_SECTION) {
             continue;
         }
-        let Some(mut notes) = section.notes(endian, data)? else {
-            continue;
-        };
-        // Sections that overlap would have the same notes read again and
-        // again; together the note sections can be no larger than the file.
-        let size: u64 = section.sh_size(endian).into();
-        note_bytes = note_bytes.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
-        if note_bytes > data.len() {
-            return Err(ReadError::Malformed(
-                "the .note.stapsdt sections overlap".into(),
-            ));
+        if let Some(notes) = section.notes(endian, data)? {
+            let (offset, size) = (
+                section.sh_offset(endian).into(),
+                section.sh_size(endian).into(),
+            );
+            note_sections.push((offset, size, notes));
         }
+    }
+    let mut spans: Vec<(u64, u64)> = note_sections
+        .iter()
+        .filter(|(_, size, _)| *size > 0)
+        .map(|&(offset, size, _)| (offset, size))
+        .collect();
+    spans.sort_unstable();
+    // In bounds, as `notes` checked: no sum overflows.
+    if spans.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0) {
+        return Err(ReadError::Malformed(
+            "the .note.stapsdt sections overlap".into(),
+        ));
+    }
+
+    let mut probes = Vec::new();
+    let (mut notes_seen, mut decoded) = (0usize, 0usize);
+    for (_, _, mut notes) in note_sections {
         while let Some(note) = notes.next()? {
             notes_seen += 1;
             if notes_seen > MAX_NOTES {
@@ -281,8 +295,8 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                 return Err(ReadError::TooLarge(Limit::Probes));
             }
             let raw = decode_descriptor(note.desc(), word, endian)?;
-            let args = parse_args(&raw.args, MAX_NOTE_ARGS)
-                .ok_or(ReadError::TooLarge(Limit::Args))?;
+            let args =
+                parse_args(&raw.args, MAX_NOTE_ARGS).ok_or(ReadError::TooLarge(Limit::Args))?;
             decoded = decoded
                 .saturating_add(std::mem::size_of::<StapsdtProbe>())
                 .saturating_add(raw.provider.len() + raw.name.len() + raw.args.len())
