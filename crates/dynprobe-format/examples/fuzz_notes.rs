@@ -138,13 +138,16 @@ fn options() -> Options {
         match arg.as_str() {
             "--inputs" => o.inputs = number("--inputs", value("--inputs")),
             "--seed" => o.seed = number("--seed", value("--seed")),
-            "--jobs" => o.jobs = number("--jobs", value("--jobs")).clamp(1, MAX_JOBS as u64) as usize,
+            "--jobs" => {
+                o.jobs = number("--jobs", value("--jobs")).clamp(1, MAX_JOBS as u64) as usize
+            }
             "--time-limit-ms" => {
-                o.time_limit = Duration::from_millis(number("--time-limit-ms", value("--time-limit-ms")))
+                o.time_limit =
+                    Duration::from_millis(number("--time-limit-ms", value("--time-limit-ms")))
             }
             "--memory-limit-mib" => {
-                o.memory_limit = number("--memory-limit-mib", value("--memory-limit-mib")) as usize
-                    * (1 << 20)
+                o.memory_limit =
+                    number("--memory-limit-mib", value("--memory-limit-mib")) as usize * (1 << 20)
             }
             "--crash-dir" => o.crash_dir = value("--crash-dir").into(),
             "--replay" => o.replay = Some(number("--replay", value("--replay"))),
@@ -172,16 +175,19 @@ fn builder_images() -> Vec<Vec<u8>> {
     let all = [I8, U8, I16, U16, I32, U32, I64, U64, Str];
     let mut defs = Vec::new();
     let mut one = ProviderDef::new("nodeapp", "nodeapp");
-    one.add_probe(ProbeDef::new("request-start", vec![Str, I32])).unwrap();
+    one.add_probe(ProbeDef::new("request-start", vec![Str, I32]))
+        .unwrap();
     defs.push(one);
     let mut many = ProviderDef::new("many", "many-probes");
     for i in 0..40 {
         let args: Vec<ArgType> = (0..i % 9).map(|j| all[(i + j) % all.len()]).collect();
-        many.add_probe(ProbeDef::new(format!("probe{i}"), args)).unwrap();
+        many.add_probe(ProbeDef::new(format!("probe{i}"), args))
+            .unwrap();
     }
     defs.push(many);
     let mut wide = ProviderDef::new("p".repeat(54), "m".repeat(128));
-    wide.add_probe(ProbeDef::new("n".repeat(64), vec![U64; 32])).unwrap();
+    wide.add_probe(ProbeDef::new("n".repeat(64), vec![U64; 32]))
+        .unwrap();
     wide.add_probe(ProbeDef::new("none", vec![])).unwrap();
     defs.push(wide);
     let targets = [
@@ -192,7 +198,11 @@ fn builder_images() -> Vec<Vec<u8>> {
     let mut images = Vec::new();
     for def in &defs {
         for target in targets {
-            images.push(build_image(def, target).expect("seed definitions are valid").bytes);
+            images.push(
+                build_image(def, target)
+                    .expect("seed definitions are valid")
+                    .bytes,
+            );
         }
     }
     images
@@ -334,13 +344,27 @@ fn mutate(rng: &mut fastrand::Rng, file: &mut Vec<u8>) {
 /// invalid UTF-8, and now and then something near a limit.
 fn note_string(rng: &mut fastrand::Rng) -> Vec<u8> {
     const PIECES: [&[u8]; 14] = [
-        b"prov", b"-4@%edi", b"8@%rsi", b" ", b"\t", b"[sp, 8]", b"[", b"]", b"@", b"8f@%xmm0",
-        b"\xff\xfe", b"\xe2\x80\xae", b"\0", b"-8@-16(%rbp)",
+        b"prov",
+        b"-4@%edi",
+        b"8@%rsi",
+        b" ",
+        b"\t",
+        b"[sp, 8]",
+        b"[",
+        b"]",
+        b"@",
+        b"8f@%xmm0",
+        b"\xff\xfe",
+        b"\xe2\x80\xae",
+        b"\0",
+        b"-8@-16(%rbp)",
     ];
     match rng.u8(0..20) {
         0 => vec![b'n'; MAX_NAME_LEN + rng.usize(0..2)],
         1 => vec![b'x'; MAX_ARG_SPEC_LEN + rng.usize(0..2)],
-        2 => vec!["1@%a"; MAX_NOTE_ARGS + rng.usize(0..2)].join(" ").into_bytes(),
+        2 => vec!["1@%a"; MAX_NOTE_ARGS + rng.usize(0..2)]
+            .join(" ")
+            .into_bytes(),
         3 => (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect(),
         _ => (0..rng.usize(0..12))
             .flat_map(|_| PIECES[rng.usize(..PIECES.len())].iter().copied())
@@ -350,7 +374,13 @@ fn note_string(rng: &mut fastrand::Rng) -> Vec<u8> {
 
 fn crafted_file(rng: &mut fastrand::Rng) -> Vec<u8> {
     let mut elf = Crafted::default();
-    let names = [".note.stapsdt", ".stapsdt.base", ".text", ".note.stapsdt\0x", ""];
+    let names = [
+        ".note.stapsdt",
+        ".stapsdt.base",
+        ".text",
+        ".note.stapsdt\0x",
+        "",
+    ];
     for _ in 0..rng.usize(0..6) {
         let mut notes = Vec::new();
         for i in 0..rng.usize(0..40) {
@@ -372,7 +402,11 @@ fn crafted_file(rng: &mut fastrand::Rng) -> Vec<u8> {
             });
         }
         let name = names[rng.usize(..names.len())];
-        let sh_type = if rng.u8(0..8) == 0 { SHT_PROGBITS } else { SHT_NOTE };
+        let sh_type = if rng.u8(0..8) == 0 {
+            SHT_PROGBITS
+        } else {
+            SHT_NOTE
+        };
         let shdr = elf.section(name, sh_type, rng.u64(0..0x3000), &notes);
         // Sometimes the same bytes again, or a header pointing into them.
         match rng.u8(0..6) {
@@ -390,7 +424,11 @@ fn crafted_file(rng: &mut fastrand::Rng) -> Vec<u8> {
         }
     }
     let many = rng.u8(0..30) == 0;
-    let phnum = if many { 0x10000 + rng.usize(0..100) } else { rng.usize(0..6) };
+    let phnum = if many {
+        0x10000 + rng.usize(0..100)
+    } else {
+        rng.usize(0..6)
+    };
     for i in 0..phnum {
         elf.segments.push(Phdr {
             p_type: if rng.u8(0..4) == 0 { PT_NULL } else { PT_LOAD },
@@ -500,7 +538,12 @@ struct Stats {
     most_memory_index: u64,
 }
 
-fn run_job(options: &Options, job: usize, done: &AtomicU64, started: &[AtomicU64]) -> Result<Stats, ()> {
+fn run_job(
+    options: &Options,
+    job: usize,
+    done: &AtomicU64,
+    started: &[AtomicU64],
+) -> Result<Stats, ()> {
     JOB.with(|j| j.set(job));
     let epoch = *EPOCH.get().expect("epoch is set");
     let mut stats = Stats::default();
@@ -533,11 +576,22 @@ fn run_job(options: &Options, job: usize, done: &AtomicU64, started: &[AtomicU64
             (stats.most_memory, stats.most_memory_index) = (peak, index);
         }
         if took > options.time_limit {
-            save(options, index, &format!("took {took:?}, more than {:?}", options.time_limit));
+            save(
+                options,
+                index,
+                &format!("took {took:?}, more than {:?}", options.time_limit),
+            );
             return Err(());
         }
         if peak > options.memory_limit {
-            save(options, index, &format!("took {peak} bytes of heap, more than {}", options.memory_limit));
+            save(
+                options,
+                index,
+                &format!(
+                    "took {peak} bytes of heap, more than {}",
+                    options.memory_limit
+                ),
+            );
             return Err(());
         }
         done.fetch_add(1, Ordering::Relaxed);
@@ -587,7 +641,12 @@ fn main() {
         let start = Instant::now();
         CURRENT[0].store(index, Ordering::Relaxed);
         let result = read_stapsdt(&input);
-        println!("input {index}: {} bytes, {:?}, {:?}", input.len(), start.elapsed(), result.map(|p| p.len()));
+        println!(
+            "input {index}: {} bytes, {:?}, {:?}",
+            input.len(),
+            start.elapsed(),
+            result.map(|p| p.len())
+        );
         return;
     }
 
@@ -601,12 +660,17 @@ fn main() {
         options.memory_limit >> 20
     );
     let done = Arc::new(AtomicU64::new(0));
-    let started: Arc<Vec<AtomicU64>> = Arc::new((0..options.jobs).map(|_| AtomicU64::new(0)).collect());
+    let started: Arc<Vec<AtomicU64>> =
+        Arc::new((0..options.jobs).map(|_| AtomicU64::new(0)).collect());
     let finished = Arc::new(AtomicBool::new(false));
 
     // Watchdog: an input still running past the time limit is a hang.
     let watchdog = {
-        let (options, started, finished) = (Arc::clone(&options), Arc::clone(&started), Arc::clone(&finished));
+        let (options, started, finished) = (
+            Arc::clone(&options),
+            Arc::clone(&started),
+            Arc::clone(&finished),
+        );
         std::thread::spawn(move || {
             let epoch = *EPOCH.get().unwrap();
             while !finished.load(Ordering::Relaxed) {
@@ -614,9 +678,15 @@ fn main() {
                 for (job, since) in started.iter().enumerate() {
                     let since = since.load(Ordering::Relaxed);
                     let now = epoch.elapsed().as_nanos() as u64;
-                    if since != 0 && now.saturating_sub(since) > 2 * options.time_limit.as_nanos() as u64 {
+                    if since != 0
+                        && now.saturating_sub(since) > 2 * options.time_limit.as_nanos() as u64
+                    {
                         let index = CURRENT[job].load(Ordering::Relaxed);
-                        save(&options, index, "hang (still running at twice the time limit)");
+                        save(
+                            &options,
+                            index,
+                            "hang (still running at twice the time limit)",
+                        );
                         std::process::exit(1);
                     }
                 }
@@ -648,11 +718,18 @@ fn main() {
     let start = Instant::now();
     let jobs: Vec<_> = (0..options.jobs)
         .map(|job| {
-            let (options, done, started) = (Arc::clone(&options), Arc::clone(&done), Arc::clone(&started));
+            let (options, done, started) = (
+                Arc::clone(&options),
+                Arc::clone(&done),
+                Arc::clone(&started),
+            );
             std::thread::spawn(move || run_job(&options, job, &done, &started))
         })
         .collect();
-    let results: Vec<Result<Stats, ()>> = jobs.into_iter().map(|j| j.join().unwrap_or(Err(()))).collect();
+    let results: Vec<Result<Stats, ()>> = jobs
+        .into_iter()
+        .map(|j| j.join().unwrap_or(Err(())))
+        .collect();
     let elapsed = start.elapsed();
     finished.store(true, Ordering::Relaxed);
     let _ = watchdog.join();

@@ -308,9 +308,8 @@ fn section_names_cost_no_scan_of_the_name_table() {
     let _serial = serial();
     // 60,000 sections all named by one 16 MiB string: looking each name up
     // as a string scans the whole table every time (1 TB of reading).
-    let mut elf = Crafted::default();
-    elf.names = vec![b'a'; 16 << 20];
-    elf.names.push(0);
+    let mut names = vec![b'a'; 16 << 20];
+    names.push(0);
     let unnamed = Shdr {
         name: 0,
         sh_type: SHT_NOTE,
@@ -319,10 +318,12 @@ fn section_names_cost_no_scan_of_the_name_table() {
         size: 0,
         align: 4,
     };
-    elf.sections = vec![unnamed; 60_000];
-    let stapsdt_name = elf.name(".note.stapsdt");
-    elf.section(".note.stapsdt", SHT_NOTE, 0, &small_probe(7))
-        .name = stapsdt_name;
+    let mut elf = Crafted {
+        names,
+        sections: vec![unnamed; 60_000],
+        ..Crafted::default()
+    };
+    elf.section(".note.stapsdt", SHT_NOTE, 0, &small_probe(7));
     let (probes, _) = measured_read(elf.finish());
     assert_eq!(probes.unwrap()[0].name, "p7");
 }
