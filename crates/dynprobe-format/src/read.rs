@@ -2,6 +2,16 @@
 //! object (a dynprobe library, or anything built with `sys/sdt.h`), with each
 //! argument's size, sign and location decoded. This is what `dynprobe list`
 //! shows, without a tracer. Pure: bytes in, data out.
+//!
+//! The bytes may be hostile (`dynprobe list` runs as root over every
+//! process's libraries), so reading costs time linear in the file's size and
+//! memory within fixed limits, whatever the notes claim: nothing is
+//! allocated from a count or size field before the bytes it describes were
+//! found. The limits ([`MAX_PROBES`] and the others) sit far above what real
+//! objects carry: dynprobe writes names of at most 64 bytes and at most 32
+//! arguments; `sys/sdt.h` takes at most 12 arguments a probe, and its
+//! largest users (QEMU's trace events) have a few thousand probes. An object
+//! past any limit is refused whole, with [`ReadError::TooLarge`].
 
 use std::fmt;
 
@@ -77,14 +87,6 @@ impl NoteArg {
     }
 }
 
-// Limits. A file's notes are attacker-controlled (`dynprobe list` runs as
-// root over every process's libraries), so each note, and all notes
-// together, cost bounded time and memory. The limits sit far above what
-// real objects carry: dynprobe writes names of at most 64 bytes and 32
-// arguments; `sys/sdt.h` takes at most 12 arguments per probe, and the
-// largest users (QEMU's trace events) have a few thousand probes.
-// An object past any limit is refused whole, with [`ReadError::TooLarge`].
-
 /// The most stapsdt probes read from one file.
 pub const MAX_PROBES: usize = 65_536;
 /// The most notes visited in a file's `.note.stapsdt` sections, stapsdt
@@ -100,7 +102,8 @@ pub const MAX_NOTE_ARGS: usize = 64;
 /// up among them, so probes times segments must stay small.
 pub const MAX_LOAD_SEGMENTS: usize = 256;
 /// The most memory the returned probes may take, counted as the size of
-/// every [`StapsdtProbe`] and [`NoteArg`] plus the bytes of their strings.
+/// every [`StapsdtProbe`] and [`NoteArg`] plus the lengths of their strings
+/// (the heap they hold is at most about twice that, with spare capacity).
 pub const MAX_DECODED_BYTES: usize = 32 << 20;
 
 /// Which of the reader's limits an object exceeded.
@@ -435,6 +438,8 @@ fn parse_args(spec: &str, max: usize) -> Option<Vec<NoteArg>> {
         current.push(c);
     }
     push(&mut current, &mut args)?;
+    // Most probes have a few arguments: no spare capacity for each.
+    args.shrink_to_fit();
     Some(args)
 }
 
