@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Fuzzes the stapsdt note reader (dynprobe-format's read_stapsdt) for at least
-# 10 million inputs: arbitrary bytes, crafted ELF structures and mutations of
-# valid images (the image builder's, for x86-64 nop5/nop10 and aarch64, plus
-# sys/sdt.h objects compiled here when gcc and systemtap-sdt-dev are
-# installed). Stops at the first panic, hang or over-limit allocation, and
-# prints how to replay it. Not part of `npm test`: it takes minutes.
+# 10 million inputs with each engine:
+#  - driver: crates/dynprobe-format/examples/fuzz_notes.rs (stable Rust):
+#    arbitrary bytes, crafted ELF structures and mutations of valid images,
+#    every input replayable from its seed and index;
+#  - libfuzzer: the coverage-guided target crates/dynprobe-format/fuzz
+#    (cargo-fuzz on a nightly toolchain; skipped, loudly, without them),
+#    started from the driver's corpus.
+# Seeds: the image builder's images (x86-64 nop5/nop10, aarch64) and
+# sys/sdt.h objects compiled here when gcc and systemtap-sdt-dev are there.
+# Stops at the first panic, hang (per-input time limit) or allocation past
+# the per-input memory limit, and says how to replay it. Not part of
+# `npm test`: it takes many minutes.
 #
-#   scripts/fuzz-notes.sh            # 10,000,000 inputs, a new seed
-#   FUZZ_INPUTS=20000000 FUZZ_JOBS=2 FUZZ_SEED=7 scripts/fuzz-notes.sh
+#   scripts/fuzz-notes.sh                 # both engines, 10,000,000 inputs each
+#   FUZZ_ENGINE=driver FUZZ_INPUTS=20000000 FUZZ_JOBS=2 FUZZ_SEED=7 scripts/fuzz-notes.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 inputs=${FUZZ_INPUTS:-10000000}
+engine=${FUZZ_ENGINE:-all} # all, driver or libfuzzer
 jobs=${FUZZ_JOBS:-1}
 seed=${FUZZ_SEED:-$(date +%s)}
 # Kept after the run: a finding replays with the same seed files.
@@ -60,8 +68,42 @@ else
   echo "fuzz-notes: !!! no gcc or no sys/sdt.h (apt-get install gcc systemtap-sdt-dev): builder images only"
 fi
 
-echo "fuzz-notes: seed $seed; a finding replays with: $driver --seed $seed --replay INDEX ${seeds[*]}"
-start=$(date +%s)
-"$driver" --inputs "$inputs" --jobs "$jobs" --seed "$seed" \
-  --crash-dir "$crashes" "${seeds[@]}"
-echo "fuzz-notes: done in $(( $(date +%s) - start )) s"
+run_driver() {
+  echo "fuzz-notes: driver: seed $seed; a finding replays with: $driver --seed $seed --replay INDEX ${seeds[*]}"
+  local start=$(date +%s)
+  "$driver" --inputs "$inputs" --jobs "$jobs" --seed "$seed" --crash-dir "$crashes" "${seeds[@]}"
+  echo "fuzz-notes: driver done in $(( $(date +%s) - start )) s"
+}
+
+run_libfuzzer() {
+  if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "fuzz-notes: !!! SKIPPED libFuzzer: needs a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz)"
+    [ "$engine" = libfuzzer ] && exit 1
+    return 0
+  fi
+  local corpus=$work/corpus
+  "$driver" --seed "$seed" --write-corpus "$corpus" "${seeds[@]}"
+  local start=$(date +%s)
+  # -timeout: seconds per input; -malloc_limit_mb: the largest allowed
+  # allocation; -rss_limit_mb: the whole process.
+  (cd crates/dynprobe-format/fuzz && cargo +nightly fuzz run read_stapsdt "$OLDPWD/$corpus" -- \
+    -runs="$inputs" -seed="$(( seed % 4294967295 ))" -timeout=2 -malloc_limit_mb=128 -rss_limit_mb=2048 \
+    -max_len=262144 -print_final_stats=1 \
+    -artifact_prefix="$OLDPWD/$crashes/") 2>&1 | tee "$work/libfuzzer.log" | grep -E '^#[0-9]+.*(pulse|DONE|NEW)|Done|ERROR|SUMMARY|stat::' || true
+  if grep -qE '^==[0-9]+== ERROR|panicked|SUMMARY: libFuzzer' "$work/libfuzzer.log"; then
+    echo "fuzz-notes: libFuzzer FINDING: see $work/libfuzzer.log and $crashes/"
+    exit 1
+  fi
+  local runs
+  runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$work/libfuzzer.log")
+  [ -n "$runs" ] || { echo "fuzz-notes: libFuzzer did not finish; see $work/libfuzzer.log"; exit 1; }
+  echo "fuzz-notes: libFuzzer: $runs inputs in $(( $(date +%s) - start )) s, 0 panics, 0 timeouts, 0 over the memory limit"
+}
+
+mkdir -p "$crashes"
+case $engine in
+  all) run_driver; run_libfuzzer ;;
+  driver) run_driver ;;
+  libfuzzer) run_libfuzzer ;;
+  *) echo "FUZZ_ENGINE must be all, driver or libfuzzer"; exit 2 ;;
+esac

@@ -9,8 +9,13 @@
 //!
 //! ```text
 //! fuzz_notes [--inputs N] [--seed S] [--jobs J] [--time-limit-ms T]
-//!            [--memory-limit-mib M] [--crash-dir DIR] [--replay INDEX] [SEED_FILE...]
+//!            [--memory-limit-mib M] [--crash-dir DIR] [--replay INDEX]
+//!            [--write-corpus DIR] [SEED_FILE...]
 //! ```
+//!
+//! `--write-corpus DIR` writes the seed images and a thousand generated
+//! inputs to DIR, as a starting corpus for the libFuzzer target
+//! (`fuzz/fuzz_targets/read_stapsdt.rs`), and exits.
 
 #[path = "../tests/common/crafted.rs"]
 mod crafted;
@@ -110,6 +115,7 @@ struct Options {
     memory_limit: usize,
     crash_dir: PathBuf,
     replay: Option<u64>,
+    write_corpus: Option<PathBuf>,
     seed_files: Vec<PathBuf>,
 }
 
@@ -122,6 +128,7 @@ fn options() -> Options {
         memory_limit: 128 << 20,
         crash_dir: std::env::temp_dir().join("fuzz-notes-crashes"),
         replay: None,
+        write_corpus: None,
         seed_files: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -151,6 +158,7 @@ fn options() -> Options {
             }
             "--crash-dir" => o.crash_dir = value("--crash-dir").into(),
             "--replay" => o.replay = Some(number("--replay", value("--replay"))),
+            "--write-corpus" => o.write_corpus = Some(value("--write-corpus").into()),
             flag if flag.starts_with("--") => usage(&format!("unknown option {flag}")),
             file => o.seed_files.push(file.into()),
         }
@@ -162,7 +170,8 @@ fn usage(why: &str) -> ! {
     eprintln!("fuzz_notes: {why}");
     eprintln!(
         "usage: fuzz_notes [--inputs N] [--seed S] [--jobs J] [--time-limit-ms T] \
-         [--memory-limit-mib M] [--crash-dir DIR] [--replay INDEX] [SEED_FILE...]"
+         [--memory-limit-mib M] [--crash-dir DIR] [--replay INDEX] [--write-corpus DIR] \
+         [SEED_FILE...]"
     );
     std::process::exit(2);
 }
@@ -634,6 +643,24 @@ fn main() {
             save(&options, index, "panic");
             std::process::exit(1);
         }));
+    }
+
+    if let Some(dir) = &options.write_corpus {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| usage(&format!("{}: {e}", dir.display())));
+        let seeds = &CORPUS.get().unwrap().seeds;
+        for (i, seed) in seeds.iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{i}.elf")), seed).unwrap();
+        }
+        for index in 0..1000 {
+            let input = make_input(options.seed, index);
+            std::fs::write(dir.join(format!("generated-{index}.elf")), input).unwrap();
+        }
+        println!(
+            "fuzz_notes: wrote {} seeds and 1000 generated inputs to {}",
+            seeds.len(),
+            dir.display()
+        );
+        return;
     }
 
     if let Some(index) = options.replay {
