@@ -89,7 +89,7 @@ run_libfuzzer() {
   (cd crates/dynprobe-format/fuzz && cargo +nightly fuzz run read_stapsdt "$OLDPWD/$corpus" -- \
     -runs="$inputs" -seed="$(( seed % 4294967295 ))" -timeout=2 -malloc_limit_mb=128 -rss_limit_mb=2048 \
     -max_len=262144 -print_final_stats=1 \
-    -artifact_prefix="$OLDPWD/$crashes/") 2>&1 | tee "$work/libfuzzer.log" | grep -E '^#[0-9]+.*(pulse|DONE)|^Done|ERROR|SUMMARY|stat::' || true
+    -artifact_prefix="$OLDPWD/$crashes/") 2>&1 | tee "$work/libfuzzer.log" | grep --line-buffered -E '^#[0-9]+.*(pulse|DONE)|^Done|ERROR|SUMMARY|stat::' || true
   if grep -qE '^==[0-9]+== ERROR|panicked|SUMMARY: libFuzzer' "$work/libfuzzer.log"; then
     echo "fuzz-notes: libFuzzer FINDING: see $work/libfuzzer.log and $crashes/"
     exit 1
