@@ -16,4 +16,4 @@ pub use definition::{
     MAX_PROBE_LEN, MAX_PROVIDER_LEN,
 };
 pub use image::{build_image, Image, ProbeLayout};
-pub use read::{parse_arg_spec, read_stapsdt, NoteArg, ReadError, StapsdtProbe};
+pub use read::{parse_arg_spec, read_stapsdt, Limit, NoteArg, ReadError, StapsdtProbe};

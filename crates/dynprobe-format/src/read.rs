@@ -2,12 +2,22 @@
 //! object (a dynprobe library, or anything built with `sys/sdt.h`), with each
 //! argument's size, sign and location decoded. This is what `dynprobe list`
 //! shows, without a tracer. Pure: bytes in, data out.
+//!
+//! The bytes may be hostile (`dynprobe list` runs as root over every
+//! process's libraries), so reading costs time linear in the file's size and
+//! memory within fixed limits, whatever the notes claim: nothing is
+//! allocated from a count or size field before the bytes it describes were
+//! found. The limits ([`MAX_PROBES`] and the others) sit far above what real
+//! objects carry: dynprobe writes names of at most 64 bytes and at most 32
+//! arguments; `sys/sdt.h` takes at most 12 arguments a probe, and its
+//! largest users (QEMU's trace events) have a few thousand probes. An object
+//! past any limit is refused whole, with [`ReadError::TooLarge`].
 
 use std::fmt;
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
-use object::{Endian, Endianness, FileKind};
+use object::{Endian, Endianness, FileKind, SectionIndex};
 
 use crate::ArgType;
 
@@ -77,6 +87,74 @@ impl NoteArg {
     }
 }
 
+/// The most stapsdt probes read from one file.
+pub const MAX_PROBES: usize = 65_536;
+/// The most notes visited in a file's `.note.stapsdt` sections, stapsdt
+/// probes or not (other notes are skipped, but skipping costs time too).
+pub const MAX_NOTES: usize = 1 << 20;
+/// The longest provider or probe name, in bytes as the note has them.
+pub const MAX_NAME_LEN: usize = 4096;
+/// The longest argument string of one probe, in bytes.
+pub const MAX_ARG_SPEC_LEN: usize = 8192;
+/// The most arguments (tokens of the argument string) of one probe.
+pub const MAX_NOTE_ARGS: usize = 64;
+/// The most `PT_LOAD` program headers: each probe's file offsets are looked
+/// up among them, so probes times segments must stay small.
+pub const MAX_LOAD_SEGMENTS: usize = 256;
+/// The most memory the returned probes may take, counted as the size of
+/// every [`StapsdtProbe`] and [`NoteArg`] plus the lengths of their strings
+/// (the heap they hold is at most about twice that, with spare capacity).
+pub const MAX_DECODED_BYTES: usize = 32 << 20;
+
+/// Which of the reader's limits an object exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// [`MAX_PROBES`]
+    Probes,
+    /// [`MAX_NOTES`]
+    Notes,
+    /// [`MAX_NAME_LEN`]
+    NameLen,
+    /// [`MAX_ARG_SPEC_LEN`]
+    ArgSpecLen,
+    /// [`MAX_NOTE_ARGS`]
+    Args,
+    /// [`MAX_LOAD_SEGMENTS`]
+    LoadSegments,
+    /// [`MAX_DECODED_BYTES`]
+    DecodedBytes,
+}
+
+impl Limit {
+    /// The limit's value.
+    pub fn max(self) -> usize {
+        match self {
+            Limit::Probes => MAX_PROBES,
+            Limit::Notes => MAX_NOTES,
+            Limit::NameLen => MAX_NAME_LEN,
+            Limit::ArgSpecLen => MAX_ARG_SPEC_LEN,
+            Limit::Args => MAX_NOTE_ARGS,
+            Limit::LoadSegments => MAX_LOAD_SEGMENTS,
+            Limit::DecodedBytes => MAX_DECODED_BYTES,
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let max = self.max();
+        match self {
+            Limit::Probes => write!(f, "more than {max} stapsdt probes"),
+            Limit::Notes => write!(f, "more than {max} notes in .note.stapsdt"),
+            Limit::NameLen => write!(f, "a provider or probe name longer than {max} bytes"),
+            Limit::ArgSpecLen => write!(f, "an argument string longer than {max} bytes"),
+            Limit::Args => write!(f, "a probe with more than {max} arguments"),
+            Limit::LoadSegments => write!(f, "more than {max} loadable segments"),
+            Limit::DecodedBytes => write!(f, "probes that would take more than {max} bytes"),
+        }
+    }
+}
+
 /// Why an object's probes could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadError {
@@ -84,6 +162,8 @@ pub enum ReadError {
     NotElf,
     /// An ELF file whose headers or notes are damaged.
     Malformed(String),
+    /// An ELF file past one of the reader's limits; nothing of it is returned.
+    TooLarge(Limit),
 }
 
 impl fmt::Display for ReadError {
@@ -91,6 +171,7 @@ impl fmt::Display for ReadError {
         match self {
             ReadError::NotElf => f.write_str("not an ELF file"),
             ReadError::Malformed(why) => write!(f, "malformed ELF file: {why}"),
+            ReadError::TooLarge(limit) => write!(f, "refused: the file has {limit}"),
         }
     }
 }
@@ -104,7 +185,8 @@ impl From<object::read::Error> for ReadError {
 }
 
 /// The stapsdt probes of an ELF object, in note order. An object without
-/// probes gives an empty list.
+/// probes gives an empty list. Any bytes are safe to pass: time is linear
+/// in the file's size and memory stays within the limits above.
 pub fn read_stapsdt(data: &[u8]) -> Result<Vec<StapsdtProbe>, ReadError> {
     match FileKind::parse(data).map_err(|_| ReadError::NotElf)? {
         FileKind::Elf32 => read_elf::<elf::FileHeader32<Endianness>>(data),
@@ -113,41 +195,118 @@ pub fn read_stapsdt(data: &[u8]) -> Result<Vec<StapsdtProbe>, ReadError> {
     }
 }
 
+/// A `PT_LOAD` segment's addresses and where it is in the file.
+struct Load {
+    vaddr: u64,
+    filesz: u64,
+    offset: u64,
+}
+
 fn read_elf<H: FileHeader<Endian = Endianness>>(
     data: &[u8],
 ) -> Result<Vec<StapsdtProbe>, ReadError> {
     let header = H::parse(data)?;
     let endian = header.endian()?;
     let sections = header.sections(endian, data)?;
-    let segments = header.program_headers(endian, data)?;
     let word = if header.is_type_64() { 8 } else { 4 };
-    let actual_base = sections
-        .section_by_name(endian, STAPSDT_BASE_SECTION)
-        .map(|(_, s)| s.sh_addr(endian).into());
+
+    let mut loads = Vec::new();
+    for ph in header.program_headers(endian, data)? {
+        if ph.p_type(endian) != elf::PT_LOAD {
+            continue;
+        }
+        if loads.len() == MAX_LOAD_SEGMENTS {
+            return Err(ReadError::TooLarge(Limit::LoadSegments));
+        }
+        loads.push(Load {
+            vaddr: ph.p_vaddr(endian).into(),
+            filesz: ph.p_filesz(endian).into(),
+            offset: ph.p_offset(endian).into(),
+        });
+    }
     // File offset of a virtual address, if a loadable segment has it in the file.
     let offset_of = |addr: u64| {
-        segments.iter().find_map(|ph| {
-            let (vaddr, filesz): (u64, u64) =
-                (ph.p_vaddr(endian).into(), ph.p_filesz(endian).into());
-            let inside =
-                ph.p_type(endian) == elf::PT_LOAD && addr >= vaddr && addr - vaddr < filesz;
-            inside.then(|| addr - vaddr + Into::<u64>::into(ph.p_offset(endian)))
+        loads.iter().find_map(|load| {
+            let inside = addr >= load.vaddr && addr - load.vaddr < load.filesz;
+            inside.then(|| (addr - load.vaddr).wrapping_add(load.offset))
         })
     };
 
-    let mut probes = Vec::new();
+    // Section names are matched in place: looking each one up as a string
+    // would scan the string table to its next NUL once per section, which a
+    // table without NULs turns into sections times table size.
+    let names = if sections.is_empty() {
+        &[][..]
+    } else {
+        let index = header.shstrndx(endian, data)?;
+        sections
+            .section(SectionIndex(index as usize))?
+            .data(endian, data)
+            .map_err(|_| ReadError::Malformed("the section name table is out of bounds".into()))?
+    };
+    let named = |section: &H::SectionHeader, wanted: &[u8]| {
+        let start = section.sh_name(endian) as usize;
+        let name = names.get(start..).and_then(|n| n.get(..=wanted.len()));
+        name.is_some_and(|n| n.ends_with(b"\0") && &n[..wanted.len()] == wanted)
+    };
+    let actual_base = sections
+        .iter()
+        .find(|s| named(s, STAPSDT_BASE_SECTION))
+        .map(|s| s.sh_addr(endian).into());
+
+    // Sections that overlap would have the same notes read again and again
+    // (one section's header repeated 20,000 times makes 20,000 copies of
+    // each probe): the note sections must be disjoint in the file.
+    let mut note_sections = Vec::new();
     for section in sections.iter() {
-        if sections.section_name(endian, section)? != STAPSDT_SECTION {
+        if !named(section, STAPSDT_SECTION) {
             continue;
         }
-        let Some(mut notes) = section.notes(endian, data)? else {
-            continue;
-        };
+        if let Some(notes) = section.notes(endian, data)? {
+            let (offset, size) = (
+                section.sh_offset(endian).into(),
+                section.sh_size(endian).into(),
+            );
+            note_sections.push((offset, size, notes));
+        }
+    }
+    let mut spans: Vec<(u64, u64)> = note_sections
+        .iter()
+        .filter(|(_, size, _)| *size > 0)
+        .map(|&(offset, size, _)| (offset, size))
+        .collect();
+    spans.sort_unstable();
+    // In bounds, as `notes` checked: no sum overflows.
+    if spans.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0) {
+        return Err(ReadError::Malformed(
+            "the .note.stapsdt sections overlap".into(),
+        ));
+    }
+
+    let mut probes = Vec::new();
+    let (mut notes_seen, mut decoded) = (0usize, 0usize);
+    for (_, _, mut notes) in note_sections {
         while let Some(note) = notes.next()? {
+            notes_seen += 1;
+            if notes_seen > MAX_NOTES {
+                return Err(ReadError::TooLarge(Limit::Notes));
+            }
             if note.name() != b"stapsdt" || note.n_type(endian).0 != NT_STAPSDT {
                 continue;
             }
+            if probes.len() == MAX_PROBES {
+                return Err(ReadError::TooLarge(Limit::Probes));
+            }
             let raw = decode_descriptor(note.desc(), word, endian)?;
+            let args =
+                parse_args(&raw.args, MAX_NOTE_ARGS).ok_or(ReadError::TooLarge(Limit::Args))?;
+            decoded = decoded
+                .saturating_add(std::mem::size_of::<StapsdtProbe>())
+                .saturating_add(raw.provider.len() + raw.name.len() + raw.args.len())
+                .saturating_add(args.iter().map(NoteArg::footprint).sum());
+            if decoded > MAX_DECODED_BYTES {
+                return Err(ReadError::TooLarge(Limit::DecodedBytes));
+            }
             // Prelink moved the object: move the addresses by as much.
             let shift = match actual_base {
                 Some(base) if raw.base != 0 => base.wrapping_sub(raw.base),
@@ -160,7 +319,7 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                 raw.semaphore.wrapping_add(shift)
             };
             probes.push(StapsdtProbe {
-                args: parse_arg_spec(&raw.args),
+                args,
                 provider: raw.provider,
                 name: raw.name,
                 arg_spec: raw.args,
@@ -202,16 +361,11 @@ fn decode_descriptor(desc: &[u8], word: usize, endian: Endianness) -> Result<Raw
             u64::from(endian.read_u32(bytes.try_into().expect("4 bytes")))
         }
     };
-    let mut strings = desc[3 * word..].split(|&b| b == 0);
-    let mut next = || {
-        strings
-            .next()
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .ok_or_else(short)
-    };
-    let (provider, name) = (next()?, next()?);
+    let mut strings = Strings(Some(&desc[3 * word..]));
+    let provider = strings.next(Limit::NameLen)?.ok_or_else(short)?;
+    let name = strings.next(Limit::NameLen)?.ok_or_else(short)?;
     // A note from before arguments were recorded may end after the name.
-    let args = next().unwrap_or_default();
+    let args = strings.next(Limit::ArgSpecLen)?.unwrap_or_default();
     Ok(RawNote {
         pc: addr(0),
         base: addr(1),
@@ -222,31 +376,78 @@ fn decode_descriptor(desc: &[u8], word: usize, endian: Endianness) -> Result<Raw
     })
 }
 
+/// The NUL-separated strings of a descriptor; the last needs no NUL. `None`
+/// once every string was taken.
+struct Strings<'a>(Option<&'a [u8]>);
+
+impl Strings<'_> {
+    /// The next string, looked for no further than its limit allows.
+    fn next(&mut self, limit: Limit) -> Result<Option<String>, ReadError> {
+        let Some(rest) = self.0 else {
+            return Ok(None);
+        };
+        let window = &rest[..rest.len().min(limit.max() + 1)];
+        let bytes = match window.iter().position(|&b| b == 0) {
+            Some(end) => {
+                self.0 = Some(&rest[end + 1..]);
+                &rest[..end]
+            }
+            None if rest.len() > limit.max() => return Err(ReadError::TooLarge(limit)),
+            None => {
+                self.0 = None;
+                rest
+            }
+        };
+        Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+    }
+}
+
 /// Splits an argument string into its arguments. Tokens are separated by
 /// white space, except inside brackets (aarch64 writes `-4@[sp, 8]`). Every
 /// token gives an argument; one that cannot be understood has size 0.
 pub fn parse_arg_spec(spec: &str) -> Vec<NoteArg> {
-    let mut tokens = Vec::new();
+    parse_args(spec, usize::MAX).unwrap_or_default()
+}
+
+/// [`parse_arg_spec`], or `None` past `max` arguments (found before any
+/// more is allocated).
+fn parse_args(spec: &str, max: usize) -> Option<Vec<NoteArg>> {
+    let mut args = Vec::new();
     let mut current = String::new();
     let mut depth = 0u32;
+    let push = |token: &mut String, args: &mut Vec<NoteArg>| {
+        if token.is_empty() {
+            return Some(());
+        }
+        if args.len() == max {
+            return None;
+        }
+        args.push(parse_arg(std::mem::take(token)));
+        Some(())
+    };
     for c in spec.chars() {
         match c {
-            '[' => depth += 1,
+            '[' => depth = depth.saturating_add(1),
             ']' => depth = depth.saturating_sub(1),
             c if c.is_whitespace() && depth == 0 => {
-                if !current.is_empty() {
-                    tokens.push(std::mem::take(&mut current));
-                }
+                push(&mut current, &mut args)?;
                 continue;
             }
             _ => {}
         }
         current.push(c);
     }
-    if !current.is_empty() {
-        tokens.push(current);
+    push(&mut current, &mut args)?;
+    // Most probes have a few arguments: no spare capacity for each.
+    args.shrink_to_fit();
+    Some(args)
+}
+
+impl NoteArg {
+    /// What this argument takes in memory, as [`MAX_DECODED_BYTES`] counts.
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<NoteArg>() + self.spec.len() + self.location.len()
     }
-    tokens.into_iter().map(parse_arg).collect()
 }
 
 fn parse_arg(spec: String) -> NoteArg {

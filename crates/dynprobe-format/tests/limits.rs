@@ -1,0 +1,414 @@
+//! The note reader on crafted files: each limit is reached and passed, and
+//! what an attacker can put in a file (100k notes, 1 MiB names, huge counts
+//! and offsets, overlapping or repeated section headers, extended header
+//! counts, sizes that overflow) costs bounded memory and time. Memory is
+//! measured by this binary's allocator; time is only a hang detector, with a
+//! deadline hundreds of times what the reader needs.
+
+#[path = "common/crafted.rs"]
+mod crafted;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crafted::{note, stapsdt, with_notes, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL, SHT_NOTE};
+use dynprobe_format::read::{
+    MAX_ARG_SPEC_LEN, MAX_DECODED_BYTES, MAX_LOAD_SEGMENTS, MAX_NAME_LEN, MAX_NOTES, MAX_NOTE_ARGS,
+    MAX_PROBES,
+};
+use dynprobe_format::{read_stapsdt, Limit, ReadError, StapsdtProbe};
+
+/// Counts live heap bytes and their peak. Past `HARD_CAP` an allocation
+/// fails (and the process aborts) rather than take the machine's memory.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+const HARD_CAP: usize = 1 << 30;
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        if live > HARD_CAP {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            return std::ptr::null_mut();
+        }
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Memory is measured one test at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Any input finishes within this; the reader needs milliseconds.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// Reads `file` on another thread, within [`DEADLINE`], and returns the result
+/// with the most heap the read took beyond what was live before it.
+fn measured_read(file: Vec<u8>) -> (Result<Vec<StapsdtProbe>, ReadError>, usize) {
+    let file = Arc::new(file);
+    let (send, receive) = mpsc::channel();
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let reader = {
+        let file = Arc::clone(&file);
+        std::thread::spawn(move || {
+            let result = read_stapsdt(&file);
+            let peak = PEAK.load(Ordering::Relaxed);
+            let _ = send.send((result, peak));
+        })
+    };
+    let (result, peak) = receive.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+        panic!(
+            "reading a {}-byte file took more than {DEADLINE:?}",
+            file.len()
+        )
+    });
+    reader.join().unwrap();
+    (result, peak.saturating_sub(before))
+}
+
+fn too_large(limit: Limit) -> Result<Vec<StapsdtProbe>, ReadError> {
+    Err(ReadError::TooLarge(limit))
+}
+
+/// A probe note with short names, the `i`th of a file.
+fn small_probe(i: usize) -> Vec<u8> {
+    stapsdt(
+        0x1000 + i as u64 * 16,
+        0,
+        b"prov",
+        format!("p{i}").as_bytes(),
+        b"-4@%edi",
+    )
+}
+
+fn notes(count: usize, each: impl Fn(usize) -> Vec<u8>) -> Vec<u8> {
+    (0..count).flat_map(each).collect()
+}
+
+#[test]
+fn probes_up_to_the_limit_are_read_and_100k_notes_are_refused() {
+    let _serial = serial();
+    let (probes, _) = measured_read(with_notes(&notes(MAX_PROBES, small_probe)));
+    let probes = probes.unwrap();
+    assert_eq!(probes.len(), MAX_PROBES);
+    assert_eq!(probes[MAX_PROBES - 1].name, format!("p{}", MAX_PROBES - 1));
+
+    let (result, _) = measured_read(with_notes(&notes(MAX_PROBES + 1, small_probe)));
+    assert_eq!(result, too_large(Limit::Probes));
+    let (result, peak) = measured_read(with_notes(&notes(100_000, small_probe)));
+    assert_eq!(result, too_large(Limit::Probes));
+    assert!(
+        peak <= 2 * MAX_DECODED_BYTES,
+        "100k notes took {peak} bytes"
+    );
+}
+
+#[test]
+fn names_up_to_the_limit_are_read_and_a_1_mib_name_costs_no_mib() {
+    let _serial = serial();
+    let longest = vec![b'n'; MAX_NAME_LEN];
+    let one_more = vec![b'n'; MAX_NAME_LEN + 1];
+    let (probes, _) = measured_read(with_notes(&stapsdt(1, 0, &longest, &longest, b"")));
+    assert_eq!(probes.unwrap()[0].name.len(), MAX_NAME_LEN);
+    for (provider, name) in [(&one_more, &longest), (&longest, &one_more)] {
+        let (result, _) = measured_read(with_notes(&stapsdt(1, 0, provider, name, b"")));
+        assert_eq!(result, too_large(Limit::NameLen));
+    }
+    // Not even scanned to its end: refused once the limit is passed.
+    let mib = vec![b'n'; 1 << 20];
+    let (result, peak) = measured_read(with_notes(&stapsdt(1, 0, b"prov", &mib, b"")));
+    assert_eq!(result, too_large(Limit::NameLen));
+    assert!(peak < 64 << 10, "a 1 MiB name took {peak} bytes");
+    // The last string of a descriptor needs no NUL, and is bounded the same.
+    let mut desc = vec![0u8; 24];
+    desc.extend_from_slice(b"prov\0");
+    desc.extend_from_slice(&mib);
+    let (result, peak) = measured_read(with_notes(&note(b"stapsdt", 3, &desc)));
+    assert_eq!(result, too_large(Limit::NameLen));
+    assert!(
+        peak < 64 << 10,
+        "a 1 MiB unterminated name took {peak} bytes"
+    );
+}
+
+#[test]
+fn argument_strings_and_counts_up_to_their_limits_are_read_and_past_them_refused() {
+    let _serial = serial();
+    let spec = |len: usize| vec![b'x'; len];
+    let (probes, _) = measured_read(with_notes(&stapsdt(
+        1,
+        0,
+        b"p",
+        b"n",
+        &spec(MAX_ARG_SPEC_LEN),
+    )));
+    assert_eq!(probes.unwrap()[0].arg_spec.len(), MAX_ARG_SPEC_LEN);
+    let (result, _) = measured_read(with_notes(&stapsdt(
+        1,
+        0,
+        b"p",
+        b"n",
+        &spec(MAX_ARG_SPEC_LEN + 1),
+    )));
+    assert_eq!(result, too_large(Limit::ArgSpecLen));
+    let (result, peak) = measured_read(with_notes(&stapsdt(1, 0, b"p", b"n", &spec(1 << 20))));
+    assert_eq!(result, too_large(Limit::ArgSpecLen));
+    assert!(peak < 64 << 10, "a 1 MiB argument string took {peak} bytes");
+
+    let args = |count: usize| vec!["-8@%rax"; count].join(" ").into_bytes();
+    let (probes, _) = measured_read(with_notes(&stapsdt(1, 0, b"p", b"n", &args(MAX_NOTE_ARGS))));
+    assert_eq!(probes.unwrap()[0].args.len(), MAX_NOTE_ARGS);
+    let (result, _) = measured_read(with_notes(&stapsdt(
+        1,
+        0,
+        b"p",
+        b"n",
+        &args(MAX_NOTE_ARGS + 1),
+    )));
+    assert_eq!(result, too_large(Limit::Args));
+    // The most tokens a string within its limit can hold.
+    let (result, _) = measured_read(with_notes(&stapsdt(
+        1,
+        0,
+        b"p",
+        b"n",
+        &b"1 ".repeat(MAX_ARG_SPEC_LEN / 2),
+    )));
+    assert_eq!(result, too_large(Limit::Args));
+}
+
+#[test]
+fn all_probes_together_stay_within_the_decoded_bytes_limit() {
+    let _serial = serial();
+    let big = |i: usize| {
+        let name = format!("{i:0>width$}", width = MAX_NAME_LEN);
+        stapsdt(
+            1,
+            0,
+            name.as_bytes(),
+            name.as_bytes(),
+            &b"x".repeat(MAX_ARG_SPEC_LEN - 1),
+        )
+    };
+    // Each probe is within every per-probe limit: only the total is too much
+    // (their strings alone are more than the limit).
+    let count = MAX_DECODED_BYTES / (2 * MAX_NAME_LEN + MAX_ARG_SPEC_LEN) + 1;
+    let (probes, _) = measured_read(with_notes(&notes(count / 4, big)));
+    assert_eq!(probes.unwrap().len(), count / 4);
+    let (result, peak) = measured_read(with_notes(&notes(count, big)));
+    assert_eq!(result, too_large(Limit::DecodedBytes));
+    assert!(
+        peak <= 2 * MAX_DECODED_BYTES,
+        "{count} large probes took {peak} bytes"
+    );
+}
+
+#[test]
+fn notes_visited_are_bounded_even_when_none_is_a_probe() {
+    let _serial = serial();
+    let other = note(b"x", 1, b"");
+    let (probes, _) = measured_read(with_notes(&other.repeat(MAX_NOTES)));
+    assert_eq!(probes.unwrap(), []);
+    let (result, _) = measured_read(with_notes(&other.repeat(MAX_NOTES + 1)));
+    assert_eq!(result, too_large(Limit::Notes));
+}
+
+/// A file with `probes` small probe notes and the given program headers.
+fn with_segments(probes: usize, segments: Vec<Phdr>) -> Vec<u8> {
+    let mut elf = Crafted::default();
+    elf.section(".note.stapsdt", SHT_NOTE, 0, &notes(probes, small_probe));
+    elf.segments = segments;
+    elf.finish()
+}
+
+#[test]
+fn load_segments_are_bounded() {
+    let _serial = serial();
+    let load = |i: usize| Phdr {
+        p_type: PT_LOAD,
+        vaddr: 0x1000 + i as u64 * 0x100,
+        offset: 0,
+        filesz: 0x100,
+    };
+    let (probes, _) = measured_read(with_segments(2, (0..MAX_LOAD_SEGMENTS).map(load).collect()));
+    let probes = probes.unwrap();
+    assert_eq!(probes[0].address_offset, Some(0));
+    assert_eq!(probes[1].address_offset, Some(0x10));
+    let (result, _) = measured_read(with_segments(
+        2,
+        (0..=MAX_LOAD_SEGMENTS).map(load).collect(),
+    ));
+    assert_eq!(result, too_large(Limit::LoadSegments));
+    // Every probe looked up in every header would take probes x headers steps.
+    let (result, _) = measured_read(with_segments(MAX_PROBES, (0..200_000).map(load).collect()));
+    assert_eq!(result, too_large(Limit::LoadSegments));
+}
+
+#[test]
+fn program_headers_past_0xffff_cost_one_pass() {
+    let _serial = serial();
+    // Extended numbering; none loads anything, so each probe's lookup would
+    // go through all 200,000.
+    let null = |_| Phdr {
+        p_type: PT_NULL,
+        vaddr: 0,
+        offset: 0,
+        filesz: u64::MAX,
+    };
+    let (probes, _) = measured_read(with_segments(MAX_PROBES, (0..200_000).map(null).collect()));
+    let probes = probes.unwrap();
+    assert_eq!(probes.len(), MAX_PROBES);
+    assert!(probes.iter().all(|p| p.address_offset.is_none()));
+}
+
+#[test]
+fn overlapping_note_sections_never_repeat_notes() {
+    let _serial = serial();
+    let mut elf = Crafted::default();
+    let first = elf.section(".note.stapsdt", SHT_NOTE, 0, &notes(10, small_probe));
+    // 20,000 more headers for the same bytes: 200,000 probes from 10 notes.
+    for _ in 0..20_000 {
+        elf.sections.push(first);
+    }
+    let (result, peak) = measured_read(elf.finish());
+    assert_eq!(
+        result,
+        Err(ReadError::Malformed(
+            "the .note.stapsdt sections overlap".into()
+        ))
+    );
+    // A list of the sections (there are 20,001), not 200,000 probes.
+    assert!(peak < 4 << 20, "repeated sections took {peak} bytes");
+    // Two distinct sections are fine.
+    let mut elf = Crafted::default();
+    elf.section(".note.stapsdt", SHT_NOTE, 0, &small_probe(0));
+    elf.section(".note.stapsdt", SHT_NOTE, 0, &small_probe(1));
+    let (probes, _) = measured_read(elf.finish());
+    assert_eq!(probes.unwrap().len(), 2);
+}
+
+#[test]
+fn section_names_cost_no_scan_of_the_name_table() {
+    let _serial = serial();
+    // 60,000 sections all named by one 16 MiB string: looking each name up
+    // as a string scans the whole table every time (1 TB of reading).
+    let mut names = vec![b'a'; 16 << 20];
+    names.push(0);
+    let unnamed = Shdr {
+        name: 0,
+        sh_type: SHT_NOTE,
+        addr: 0,
+        offset: 0,
+        size: 0,
+        align: 4,
+    };
+    let mut elf = Crafted {
+        names,
+        sections: vec![unnamed; 60_000],
+        ..Crafted::default()
+    };
+    elf.section(".note.stapsdt", SHT_NOTE, 0, &small_probe(7));
+    let (probes, _) = measured_read(elf.finish());
+    assert_eq!(probes.unwrap()[0].name, "p7");
+}
+
+#[test]
+fn huge_counts_offsets_and_sizes_are_malformed_and_cost_nothing() {
+    let _serial = serial();
+    let valid = with_notes(&small_probe(0));
+    let patched = |at: usize, value: &[u8]| {
+        let mut file = valid.clone();
+        file[at..at + value.len()].copy_from_slice(value);
+        file
+    };
+    let shoff = u64::from_le_bytes(valid[40..48].try_into().unwrap()) as usize;
+    let note_header = shoff + 64; // section 1's header
+    let note_offset = u64::from_le_bytes(
+        valid[note_header + 24..note_header + 32]
+            .try_into()
+            .unwrap(),
+    ) as usize;
+    let cases = [
+        (
+            "e_shoff near the end of the address space",
+            patched(40, &(u64::MAX - 8).to_le_bytes()),
+        ),
+        (
+            "e_phoff huge with one header",
+            patched(32, &(u64::MAX / 2).to_le_bytes())
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| if i == 56 { 1 } else { b })
+                .collect(),
+        ),
+        ("e_shnum 0xfeff", patched(60, &0xfeffu16.to_le_bytes())),
+        ("e_shnum extended to 2^32 - 1", {
+            let mut f = patched(60, &0u16.to_le_bytes());
+            f[shoff + 32..shoff + 40].copy_from_slice(&u64::from(u32::MAX).to_le_bytes());
+            f
+        }),
+        ("e_phnum extended to 2^32 - 1", {
+            let mut f = patched(56, &0xffffu16.to_le_bytes());
+            f[32..40].copy_from_slice(&64u64.to_le_bytes());
+            f[shoff + 44..shoff + 48].copy_from_slice(&u32::MAX.to_le_bytes());
+            f
+        }),
+        (
+            "e_shstrndx past the sections",
+            patched(62, &0xfe00u16.to_le_bytes()),
+        ),
+        (
+            "a section size that overflows its offset",
+            patched(note_header + 32, &u64::MAX.to_le_bytes()),
+        ),
+        (
+            "a section offset past the file",
+            patched(note_header + 24, &(u64::MAX - 3).to_le_bytes()),
+        ),
+        (
+            "a name table offset past the table",
+            patched(note_header, &u32::MAX.to_le_bytes()),
+        ),
+        (
+            "note namesz 2^32 - 1",
+            patched(note_offset, &u32::MAX.to_le_bytes()),
+        ),
+        (
+            "note descsz 2^32 - 1",
+            patched(note_offset + 4, &u32::MAX.to_le_bytes()),
+        ),
+        (
+            "note descsz 2^32 - 4 (overflows when aligned)",
+            patched(note_offset + 4, &(u32::MAX - 3).to_le_bytes()),
+        ),
+        (
+            "note alignment 2^64 - 1",
+            patched(note_header + 48, &u64::MAX.to_le_bytes()),
+        ),
+    ];
+    for (what, file) in cases {
+        let (result, peak) = measured_read(file);
+        assert!(peak < 64 << 10, "{what}: took {peak} bytes");
+        match result {
+            Ok(probes) => assert!(probes.len() <= 1, "{what}: {probes:?}"),
+            Err(ReadError::Malformed(_)) | Err(ReadError::NotElf) => {}
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
