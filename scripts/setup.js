@@ -8,6 +8,8 @@
 //                      node_modules (bunyan, restify, the bundlers, the
 //                      benchmark's dtrace-provider-stub)
 //   build()            the addon (scripts/build-addon.js)
+//   prebuilt()         as root, `npm run package`: the four prebuilt addons
+//                      and dist/ (the platform tests run them)
 // `node scripts/setup.js` (npm run bench) does the last two.
 
 const { execFileSync, spawnSync } = require('node:child_process');
@@ -61,7 +63,20 @@ function build() {
   run(process.execPath, [path.join('scripts', 'build-addon.js')]);
 }
 
-module.exports = { provision, devDependencies, build, missingDevDependencies };
+// As root, `npm run package`: every target's prebuilt addon
+// (scripts/build/<target>.sh, toolchains cached under /var/lib/dynprobe) and
+// the tarballs in dist/. The platform tests run those addons. Without root the
+// builds cannot run (they use the Debian sid root): those tests skip loudly,
+// and with CI=true they fail.
+function prebuilt() {
+  if (process.getuid() !== 0) {
+    say('not root: the prebuilt addons are not built (npm run package needs root); the platform tests that run them skip');
+    return;
+  }
+  run(process.execPath, [path.join('scripts', 'package.js')], cleanEnv());
+}
+
+module.exports = { provision, devDependencies, build, prebuilt, missingDevDependencies };
 
 if (require.main === module) {
   try {

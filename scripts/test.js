@@ -23,6 +23,7 @@ try {
   setup.devDependencies();
   // The addon, and the Rust fire program that tracer cases run.
   setup.build();
+  setup.prebuilt();
   run('cargo', ['build', '--release', '--quiet', '-p', 'dynprobe', '--examples']);
   // The addon crate is a cdylib whose N-API symbols come from node: its
   // behaviour is tested through JavaScript.

@@ -21,6 +21,10 @@ rustc --print target-list 2>/dev/null | grep -qx "$TRIPLE" || die "rustc cannot 
 command -v zig >/dev/null || die "zig is not on PATH after scripts/toolchain/zig.sh"
 command -v cargo-zigbuild >/dev/null || die "cargo-zigbuild is not on PATH after scripts/toolchain/zig.sh"
 
+# As root (npm test, CI), the build's own target directory is cached on the
+# machine, so that a fresh clone rebuilds only what changed.
+if [ -z "${CARGO_TARGET_DIR:-}" ] && [ "$(id -u)" = 0 ]; then export CARGO_TARGET_DIR=/var/lib/dynprobe/target-zig; fi
+
 say "cargo zigbuild --release -p dynprobe-node --target $TRIPLE.$FLOOR"
 # The release profile keeps debug=1 for local work; a shipped addon carries
 # neither debug info nor a symbol table (8 MB -> ~0.7 MB).
