@@ -9,6 +9,7 @@
 #     machine under TCG: /var/lib/dynprobe/arm64/{vmlinuz,root.cpio}.
 # Idempotent; markers make a run that died halfway resume, and a provisioned
 # machine takes well under a second. Run as root; needs no stdin.
+#   scripts/provision-arm64.sh [--qemu-only]   (--qemu-only: just qemu-user)
 set -euo pipefail
 
 BASE=${DYNPROBE_ARM64:-/var/lib/dynprobe/arm64}
@@ -23,8 +24,6 @@ case $BASE in /?*) ;; *) die "DYNPROBE_ARM64 must be an absolute path, not /" ;;
 mkdir -p "$BASE"
 exec </dev/null
 quiet() { "$@" >>"$LOG" 2>&1 || { tail -n 25 "$LOG" >&2; die "failed: $*  (log: $LOG)"; }; }
-# One provisioning at a time.
-exec 9>"$BASE/.lock"; flock 9
 
 # --- host packages
 missing=()
@@ -45,6 +44,9 @@ if ! grep -qs '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
   echo ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$QEMU_USER"':F' \
     >/proc/sys/fs/binfmt_misc/register
 fi
+[ "${1:-}" = --qemu-only ] && exit 0
+# One provisioning of the root at a time.
+exec 9>"$BASE/.lock"; flock 9
 
 # Same mirror logic as provision-tracers.sh: the sid root's sources.
 mirror() {
@@ -85,15 +87,21 @@ if [ ! -s "$BASE/vmlinuz" ]; then
   tmp=$BASE/kernel.tmp; rm -rf "$tmp"; mkdir -p "$tmp"
   m=$(mirror)
   quiet sh -c "curl -fsSL '$m/dists/sid/main/binary-arm64/Packages.xz' | xz -d >'$tmp/Packages'"
-  # The metapackage linux-image-arm64 depends on the versioned image package.
-  dep=$(awk -v RS= '/(^|\n)Package: linux-image-arm64\n/' "$tmp/Packages" | sed -n 's/^Depends: //p' | tr ',|' '\n\n' | sed 's/ *(.*//; s/^ *//' | grep '^linux-image-' | head -n 1)
-  [ -n "$dep" ] || die "no linux-image-arm64 in $m sid arm64"
-  file=$(awk -v RS= -v p="$dep" '$0 ~ "(^|\n)Package: " p "\n"' "$tmp/Packages" | sed -n 's/^Filename: //p' | head -n 1)
-  [ -n "$file" ] || die "no $dep in $m sid arm64"
+  # A field of a package in the index; the dependency names starting with $3.
+  field() { awk -v RS= -v p="$1" -v f="$2:" '$1 == "Package:" && $2 == p' "$tmp/Packages" |
+    awk -v f="$2:" '$1 == f { sub(/^[^:]*: */, ""); print; exit }'; }
+  deps() { field "$1" Depends | tr ',|' '\n\n' | sed 's/ *(.*//; s/^ *//' | grep "^$2" | head -n 1; }
+  # linux-image-arm64 -> linux-image-VERSION-arm64 -> linux-binary-VERSION-arm64
+  # (the image); older archives have the image in linux-image-VERSION-arm64.
+  image=$(deps linux-image-arm64 linux-image-)
+  [ -n "$image" ] || die "no linux-image-arm64 in $m sid arm64"
+  pkg=$(deps "$image" linux-binary-); pkg=${pkg:-$image}
+  file=$(field "$pkg" Filename)
+  [ -n "$file" ] || die "no $pkg in $m sid arm64"
   quiet curl -fsSL -o "$tmp/kernel.deb" "$m/$file"
   quiet dpkg-deb -x "$tmp/kernel.deb" "$tmp/x"
-  img=$(ls "$tmp"/x/boot/vmlinuz-* | head -n 1)
-  [ -s "$img" ] || die "no /boot/vmlinuz-* in $file"
+  img=$(ls "$tmp"/x/boot/vmlinuz-* "$tmp"/x/usr/lib/modules/*/vmlinuz 2>/dev/null | head -n 1 || true)
+  [ -s "$img" ] || die "no vmlinuz in $file"
   cp "$img" "$BASE/vmlinuz.tmp"; basename "$file" >"$BASE/kernel-package"
   mv "$BASE/vmlinuz.tmp" "$BASE/vmlinuz"; rm -rf "$tmp"
 fi

@@ -21,7 +21,7 @@ build_prebuilt() {
   local built=$DYNPROBE_SID_TARGET_DIR/$rust_target/release/libdynprobe_node.so
   [ -s "$built" ] || { echo "$say: the build wrote no $built" >&2; return 1; }
   local header; header=$(readelf -h "$built")
-  grep -q "Machine: *$machine" <<<"$header" || { echo "$say: $built is not for $machine" >&2; return 1; }
+  grep -q "Machine:.*$machine" <<<"$header" || { echo "$say: $built is not for $machine" >&2; return 1; }
   if readelf -S -W "$built" | grep -qE ' \.(debug_info|symtab) '; then
     echo "$say: $built is not stripped" >&2; return 1
   fi
