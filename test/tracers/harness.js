@@ -22,11 +22,17 @@
 //   list     instead of a script: per tracer, the arguments of a listing
 //            command (`$PID` is the program's pid); `expectMatch` then holds,
 //            per tracer, patterns that some printed line must match
+//
+// runCase(c, tracer, runtime) runs a Node case's program under `runtime`
+// (test/fixtures/runtimes.js: which node, which root, which package; the
+// host's by default). Tracers always run on the host.
 
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+
+const runtimes = require('../fixtures/runtimes');
 
 const ROOT = path.join(__dirname, '..', '..');
 const FIRE_BIN = path.join(ROOT, 'target', 'release', 'examples', 'fire');
@@ -74,15 +80,18 @@ function withSync(tracer, script, pathsOrNull) {
 // so fires made on two CPUs (the program moved between them) may print out
 // of order. Under DTrace the program runs on one CPU: the expected lines keep
 // their order.
-function programCommand(c, tracer) {
+function programCommand(c, tracer, runtime = runtimes.HOST) {
   const pin = TRACERS[tracer].family === 'dtrace' ? ['taskset', '-c', String(firstAllowedCpu())] : [];
   if (c.rust !== undefined) {
+    if (runtime !== runtimes.HOST) throw new Error(`${c.name}: a Rust case runs on the host only, not under ${runtime.name}`);
     let bin = FIRE_BIN;
     if (c.user) bin = copyForUser(FIRE_BIN);
     const cmd = [bin, c.rust];
     return [...pin, ...(c.user ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', ...cmd] : cmd)];
   }
-  return [...pin, process.execPath, ...(c.nodeArgs || []), path.join(__dirname, 'program.js')];
+  if (c.user && runtime !== runtimes.HOST) throw new Error(`${c.name}: a case run as another user runs on the host only`);
+  const program = path.join(runtime.package || ROOT, 'test', 'tracers', 'program.js');
+  return [...pin, ...runtimes.command(runtime, [...(c.nodeArgs || []), program])];
 }
 
 function firstAllowedCpu() {
@@ -110,8 +119,9 @@ function copyForUser(file) {
   return copy;
 }
 
-function programEnv(c) {
-  const env = { ...process.env, DYNPROBE_CASE_SCRIPT: c.node || '' };
+function programEnv(c, runtime = runtimes.HOST) {
+  const env = { ...runtimes.environment(runtime), DYNPROBE_CASE_SCRIPT: c.node || '' };
+  if (runtime.package && runtime.package !== ROOT) env.DYNPROBE_PACKAGE = runtime.package;
   if (c.user) {
     delete env.DYNPROBE_DIR;
     delete env.XDG_RUNTIME_DIR;
@@ -205,12 +215,12 @@ function parseReady(line) {
 }
 
 // Runs case `c` under `tracer`; resolves with the printed lines.
-async function runCase(c, tracer) {
+async function runCase(c, tracer, runtime = runtimes.HOST) {
   const script = scriptFor(c, tracer);
   const tracerEnv = { ...process.env, ...(c.env || {}) };
-  if (c.byPath) return runByPath(c, tracer, script, tracerEnv);
-  if (c.list) return runList(c, tracer, script, tracerEnv);
-  const program = start(programCommand(c, tracer), { env: programEnv(c) });
+  if (c.byPath) return runByPath(c, tracer, script, tracerEnv, runtime);
+  if (c.list) return runList(c, tracer, script, tracerEnv, runtime);
+  const program = start(programCommand(c, tracer, runtime), { env: programEnv(c, runtime) });
   let traced;
   try {
     const ready = parseReady(await program.waitFor(/^READY /, 30000, 'program'));
@@ -226,21 +236,22 @@ async function runCase(c, tracer) {
   return finish(c, tracer, traced, program);
 }
 
-async function runByPath(c, tracer, script, tracerEnv) {
+async function runByPath(c, tracer, script, tracerEnv, runtime) {
   // A first run finds the library paths: the same definition maps the same file.
-  const first = start(programCommand(c, tracer), { env: programEnv(c) });
+  const first = start(programCommand(c, tracer, runtime), { env: programEnv(c, runtime) });
   const ready = parseReady(await first.waitFor(/^READY /, 30000, 'program (discovery run)'));
   first.child.kill('SIGKILL');
   await first.exit;
   // sid's bpftrace runs in a chroot that sees the host's files under /host.
-  const host = tracer === 'bpftrace-0.27' ? (p) => `/host${p}` : (p) => p;
+  // The program printed paths in its own root.
+  const host = tracer === 'bpftrace-0.27' ? (p) => `/host${runtimes.hostPath(runtime, p)}` : (p) => runtimes.hostPath(runtime, p);
   const paths = { sync: host(ready.sync) };
   const text = withSync(tracer, script.replaceAll('$LIB', host(ready.libs[0])), paths);
   const traced = start(tracerCommand(tracer, c, text, null), { env: tracerEnv });
   let program;
   try {
     await traced.waitFor(/^__READY__$/, 60000, tracer);
-    program = start(programCommand(c, tracer), { env: programEnv(c) });
+    program = start(programCommand(c, tracer, runtime), { env: programEnv(c, runtime) });
     await program.waitFor(/^READY /, 30000, 'program');
     program.child.stdin.end('go\n');
     await exitWithin(traced, 60000);
@@ -251,8 +262,8 @@ async function runByPath(c, tracer, script, tracerEnv) {
   return finish(c, tracer, traced, program);
 }
 
-async function runList(c, tracer, args, tracerEnv) {
-  const program = start(programCommand(c, tracer), { env: programEnv(c) });
+async function runList(c, tracer, args, tracerEnv, runtime) {
+  const program = start(programCommand(c, tracer, runtime), { env: programEnv(c, runtime) });
   let listing;
   try {
     const ready = parseReady(await program.waitFor(/^READY /, 30000, 'program'));

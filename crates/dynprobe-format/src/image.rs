@@ -5,18 +5,24 @@
 //!
 //! ```text
 //! 0     R+X  ELF and program headers, build-id note, .stapsdt.base,
-//!            .dynsym, .hash, .dynstr, .dynamic, then
+//!            .dynsym, .hash, .dynstr, then
 //!            .text: one 16-byte stub per probe (NOP site, then return)
-//! P     R+W  .probes (one u16 semaphore per probe)
+//! P     R+W  .dynamic, then .probes (one u16 semaphore per probe)
 //! ...        .note.stapsdt, .shstrtab, section headers (not loaded)
 //! ```
 //!
 //! Two loaded segments, so `dlopen` maps the library with two mappings. The
-//! semaphores start their own page of the file, so no mapping of the text is
-//! also a mapping of the semaphores: the kernel arms a uprobe in every mapping
-//! of its file offset, and reads a semaphore only in a writable one.
-//! `.dynamic` is read-only: glibc (2.35 and later) then leaves it as it is,
-//! and loading writes to no page.
+//! writable segment starts its own page of the file, so no mapping of the
+//! text is also a mapping of the semaphores: the kernel arms a uprobe in
+//! every mapping of its file offset, and reads a semaphore only in a writable
+//! one.
+//!
+//! `.dynamic` sits in the writable segment, but `PT_DYNAMIC` is marked
+//! read-only (`PF_R`). glibc before 2.35 relocates the pointers in a
+//! library's `.dynamic` in place whatever the flags say, so it needs the page
+//! writable (in the text segment it dies with SIGSEGV). glibc 2.35 and later
+//! read `PT_DYNAMIC`'s own flags and leave a read-only `.dynamic` as it is:
+//! there, loading writes to no page. musl never writes to `.dynamic`.
 
 use crate::{DefinitionError, ProviderDef, Target};
 use object::elf;
@@ -55,7 +61,9 @@ impl Image {
     }
 }
 
-const FORMAT_VERSION: &[u8] = b"dynprobe-image-1";
+/// In the build-id: a layout change must give existing definitions new
+/// file names, or a cache would keep serving files of the old layout.
+const FORMAT_VERSION: &[u8] = b"dynprobe-image-2";
 const NT_STAPSDT: u32 = 3;
 const SEMAPHORE_SIZE: u64 = 2;
 
@@ -106,11 +114,12 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     let hash_off = w.reserve_hash(symbol_count, symbol_count);
     let dynstr_off = w.reserve_dynstr().map_err(|_| unreachable_write())?;
 
-    const DYNAMIC_ENTRIES: usize = 7;
-    let dynamic_off = w.reserve_dynamic(DYNAMIC_ENTRIES);
     let text_len = n as u64 * Target::STUB_ALIGN;
     let text_off = w.reserve(text_len, Target::STUB_ALIGN);
     w.reserve_until(align(w.reserved_len(), page));
+    let data_off = w.reserved_len();
+    const DYNAMIC_ENTRIES: usize = 7;
+    let dynamic_off = w.reserve_dynamic(DYNAMIC_ENTRIES);
     let probes_off = w.reserve(n as u64 * SEMAPHORE_SIZE, 8);
     let rw_end = w.reserved_len();
 
@@ -147,8 +156,6 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     let base_name = w.add_section_name(b".stapsdt.base");
     let text_name = w.add_section_name(b".text");
     let probes_name = w.add_section_name(b".probes");
-    // The same string id the writer's own `.dynamic` name gets.
-    let dynamic_name = w.add_section_name(b".dynamic");
     let stapsdt_name = w.add_section_name(b".note.stapsdt");
     w.reserve_null_section_index();
     let build_id_index = w.reserve_section_index();
@@ -156,9 +163,8 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     w.reserve_dynsym_section_index();
     w.reserve_hash_section_index();
     w.reserve_dynstr_section_index();
-    // .dynamic is read-only, so its header is written below, not by the writer.
-    w.reserve_dynamic_section_index();
     let text_index = w.reserve_section_index();
+    w.reserve_dynamic_section_index();
     w.reserve_section_index(); // .probes
     w.reserve_section_index(); // .note.stapsdt
     w.reserve_shstrtab_section_index();
@@ -198,10 +204,11 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     w.write_program_header(&segment(
         elf::PT_LOAD,
         elf::PF_R | elf::PF_W,
-        probes_off,
-        rw_end - probes_off,
+        data_off,
+        rw_end - data_off,
         page,
     ));
+    // PF_R although its bytes are writable: glibc 2.35+ then leaves them alone.
     w.write_program_header(&segment(
         elf::PT_DYNAMIC,
         elf::PF_R,
@@ -241,7 +248,15 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     });
     w.write_dynstr();
 
+    w.pad_until(text_off);
+    let stub = target.stub();
+    for _ in 0..n {
+        w.write(&stub);
+    }
+
+    w.pad_until(data_off);
     w.write_align_dynamic();
+    debug_assert_eq!(w.len(), dynamic_off);
     let dynstr_len = u64::from(w.dynstr_len());
     let entries = [
         (elf::DT_HASH, hash_off),
@@ -258,12 +273,6 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         .map_err(|_| unreachable_write())?;
     w.write_dynamic(elf::DT_NULL, 0)
         .map_err(|_| unreachable_write())?;
-    w.pad_until(text_off);
-    let stub = target.stub();
-    for _ in 0..n {
-        w.write(&stub);
-    }
-
     w.pad_until(probes_off);
     w.write(&vec![0u8; n * SEMAPHORE_SIZE as usize]);
 
@@ -307,19 +316,6 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     w.write_dynsym_section_header(dynsym_off, 1);
     w.write_hash_section_header(hash_off);
     w.write_dynstr_section_header(dynstr_off);
-    let dynstr_index = w.dynstr_index().0;
-    w.write_section_header(&SectionHeader {
-        sh_link: dynstr_index,
-        sh_entsize: 16,
-        ..header(
-            name(&w, dynamic_name),
-            elf::SHT_DYNAMIC,
-            alloc,
-            dynamic_off,
-            DYNAMIC_ENTRIES as u64 * 16,
-            8,
-        )
-    });
     w.write_section_header(&header(
         name(&w, text_name),
         elf::SHT_PROGBITS,
@@ -328,6 +324,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         text_len,
         16,
     ));
+    w.write_dynamic_section_header(dynamic_off);
     w.write_section_header(&header(
         name(&w, probes_name),
         elf::SHT_PROGBITS,

@@ -567,43 +567,29 @@ fn text_segment_is_the_only_executable_one_and_holds_every_stub() {
 }
 
 #[test]
-fn data_segment_is_file_backed_and_holds_only_semaphores() {
+fn data_segment_is_file_backed_and_holds_only_dynamic_and_semaphores() {
     for_each_image(|s| {
         let elf = s.elf();
         let endian = elf.endian();
         let data = data_segment(&elf);
         assert_eq!(data.p_filesz(endian), data.p_memsz(endian), "{}", s.ctx());
         let span = segment_span(&elf, data);
-        assert!(
-            contains(&span, &section_span(&elf, ".probes")),
-            "{}",
-            s.ctx()
-        );
+        let dynamic = section_span(&elf, ".dynamic");
+        let probes = section_span(&elf, ".probes");
+        assert!(contains(&span, &probes), "{}", s.ctx());
+        // `.dynamic` first, the semaphores right after it, nothing else.
         assert_eq!(
             span,
-            section_span(&elf, ".probes"),
-            "{}: only semaphores are writable",
+            dynamic.start..probes.end,
+            "{}: only .dynamic and semaphores are writable",
             s.ctx()
         );
-        // `.dynamic` is read-only (glibc leaves it alone) and PT_DYNAMIC says so.
-        let text = segment_span(&elf, text_segment(&elf));
-        assert!(
-            contains(&text, &section_span(&elf, ".dynamic")),
-            "{}",
-            s.ctx()
-        );
-        let dynamic = segments(&elf, elf::PT_DYNAMIC);
-        assert!(
-            !dynamic[0].p_flags(endian).contains(elf::PF_W),
-            "{}: PT_DYNAMIC writable",
-            s.ctx()
-        );
-        let (_, probes) = section(&elf, ".probes");
-        assert_eq!(probes.sh_type(endian), elf::SHT_PROGBITS, "{}", s.ctx());
+        assert_eq!(probes.start, dynamic.end.next_multiple_of(8), "{}", s.ctx());
+        let (_, shdr) = section(&elf, ".probes");
+        assert_eq!(shdr.sh_type(endian), elf::SHT_PROGBITS, "{}", s.ctx());
         // Semaphores start at zero: no tracer is attached yet.
-        let sems = section_span(&elf, ".probes");
         assert!(
-            loaded_bytes(&elf, sems.start, sems.end - sems.start)
+            loaded_bytes(&elf, probes.start, probes.end - probes.start)
                 .iter()
                 .all(|&b| b == 0),
             "{}",
@@ -613,6 +599,35 @@ fn data_segment_is_file_backed_and_holds_only_semaphores() {
             .into_iter()
             .any(|p| p.p_flags(endian).contains(elf::PF_W | elf::PF_X));
         assert!(!writable_exec, "{}: a W+X segment", s.ctx());
+    });
+}
+
+/// glibc before 2.35 adds the load base to `.dynamic`'s pointers in place,
+/// whatever the flags: the bytes must be writable. glibc 2.35 and later write
+/// them only when `PT_DYNAMIC` has PF_W: it must not, so that loading writes
+/// to no page there.
+#[test]
+fn dynamic_is_in_the_writable_segment_but_pt_dynamic_says_read_only() {
+    for_each_image(|s| {
+        let elf = s.elf();
+        let endian = elf.endian();
+        let [dynamic] = segments(&elf, elf::PT_DYNAMIC)[..] else {
+            panic!("{}: expected one PT_DYNAMIC", s.ctx());
+        };
+        assert_eq!(
+            dynamic.p_flags(endian),
+            elf::PF_R,
+            "{}: PT_DYNAMIC flags",
+            s.ctx()
+        );
+        let data = segment_span(&elf, data_segment(&elf));
+        assert!(
+            contains(&data, &segment_span(&elf, dynamic)),
+            "{}: .dynamic is not in the writable PT_LOAD (glibc < 2.35 writes to it)",
+            s.ctx()
+        );
+        // The writable segment starts a page of its own: text and data never share one.
+        assert_eq!(data.start % s.case.page, 0, "{}", s.ctx());
     });
 }
 
@@ -1428,5 +1443,126 @@ fn readelf_lists_the_stapsdt_notes() {
             "{}",
             case.label
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The system's own dynamic linker
+
+/// The targets this machine runs.
+fn native_cases() -> impl Iterator<Item = &'static Case> {
+    let host = if cfg!(target_arch = "x86_64") {
+        Some(Arch::X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(Arch::Aarch64)
+    } else {
+        None
+    };
+    CASES.iter().filter(move |c| Some(c.target.arch()) == host)
+}
+
+/// One mapping in `/proc/self/smaps`: permissions, and the kB of its pages
+/// that are anonymous, i.e. copies made when the process wrote to them (not
+/// `Private_Dirty`, which also counts page-cache pages of a freshly written
+/// file).
+#[derive(Debug)]
+struct Mapping {
+    perms: String,
+    written_kb: u64,
+}
+
+/// The mappings of `file` in this process.
+fn mappings_of(file: &Path) -> Vec<Mapping> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let wanted = file.to_str().unwrap();
+    let mut found = Vec::new();
+    let mut current: Option<Mapping> = None;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A mapping's first line: `start-end perms offset dev inode [path]`.
+        if fields
+            .first()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            found.extend(current.take());
+            if fields.len() >= 6 && fields[5..].join(" ") == wanted {
+                current = Some(Mapping {
+                    perms: fields[1].to_string(),
+                    written_kb: 0,
+                });
+            }
+        } else if let (Some(m), ["Anonymous:", kb, "kB"]) = (current.as_mut(), &fields[..]) {
+            m.written_kb = kb.parse().unwrap();
+        }
+    }
+    found.extend(current);
+    found
+}
+
+/// glibc's version as (major, minor), or None on another libc.
+fn glibc_version() -> Option<(u32, u32)> {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: returns a static NUL-terminated string.
+        let v = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
+        let mut parts = v.to_str().ok()?.split('.').map(|p| p.parse().ok());
+        Some((parts.next()??, parts.next()??))
+    }
+    #[cfg(not(target_env = "gnu"))]
+    None
+}
+
+/// The real loader maps every image as two mappings, R+X and R+W (never W
+/// and X at once), its stubs run, and on glibc 2.35+ and musl no page of the
+/// library is written by loading. Older glibc writes `.dynamic`: there only
+/// the writable mapping may have a written page.
+#[test]
+fn the_system_loader_maps_each_image_writes_no_page_and_runs_its_stubs() {
+    let writes_dynamic = glibc_version().is_some_and(|v| v < (2, 35));
+    for fixture in [sample_fixture(), many_probes_fixture()] {
+        let def = fixture.def();
+        for case in native_cases() {
+            let ctx = format!("{} / {}", case.label, fixture.label);
+            let image = build_image(&def, case.target).unwrap();
+            let file = TempImage::new(case.label, &image.bytes);
+            let path = std::ffi::CString::new(file.0.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: the image has no initialisers; it is closed below.
+            let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+            if handle.is_null() {
+                // SAFETY: dlerror returns a NUL-terminated message after a failure.
+                let why = unsafe { std::ffi::CStr::from_ptr(libc::dlerror()) };
+                panic!("{ctx}: dlopen refused the image: {why:?}");
+            }
+            let maps = mappings_of(&file.0);
+            let perms: Vec<&str> = maps.iter().map(|m| &m.perms[..3]).collect();
+            assert_eq!(perms, ["r-x", "rw-"], "{ctx}: {maps:?}");
+            assert!(
+                maps.iter().all(|m| m.perms.ends_with('p')),
+                "{ctx}: {maps:?}"
+            );
+            assert_eq!(
+                maps[0].written_kb, 0,
+                "{ctx}: loading wrote the text: {maps:?}"
+            );
+            if !writes_dynamic {
+                assert_eq!(
+                    maps[1].written_kb,
+                    0,
+                    "{ctx}: loading wrote a page ({:?}): {maps:?}",
+                    glibc_version()
+                );
+            }
+            for probe in &image.probes {
+                let symbol = std::ffi::CString::new(probe.symbol.as_str()).unwrap();
+                // SAFETY: handle is open; the symbol names a stub function.
+                let stub = unsafe { libc::dlsym(handle, symbol.as_ptr()) };
+                assert!(!stub.is_null(), "{ctx}: no symbol {}", probe.symbol);
+                // SAFETY: a stub is a probe site then a return, callable with no arguments.
+                let call: extern "C" fn() = unsafe { std::mem::transmute(stub) };
+                call();
+            }
+            // SAFETY: opened above; nothing from it is used after this.
+            assert_eq!(unsafe { libc::dlclose(handle) }, 0, "{ctx}");
+        }
     }
 }
