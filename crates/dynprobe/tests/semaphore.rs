@@ -252,10 +252,9 @@ const USDT_ARGS: usize = 6;
 
 /// How bpftrace reads one stapsdt argument of an x86-64 note, `SIZE@%REG` or
 /// `SIZE@OFFSET(%rsp)`, as a sized, signed or unsigned value.
+#[cfg(target_arch = "x86_64")]
 fn note_arg_expr(spec: &str) -> String {
-    let (size, location) = spec.split_once('@').unwrap();
-    let size: i32 = size.parse().unwrap();
-    let ty = format!("{}int{}", if size < 0 { "" } else { "u" }, 8 * size.abs());
+    let (ty, location) = note_arg_type(spec);
     if let Some(offset) = location.strip_suffix("(%rsp)") {
         return format!("*({ty}*)(reg(\"sp\") + {offset})");
     }
@@ -276,6 +275,34 @@ fn note_arg_expr(spec: &str) -> String {
     format!("({ty})reg(\"{base}\")")
 }
 
+/// How bpftrace reads one stapsdt argument of an aarch64 note, `SIZE@xN` or
+/// `SIZE@[sp, OFFSET]`, as a sized, signed or unsigned value.
+#[cfg(target_arch = "aarch64")]
+fn note_arg_expr(spec: &str) -> String {
+    let (ty, location) = note_arg_type(spec);
+    if let Some(offset) = location
+        .strip_prefix("[sp, ")
+        .and_then(|l| l.strip_suffix(']'))
+    {
+        return format!("*({ty}*)(reg(\"sp\") + {offset})");
+    }
+    // bpftrace calls x0..x30 r0..r30 (the regs[] of pt_regs).
+    let n: u8 = location
+        .strip_prefix('x')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected location {location}"));
+    format!("({ty})reg(\"r{n}\")")
+}
+
+/// The bpftrace type of a note argument `SIZE@LOCATION` (negative sizes are
+/// signed), and its location.
+fn note_arg_type(spec: &str) -> (String, &str) {
+    let (size, location) = spec.split_once('@').unwrap();
+    let size: i32 = size.parse().unwrap();
+    let ty = format!("{}int{}", if size < 0 { "" } else { "u" }, 8 * size.abs());
+    (ty, location)
+}
+
 /// For each probe of `def`: bpftrace's own reading of the note (the first
 /// six arguments, as `NAME|usdt|...`), and every argument read from where the
 /// note says it is (`NAME|note|...`). Both in the one USDT clause: the kernel
@@ -286,11 +313,11 @@ fn printing_program(def: &ProviderDef) -> String {
     for (probe, layout) in def.probes.iter().zip(&image.probes) {
         let is_str = |i: usize| probe.args[i] == ArgType::Str;
         let usdt = (0..probe.args.len().min(USDT_ARGS)).map(|i| (is_str(i), format!("arg{i}")));
-        let note = layout
-            .arg_spec
-            .split(' ')
+        // (aarch64 locations hold a space: `[sp, 8]`)
+        let note = dynprobe_format::parse_arg_spec(&layout.arg_spec)
+            .into_iter()
             .enumerate()
-            .map(|(i, a)| (is_str(i), note_arg_expr(a)));
+            .map(|(i, a)| (is_str(i), note_arg_expr(&a.spec)));
         let name = &probe.name;
         program += &format!(
             "usdt:*:{}:{name} {{ {} {} }}\n",
