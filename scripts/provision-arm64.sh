@@ -113,4 +113,5 @@ if [ ! -s "$BASE/root.cpio" ]; then
     cpio --null -o -H newc --quiet) >"$BASE/root.cpio.tmp"
   mv "$BASE/root.cpio.tmp" "$BASE/root.cpio"
 fi
-say "arm64: $(in_root node --version) $(in_root bpftrace --version | head -n 1), kernel $(cat "$BASE/kernel-package"), root.cpio $(du -m "$BASE/root.cpio" | cut -f1) MB"
+ver() { dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='${Version}' "$1"; }
+say "arm64 root: nodejs $(ver nodejs), bpftrace $(ver bpftrace); kernel $(cat "$BASE/kernel-package"); root.cpio $(du -m "$BASE/root.cpio" | cut -f1) MB"

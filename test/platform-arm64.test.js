@@ -49,6 +49,7 @@ test(`${TARGET}: test/api.test.js passes under qemu-user (the arm64 root's node)
   const noTools = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-no-tools-'));
   const env = arm64.qemuUserEnv({ ...process.env, PATH: noTools });
   delete env.CI;
+  delete env.NODE_TEST_CONTEXT; // a test run of its own, not a subtest of this one
   const r = spawnSync(arm64.ARM64_NODE, ['--test', '--test-reporter=tap', 'test/api.test.js'], { cwd: pkg, env, encoding: 'utf8', timeout: 14 * 60 * 1000 });
   fs.rmSync(noTools, { recursive: true, force: true });
   const out = `${r.stdout}\n${r.stderr}`;
@@ -67,7 +68,10 @@ describe(`${TARGET} in an arm64 virtual machine, traced by its bpftrace`, { skip
   before(async () => {
     if (vmReason) return;
     rustTests = arm64.buildRustTests();
-    const run = await arm64.runVm({ pkg, tests: rustTests });
+    // DYNPROBE_VM_LOG=FILE copies the machine's console there as it runs.
+    const logFile = process.env.DYNPROBE_VM_LOG;
+    const log = logFile ? (chunk) => fs.appendFileSync(logFile, chunk) : null;
+    const run = await arm64.runVm({ pkg, tests: rustTests, log });
     vm = { ...run, ...arm64.parseVmOutput(run.output) };
     process.stderr.write(`arm64 VM: ${vm.up}; ${vm.seconds} s\n`);
   }, { timeout: 40 * 60 * 1000 });

@@ -106,7 +106,9 @@ function runVm({ pkg, tests = [], timeoutMs = 20 * 60 * 1000, log = null }) {
       vm.on('close', (code, signal) => {
         clearTimeout(timer);
         cleanup();
-        resolve({ output: output.replace(/\r/g, ''), code, signal, seconds: Math.round((Date.now() - started) / 1000) });
+        // (without terminal colour codes, should anything print them)
+        const text = output.replace(/\r/g, '').replace(/\x1b\[[0-9;]*m/g, '');
+        resolve({ output: text, code, signal, seconds: Math.round((Date.now() - started) / 1000) });
       });
     });
   } catch (err) {

@@ -20,7 +20,7 @@ cd /dynprobe/pkg && node test/platform/vm-cases.js </dev/null
 for t in /dynprobe/tests/*; do
   [ -x "$t" ] || continue
   echo "@@RUST-BEGIN ${t##*/}"
-  "$t" --test-threads=1 </dev/null 2>&1
+  "$t" --test-threads=1 --color never </dev/null 2>&1
   echo "@@RUST-END ${t##*/} $?"
 done
 echo "@@VM-DONE"
