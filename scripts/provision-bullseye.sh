@@ -18,8 +18,11 @@ LOG=$ROOT.log
 quiet() { "$@" >>"$LOG" 2>&1 </dev/null || { tail -n 25 "$LOG" >&2; die "failed: $*  (log: $LOG)"; }; }
 
 if [ ! -e "$ROOT/.dynprobe-ready" ]; then
-  command -v debootstrap >/dev/null || quiet apt-get install -y -q --no-install-recommends debootstrap \
-    || die "debootstrap is missing and could not be installed"
+  if ! command -v debootstrap >/dev/null; then
+    say "installing debootstrap"
+    quiet apt-get update -q
+    quiet apt-get install -y -q --no-install-recommends debootstrap
+  fi
   # A stale bind (a test killed halfway, a manual chroot) must never meet rm -rf.
   under() { findmnt -rn -o TARGET | { grep "^$ROOT/" || true; } | sort -r; }
   under | xargs -r umount -l

@@ -28,7 +28,7 @@ say "cargo zigbuild --release -p dynprobe-node --target $TRIPLE.$FLOOR"
   cargo zigbuild --release --quiet -p dynprobe-node --target "$TRIPLE.$FLOOR") \
   || die "cargo zigbuild failed for $TRIPLE.$FLOOR"
 
-built=$ROOT/target/$TRIPLE/release/libdynprobe_node.so
+built=${CARGO_TARGET_DIR:-$ROOT/target}/$TRIPLE/release/libdynprobe_node.so
 [ -f "$built" ] || die "cargo zigbuild did not produce $built"
 mkdir -p "$(dirname "$DEST")"
 # Copy and rename: a process that has the old file mapped keeps a consistent one.

@@ -25,7 +25,8 @@
 //
 // runCase(c, tracer, runtime) runs a Node case's program under `runtime`
 // (test/fixtures/runtimes.js: which node, which root, which package; the
-// host's by default). Tracers always run on the host.
+// host's by default). The tracers are the host's: bpftrace attaches from the
+// host, DTrace runs in the program's root (it opens mapped files by path).
 
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -197,12 +198,16 @@ async function stop(proc, ms) {
   clearTimeout(hard);
 }
 
-function tracerCommand(tracer, c, script, pid) {
+function tracerCommand(tracer, c, script, pid, runtime = runtimes.HOST) {
   const base = TRACERS[tracer].command;
   if (TRACERS[tracer].family === 'dtrace') {
     const file = path.join(tempDir('dynprobe-d-'), 'case.d');
     fs.writeFileSync(file, script);
-    return [...base, '-q', ...(c.dtraceFlags || []), '-s', file, '-p', String(pid)];
+    if (!runtime.root) return [...base, '-q', ...(c.dtraceFlags || []), '-s', file, '-p', String(pid)];
+    // Under a root, DTrace runs in the program's root (runtimes.dtraceCommand).
+    if (pid === null) throw new Error(`${c.name}: DTrace attaches by pid only under ${runtime.name}`);
+    const inRoot = runtimes.dtraceCommand(runtime, pid);
+    return [...inRoot, '-q', ...(c.dtraceFlags || []), '-s', path.join(runtime.hostAt, file), '-p', String(pid)];
   }
   return pid === null ? [...base, '-e', script] : [...base, '-p', String(pid), '-e', script];
 }
@@ -224,7 +229,7 @@ async function runCase(c, tracer, runtime = runtimes.HOST) {
   let traced;
   try {
     const ready = parseReady(await program.waitFor(/^READY /, 30000, 'program'));
-    traced = start(tracerCommand(tracer, c, withSync(tracer, script, null), ready.pid), { env: tracerEnv });
+    traced = start(tracerCommand(tracer, c, withSync(tracer, script, null), ready.pid, runtime), { env: tracerEnv });
     await traced.waitFor(/^__READY__$/, 60000, tracer);
     program.child.stdin.end('go\n');
     await exitWithin(traced, 60000);
@@ -247,7 +252,7 @@ async function runByPath(c, tracer, script, tracerEnv, runtime) {
   const host = tracer === 'bpftrace-0.27' ? (p) => `/host${runtimes.hostPath(runtime, p)}` : (p) => runtimes.hostPath(runtime, p);
   const paths = { sync: host(ready.sync) };
   const text = withSync(tracer, script.replaceAll('$LIB', host(ready.libs[0])), paths);
-  const traced = start(tracerCommand(tracer, c, text, null), { env: tracerEnv });
+  const traced = start(tracerCommand(tracer, c, text, null, runtime), { env: tracerEnv });
   let program;
   try {
     await traced.waitFor(/^__READY__$/, 60000, tracer);
@@ -287,4 +292,22 @@ function finish(c, tracer, traced, program) {
   };
 }
 
-module.exports = { TRACERS, runCase, unavailable, scriptFor, start, stop, parseReady, programCommand, programEnv, ROOT };
+// The basic cases every runtime and platform must pass (int and string
+// arguments, the semaphore on while traced, JSON, enable/disable).
+const BASIC_CASES = [
+  'api: int and string arguments',
+  'api: the semaphore is off untraced, on while traced',
+  'api: JSON arguments',
+  'api: enable/disable cycles; a value fired while disabled never appears',
+];
+
+function basicCases() {
+  const all = require('./cases/api');
+  return BASIC_CASES.map((name) => {
+    const c = all.find((x) => x.name === name);
+    if (!c) throw new Error(`no tracer case named ${JSON.stringify(name)}`);
+    return c;
+  });
+}
+
+module.exports = { TRACERS, BASIC_CASES, basicCases, runCase, unavailable, scriptFor, start, stop, parseReady, programCommand, programEnv, ROOT };

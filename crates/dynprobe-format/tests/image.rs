@@ -1533,7 +1533,13 @@ fn the_system_loader_maps_each_image_writes_no_page_and_runs_its_stubs() {
                 let why = unsafe { std::ffi::CStr::from_ptr(libc::dlerror()) };
                 panic!("{ctx}: dlopen refused the image: {why:?}");
             }
-            let maps = mappings_of(&file.0);
+            // Where the page is smaller than the image's alignment (aarch64
+            // with 4 KiB pages), the loader leaves the gap between the
+            // segments mapped with no access: not one of the two.
+            let maps: Vec<Mapping> = mappings_of(&file.0)
+                .into_iter()
+                .filter(|m| !m.perms.starts_with("---"))
+                .collect();
             let perms: Vec<&str> = maps.iter().map(|m| &m.perms[..3]).collect();
             assert_eq!(perms, ["r-x", "rw-"], "{ctx}: {maps:?}");
             assert!(

@@ -21,6 +21,24 @@ module.exports = [
     expect: ['42 forty-two'],
   },
   {
+    // A probe's semaphore is off until a tracer attaches, so its callback
+    // does not run; on while one is attached (untilTraced polls it).
+    name: 'api: the semaphore is off untraced, on while traced',
+    node: `
+      const dtp = dynprobe.createDTraceProvider('nodeapp');
+      const p = dtp.addProbe('sem', 'int', 'char *');
+      dtp.enable();
+      let untraced = 0;
+      for (let i = 0; i < 3; i++) p.fire(() => { untraced++; return [-1, 'untraced']; });
+      await ready();
+      await untilTraced(p);
+      p.fire(() => [untraced, 'traced']);
+    `,
+    bpftrace: 'usdt:*:nodeapp:sem { printf("%d %s\\n", arg0, str(arg1)); }',
+    dtrace: 'nodeapp$target:::sem { printf("%d %s\\n", arg0, copyinstr(arg1)); }',
+    expect: ['0 traced'],
+  },
+  {
     // The addon refuses objects without firing; the JS layer converts them
     // (running their toString and valueOf) and fires once.
     name: 'api: objects converted by toString and valueOf, fired once',
