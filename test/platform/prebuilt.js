@@ -31,12 +31,8 @@ function neededVersions(file) {
   return [...new Set(r.stdout.match(/GLIBC_[0-9.]+/g) || [])];
 }
 
-// The basic tracer cases every platform passes (the harness's list when it has one).
-function basicCases() {
-  const harness = require('../tracers/harness');
-  if (harness.basicCases) return harness.basicCases();
-  const names = ['api: int and string arguments', 'api: JSON arguments', 'api: enable/disable cycles; a value fired while disabled never appears'];
-  return require('../tracers/cases/api').filter((c) => names.includes(c.name));
-}
+// The basic tracer cases every platform passes (int and string arguments,
+// the semaphore on while traced, JSON, enable/disable).
+const basicCases = () => require('../tracers/harness').basicCases();
 
 module.exports = { addonPath, ensurePrebuilt, neededVersions, basicCases, IS_ROOT };

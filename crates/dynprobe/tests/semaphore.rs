@@ -19,8 +19,9 @@ use common::*;
 use dynprobe::{Arg, ArgType, Probe, Provider, ProviderDef};
 
 const BPFTRACE: &str = "/usr/bin/bpftrace";
-/// How long a child waits for the tracer to attach or detach.
-const PATIENCE: Duration = Duration::from_secs(30);
+/// How long a child waits for the tracer to attach or detach (bpftrace
+/// takes about 40 s to attach in an emulated arm64 machine).
+const PATIENCE: Duration = Duration::from_secs(120);
 /// After the semaphore flips, the tracer may still be attaching its program
 /// to the probe; fires before that would not be counted.
 const SETTLE: Duration = Duration::from_millis(200);
