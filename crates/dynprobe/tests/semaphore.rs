@@ -229,6 +229,30 @@ fn a_tracer_flips_the_semaphore_on_and_off() {
 /// on the stack, the most libbpf tracers read, the most there can be.
 const ARITIES: [usize; 4] = [6, 7, 12, 32];
 
+/// The arities of [`ARITIES`] that this bpftrace attaches to. Debian 12's
+/// bpftrace 0.17 reads the notes itself; newer ones (0.27, the only one in
+/// the arm64 machine the aarch64 tests run in) attach USDT probes through
+/// libbpf, which takes at most 12 arguments and refuses a 32-argument probe
+/// (E2BIG).
+fn traced_arities() -> Vec<usize> {
+    let version = Command::new(BPFTRACE)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    // "bpftrace v0.17.0"
+    let minor: u32 = version
+        .trim()
+        .strip_prefix("bpftrace v0.")
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    ARITIES
+        .into_iter()
+        .filter(|&n| minor <= 17 || n <= 12)
+        .collect()
+}
+
 /// A bpftrace `printf` of `label|v0|v1|...`, given `(is_string, expression)`
 /// for each value.
 fn printf(label: &str, values: impl Iterator<Item = (bool, String)>) -> String {
@@ -333,7 +357,8 @@ fn printing_program(def: &ProviderDef) -> String {
 #[test]
 fn the_tracer_reads_every_argument() {
     const TEST: &str = "the_tracer_reads_every_argument";
-    let def = arity_def("argprov", &ARITIES);
+    let arities = traced_arities();
+    let def = arity_def("argprov", &arities);
     if role().is_some() {
         let names: Vec<&str> = def.probes.iter().map(|p| p.name.as_str()).collect();
         return traced_child(&def, &names, |probes| {
@@ -348,10 +373,10 @@ fn the_tracer_reads_every_argument() {
         return;
     }
     let (fired, output) = trace_child(TEST, &printing_program(&def), |out| {
-        out.matches("|note|").count() == ARITIES.len()
+        out.matches("|note|").count() == arities.len()
     });
     eprintln!("bpftrace printed:\n{output}");
-    assert_eq!(fired, ARITIES.len() as u64);
+    assert_eq!(fired, arities.len() as u64);
     for probe in &def.probes {
         let values = ArgValues::new(&probe.args).expected_text();
         for (how, shown) in [("usdt", &values[..USDT_ARGS]), ("note", &values[..])] {
