@@ -8,7 +8,7 @@
 # DIR holds its own: Debian sid's musl unpacked in DIR/musl (1.2.6; the
 # host's 1.2.3 predates DT_RELR, which the libraries use), the libraries of
 # a PyPI musllinux wheel (numpy's) in DIR/lib, and bin/bun points at both
-# (patchelf: interpreter and rpath). Nothing is installed system-wide and
+# (patchelf: interpreter DIR/musl/lib/ld-musl-ARCH.so.1, and rpath). Nothing is installed system-wide and
 # no environment is needed: DIR/bin/bun runs as it is.
 # Pinned versions; idempotent; fast when provisioned. Run as root, no stdin.
 set -euo pipefail
@@ -78,11 +78,15 @@ fetch_bun() {
     die "npm pack @oven/bun-linux-$npm_arch-musl@$BUN_VERSION failed: $(tail -n 5 "$tmp/pack.err")"
   tar -xzf "$tmp"/*.tgz -C "$tmp" package/bin/bun || die "@oven/bun-linux-$npm_arch-musl holds no bin/bun"
   [ -e "$dir/musl/$loader" ] || die "no musl loader at $dir/musl/$loader"
-  quiet patchelf --set-interpreter "$dir/musl/$loader" --set-rpath "$dir/lib" "$tmp/package/bin/bun"
+  # The loader under the name Alpine gives it (a copy: /proc/PID/maps names
+  # the file, and dynprobe tells musl by this name).
+  local name=ld-musl-${npm_arch/x64/x86_64}.so.1
+  mkdir -p "$dir/musl/lib"; cp "$dir/musl/$loader" "$dir/musl/lib/$name"
+  quiet patchelf --set-interpreter "$dir/musl/lib/$name" --set-rpath "$dir/lib" "$tmp/package/bin/bun"
   chmod +x "$tmp/package/bin/bun"; mv "$tmp/package/bin/bun" "$dir/bin/bun"; rm -rf "$tmp"
 }
 
-stamp="bun $BUN_VERSION numpy $NUMPY_VERSION musl sid"
+stamp="bun $BUN_VERSION numpy $NUMPY_VERSION musl sid, ld-musl"
 for arch in x64 arm64; do
   dir=$BASE/$arch
   [ "$(cat "$dir/.dynprobe-ready" 2>/dev/null)" = "$stamp" ] && continue
