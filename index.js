@@ -3,10 +3,23 @@
 
 const { load } = require('./lib/native');
 
+// Where there is no addon, dtrace-provider's contract: the no-op stub, and
+// here one process warning saying why (once per process, even when several
+// copies of dynprobe are installed); NODE_DTRACE_PROVIDER_REQUIRE=hard throws.
+const WARNED = Symbol.for('dynprobe.noAddonWarned');
+
 function exportsFor() {
-  const { addon, reason } = load();
+  const { addon, code, reason, cause } = load();
   if (addon !== null) return require('./lib/provider').createApi(addon);
-  if (process.env.NODE_DTRACE_PROVIDER_REQUIRE === 'hard') throw new Error(reason);
+  if (process.env.NODE_DTRACE_PROVIDER_REQUIRE === 'hard') {
+    const err = new Error(reason, cause === undefined ? undefined : { cause });
+    err.code = code;
+    throw err;
+  }
+  if (!globalThis[WARNED]) {
+    globalThis[WARNED] = true;
+    process.emitWarning(reason, { code });
+  }
   return require('./lib/stub');
 }
 

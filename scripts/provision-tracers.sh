@@ -21,7 +21,7 @@ quiet() { "$@" >>"$LOG" 2>&1 || { tail -n 25 "$LOG" >&2; die "failed: $*  (log: 
 
 # --- host packages (dpkg -s also succeeds for removed-but-configured packages)
 missing=()
-for p in bpftrace gdb debootstrap binutils-aarch64-linux-gnu gcc; do
+for p in bpftrace gdb debootstrap binutils-aarch64-linux-gnu gcc systemtap-sdt-dev; do
   [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)" = "ii " ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

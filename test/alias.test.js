@@ -1,7 +1,8 @@
 'use strict';
 // dynprobe installed under the name dtrace-provider (an npm alias of the
-// packed checkout) runs a program written for dtrace-provider with real
-// probes: its provider's library is mapped, not the stub.
+// packed tarball, with its platform package) runs a program written for
+// dtrace-provider with real probes: its provider's library is mapped, not
+// the stub.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -10,6 +11,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const h = require('./fixtures/helpers');
+const packaged = require('./fixtures/packaged');
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'uses-dtrace-provider');
 
@@ -37,15 +39,15 @@ before(() => {
   assert.ok(!gate.reason, `npm is required when CI=true: ${gate.reason}`);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-alias-'));
   const cache = path.join(tmp, 'npm-cache');
-  const packed = JSON.parse(npm(['pack', h.ROOT, '--json', '--pack-destination', tmp, '--cache', cache], tmp));
-  const files = packed[0].files.map((f) => f.path);
-  for (const f of ['index.js', 'index.d.ts', 'lib/provider.js', 'lib/native.js', 'lib/stub.js', 'build/dynprobe.node']) {
-    assert.ok(files.includes(f), `the package lacks ${f}: ${files.join(', ')}`);
+  // The tarballs `npm run package` writes, for this machine's target.
+  const { main, platform } = packaged.packInto(path.join(tmp, 'dist'));
+  const files = spawnSync('tar', ['-tzf', main], { encoding: 'utf8' }).stdout.split('\n');
+  for (const f of ['index.js', 'index.d.ts', 'lib/provider.js', 'lib/native.js', 'lib/stub.js']) {
+    assert.ok(files.includes(`package/${f}`), `the package lacks ${f}: ${files.join(', ')}`);
   }
   app = path.join(tmp, 'app');
   fs.cpSync(FIXTURE, app, { recursive: true });
-  const tarball = path.join(tmp, packed[0].filename);
-  npm(['install', '--offline', '--no-package-lock', '--cache', cache, `dtrace-provider@file:${tarball}`], app);
+  npm(['install', '--offline', '--no-package-lock', '--cache', cache, `dtrace-provider@file:${main}`, `file:${platform}`], app);
 });
 
 after(() => {

@@ -178,17 +178,25 @@ describe('module loading (child processes)', () => {
     }
   });
 
-  test('on Linux a missing addon is an error, never a silent stub', () => {
+  // The fallback cases in full: test/fallback.test.js.
+  test('on Linux a missing addon: the stub with a DYNPROBE_ADDON_MISSING warning, or with NODE_DTRACE_PROVIDER_REQUIRE=hard an error', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-noaddon-'));
     try {
       fs.copyFileSync(path.join(h.ROOT, 'index.js'), path.join(dir, 'index.js'));
       fs.cpSync(path.join(h.ROOT, 'lib'), path.join(dir, 'lib'), { recursive: true });
-      for (const mode of ['', 'hard']) {
-        const code = `try { require(${JSON.stringify(dir)}); report({ loaded: true }); } catch (e) { report({ error: e.message }); }`;
-        const r = h.runChild(code, { env: { NODE_DTRACE_PROVIDER_REQUIRE: mode } });
-        assert.equal(r.status, 0, r.stderr);
-        assert.match(r.result.error || '', /cannot load its native addon.*npm run build/, `mode ${mode || '(unset)'}`);
-      }
+      const code = `
+        const warnings = [];
+        process.on('warning', (w) => warnings.push(w.code));
+        try { require(${JSON.stringify(dir)}); } catch (e) { report({ error: e.message }); return; }
+        await new Promise((resolve) => setImmediate(resolve));
+        report({ warnings });
+      `;
+      const soft = h.runChild(code, { env: { NODE_DTRACE_PROVIDER_REQUIRE: '' } });
+      assert.equal(soft.status, 0, soft.stderr);
+      assert.deepEqual(soft.result, { warnings: ['DYNPROBE_ADDON_MISSING'] });
+      const hard = h.runChild(code, { env: { NODE_DTRACE_PROVIDER_REQUIRE: 'hard' } });
+      assert.equal(hard.status, 0, hard.stderr);
+      assert.match(hard.result.error || '', /no native addon for linux-.*is not installed.*npm run build/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -491,6 +499,21 @@ describe('fire with bpftrace attached', { skip: tracer.skip, timeout: 120000 }, 
     fired.byname = 1;
     assert.equal(seen.self, p.byname);
     assert.deepEqual(seen.args, ['x', 'y']);
+  });
+
+  test('the callback gets exactly the extra arguments given, none to six of them', () => {
+    const given = [[], ['a'], ['a', 2], ['a', 2, null], ['a', 2, null, undefined], ['a', 2, null, undefined, 5], [1, 2, 3, 4, 5, 6]];
+    for (const extra of given) {
+      const seen = {};
+      const cb = (which) => function () {
+        seen[which] = { self: this, args: [...arguments] };
+        return [extra.length, 'extra'];
+      };
+      assert.equal(count('ok', p.ok.fire(cb('probe'), ...extra)), true);
+      assert.equal(dtp.fire('byname', cb('provider'), ...extra), true);
+      fired.byname += 1;
+      assert.deepEqual(seen, { probe: { self: p.ok, args: extra }, provider: { self: p.byname, args: extra } }, `${extra.length} extra`);
+    }
   });
 
   test('a throwing callback: no throw, no fire, one warning per probe', (t) => {

@@ -6,6 +6,7 @@
 
 const shell = require('./shell');
 const { kindOf } = require('./types');
+const { nameProblem, probeProblem } = require('./names');
 
 // How many arguments each tracer reads (bpftrace 0.17, bcc-based, reads 6;
 // libbpf-based ones 12; Oracle DTrace 2.0 reads 10).
@@ -59,7 +60,10 @@ function isShared(entry, all) {
 // bpftrace (0.17) cannot attach one of them with -p, so such a command
 // attaches by library path and keeps to the process with a predicate.
 function bpftrace(pid, entry, probe, opts) {
-  const target = opts.shared || entry.storage !== 'file' ? entry.tracerPath : '*';
+  const byPath = opts.shared || entry.storage !== 'file';
+  const pathProblem = byPath ? nameProblem('path', entry.tracerPath) : null;
+  if (pathProblem !== null) return `# bpftrace must attach by library path, and ${pathProblem}`;
+  const target = byPath ? entry.tracerPath : '*';
   const body = printfCall(probe.name, probe.args, opts.bpftraceMaxArgs, bpftraceArg);
   const filter = opts.shared ? ` /pid == ${pid}/` : '';
   const program = `usdt:${target}:${entry.provider}:${probe.name}${filter} { ${body}; }`;
@@ -117,6 +121,8 @@ function hex(n) {
 // Lines: define the event, record it, remove it.
 function perf(pid, entry, probe) {
   if (entry.storage !== 'file') return [`# perf cannot attach to a ${entry.storage} library`];
+  const pathProblem = nameProblem('path', entry.path);
+  if (pathProblem !== null) return [`# perf: ${pathProblem}`];
   if (C_NAME.test(entry.provider) && C_NAME.test(probe.name)) {
     const event = `sdt_${entry.provider}:${probe.name}`;
     return [
@@ -125,10 +131,10 @@ function perf(pid, entry, probe) {
       shell.command(['perf', 'probe', '-d', event]),
     ];
   }
-  if (probe.addressOffset === null) return ['# perf: the probe site is not in a loadable segment'];
+  if (probe.addressOffset == null) return ['# perf: the probe site is not in a loadable segment'];
   const group = `sdt_${cName(entry.provider)}`;
   const event = cName(probe.name);
-  const sema = probe.semaphoreOffset === null ? '' : `(${hex(probe.semaphoreOffset)})`;
+  const sema = probe.semaphoreOffset == null ? '' : `(${hex(probe.semaphoreOffset)})`;
   const fetch = probe.args.map(fetchArg);
   const def = [`p:${group}/${event}`, `${entry.path}:${hex(probe.addressOffset)}${sema}`];
   if (fetch.every((f) => f !== null)) def.push(...fetch);
@@ -146,8 +152,11 @@ function gdb(pid, entry, probe, opts) {
 }
 
 // Every command for `probe` of provider `entry` in process `pid`; `all` is
-// every provider entry of that process.
+// every provider entry of that process. Its names come from the process:
+// null when they do not fit the grammar that tracer programs can take
+// (`probeProblem` says why).
 function forProbe(pid, entry, probe, all, { bpftraceMaxArgs = 6 } = {}) {
+  if (probeProblem(entry, probe) !== null) return null;
   const opts = { shared: isShared(entry, all), bpftraceMaxArgs };
   return {
     bpftrace: bpftrace(pid, entry, probe, opts),

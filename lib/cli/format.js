@@ -1,6 +1,10 @@
 'use strict';
 // One firing as one line (or, with --pretty, JSON arguments indented below
-// it), or as one JSON object for scripts.
+// it), or as one JSON object for scripts. The values come from the traced
+// process: no control or formatting character of theirs reaches the
+// terminal raw.
+
+const { safeJson } = require('./names');
 
 // A string that holds a JSON object or array (dtrace-provider's `json`
 // arguments, bunyan's records): its parsed value, else undefined.
@@ -30,8 +34,12 @@ function indent(text, by) {
 function formatString(arg, pretty) {
   const json = parseJson(arg.value);
   const mark = arg.truncated ? '…' : '';
-  if (json === undefined) return JSON.stringify(arg.value) + mark;
-  return pretty ? `\n    ${indent(JSON.stringify(json, null, 2), '    ')}` : arg.value.trim() + mark;
+  if (json === undefined) return safeJson(arg.value) + mark;
+  if (pretty) return `\n    ${indent(safeJson(json, null, 2), '    ')}`;
+  // Compact JSON as it came, unless it has white space other than spaces
+  // between its tokens (a CR could rewrite the line): then re-encoded.
+  const text = arg.value.trim();
+  return (/[\0-\x1f]/.test(text) ? safeJson(json) : safeJson.raw(text)) + mark;
 }
 
 function formatLine(firing, { pretty = false, pid = null } = {}) {
@@ -49,7 +57,7 @@ function jsonValue(arg) {
 
 function formatJson(firing, pid) {
   const p = firing.probe;
-  return JSON.stringify({
+  return safeJson({
     time: new Date(Number(firing.time / 1000000n)).toISOString(),
     timeNs: String(firing.time),
     pid,

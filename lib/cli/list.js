@@ -7,6 +7,7 @@ const { forProbe } = require('./commands');
 const { hostBpftraceMaxArgs } = require('./tracers');
 const { kindOf, typeLabel, signature, AMBIGUOUS_NOTE } = require('./types');
 const shell = require('./shell');
+const { probeProblem, visible, safeText, shown, safeJson } = require('./names');
 
 // The processes to show and the errors for PIDs that could not be shown.
 function gather(pids) {
@@ -24,6 +25,18 @@ function gather(pids) {
   return { processes, errors };
 }
 
+// A probe's commands, or why it has none: its names come from the process,
+// and one odd probe must not stop the listing.
+function commandsFor(proc, entry, probe, opts) {
+  const problem = probeProblem(entry, probe);
+  if (problem !== null) return { commands: null, refused: `cannot be traced by name: ${problem}` };
+  try {
+    return { commands: forProbe(proc.pid, entry, probe, proc.providers, opts), refused: null };
+  } catch (err) {
+    return { commands: null, refused: `no commands: ${err.message}` };
+  }
+}
+
 function describe(proc, opts) {
   return {
     pid: proc.pid,
@@ -38,33 +51,38 @@ function describe(proc, opts) {
         name: probe.name,
         argSpec: probe.argSpec,
         args: probe.args.map((a) => ({ ...a, type: typeLabel(a) })),
+        omittedArgs: probe.omittedArgs || 0,
         address: probe.address,
         semaphore: probe.semaphore,
         addressOffset: probe.addressOffset,
         semaphoreOffset: probe.semaphoreOffset,
-        commands: forProbe(proc.pid, entry, probe, proc.providers, opts),
+        ...commandsFor(proc, entry, probe, opts),
       })),
     })),
     warnings: proc.warnings,
   };
 }
 
+// Everything here came from the process: names are shown escaped (and
+// cut when absurdly long), commands only for names that fit the grammar.
 function renderText(procs) {
   const out = [];
   let ambiguous = false;
   for (const proc of procs) {
-    out.push(`PID ${proc.pid}  ${proc.command}`);
+    out.push(`PID ${proc.pid}  ${visible(proc.command)}`);
     for (const entry of proc.providers) {
-      out.push(`  provider ${entry.provider}  (module ${entry.module}, ${entry.storage})`);
-      out.push(`    library  ${entry.path}`);
-      if (entry.tracerPath !== null && entry.tracerPath !== entry.path) out.push(`    tracers  ${entry.tracerPath}`);
+      out.push(`  provider ${shown(entry.provider)}  (module ${shown(entry.module)}, ${entry.storage})`);
+      out.push(`    library  ${visible(entry.path)}`);
+      if (entry.tracerPath !== null && entry.tracerPath !== entry.path) out.push(`    tracers  ${visible(entry.tracerPath)}`);
       out.push('    probes');
       for (const probe of entry.probes) {
-        out.push(`      ${signature(probe)}`);
+        out.push(`      ${shown(signature(probe))}`);
+        if (probe.refused !== null) out.push(`        ${safeText(probe.refused)}`);
         ambiguous = ambiguous || probe.args.some((a) => kindOf(a) === 'strint');
       }
       if (entry.tracerPath === null) continue;
-      const first = entry.probes[0];
+      const first = entry.probes.find((p) => p.commands !== null);
+      if (first === undefined) continue;
       out.push(`    trace it (${first.name}; \`--json\` has the commands for every probe)`);
       out.push(`      ${shell.command(['dynprobe', 'trace', proc.pid, `${entry.provider}:*`])}`);
       out.push(`      ${first.commands.bpftrace}`);
@@ -72,7 +90,7 @@ function renderText(procs) {
       for (const line of first.commands.perf) out.push(`      ${line}`);
       out.push(`      ${first.commands.gdb}`);
     }
-    for (const w of proc.warnings) out.push(`  warning: ${w}`);
+    for (const w of proc.warnings) out.push(`  warning: ${safeText(w)}`);
     out.push('');
   }
   if (ambiguous) out.push(AMBIGUOUS_NOTE, '');
@@ -84,7 +102,7 @@ function list(pids, { json = false, out = process.stdout } = {}) {
   const opts = { bpftraceMaxArgs: hostBpftraceMaxArgs() };
   const described = processes.map((p) => describe(p, opts));
   if (json) {
-    out.write(`${JSON.stringify(described, null, 2)}\n`);
+    out.write(`${safeJson(described, null, 2)}\n`);
   } else if (described.length > 0) {
     out.write(renderText(described));
   } else if (pids.length === 0) {

@@ -2,6 +2,7 @@
 // The `dynprobe` command: parses the command line and runs a subcommand.
 
 const { CliError, UsageError } = require('./errors');
+const { safeText } = require('./names');
 
 const USAGE = `Usage:
   dynprobe list [PID...] [--json]
@@ -98,9 +99,10 @@ async function run(argv) {
   return require('./trace').trace(pid, pattern, cmd.options);
 }
 
+// Messages may quote what a process wrote (names, paths): escaped.
 function report(err) {
-  process.stderr.write(`dynprobe: ${err.message}\n`);
-  if (err.hint) process.stderr.write(`dynprobe: ${err.hint}\n`);
+  process.stderr.write(`dynprobe: ${safeText(err.message)}\n`);
+  if (err.hint) process.stderr.write(`dynprobe: ${safeText(err.hint)}\n`);
 }
 
 async function main(argv) {

@@ -4,7 +4,7 @@
 
 function globToRegExp(glob) {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*').replaceAll('?', '.');
-  return new RegExp(`^${body}$`);
+  return new RegExp(`^${body}$`, 's'); // names from a process may hold newlines
 }
 
 function parsePattern(pattern) {

@@ -81,58 +81,120 @@ function candidates(maps) {
   return [...seen.values()];
 }
 
-// The memfd's descriptor in the process (/proc/PID/fd/N), which every tracer
-// can open while it stays open; null when there is none (or it is not ours to read).
-function memfdDescriptor(pid, lib) {
+// The memfd's descriptors in the process (/proc/PID/fd/N), which every
+// tracer can open while it stays open. Only links are read here (nothing is
+// opened or stat'ed, which a hostile file system could stall); the reader
+// checks that what it opens is the mapped inode.
+function memfdDescriptors(pid, lib) {
   let fds;
   try {
     fds = fs.readdirSync(`/proc/${pid}/fd`);
   } catch {
-    return null;
+    return [];
   }
+  const found = [];
   for (const fd of fds) {
     const link = `/proc/${pid}/fd/${fd}`;
     try {
-      if (fs.readlinkSync(link) === lib.path && String(fs.statSync(link).ino) === lib.inode) return link;
+      if (fs.readlinkSync(link) === lib.path && sameInode(pid, fd, lib.inode)) found.push(link);
     } catch {
       // closed meanwhile
     }
   }
-  return null;
+  return found;
 }
 
-// Where to read a library from, and the path a tracer should be given
-// (null: no tracer can find it).
+// Whether descriptor `fd` of the process is inode `inode`, as far as its
+// fdinfo says (kernels before 5.14 do not say: the reader checks anyway).
+function sameInode(pid, fd, inode) {
+  try {
+    const m = /^ino:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+    return m === null || m[1] === inode;
+  } catch {
+    return false;
+  }
+}
+
+// Where to read a library from (tried in order, each checked by the reader),
+// and the path a tracer should be given (null: no tracer can find it).
+//
+// A path names what the process's mount namespace shows there now, which it
+// may have hidden under a FIFO, a device or another file. Root reads the
+// mapped inode itself through /proc/PID/map_files (which needs
+// CAP_SYS_ADMIN); a path is read only if it is still the inode the maps
+// line names (device and inode), and never followed if it is a link.
 function locate(pid, lib) {
+  const mapped = { path: `/proc/${pid}/map_files/${lib.start}-${lib.end}`, follow: true };
+  const same = { device: lib.dev, inode: lib.inode };
+  const byMap = process.geteuid() === 0 ? [mapped] : [];
   if (lib.storage === 'file') {
     // Through the process's root, as tracers do (containers); else directly.
-    return { readFrom: [`/proc/${pid}/root${lib.path}`, lib.path], tracerPath: lib.path };
+    const byPath = [
+      { path: `/proc/${pid}/root${lib.path}`, ...same },
+      { path: lib.path, ...same },
+    ];
+    return { readFrom: [...byMap, ...byPath], tracerPath: lib.path };
   }
-  const mapFile = `/proc/${pid}/map_files/${lib.start}-${lib.end}`; // root only
   if (lib.storage === 'memfd') {
-    const fd = memfdDescriptor(pid, lib);
-    if (fd !== null) return { readFrom: [fd], tracerPath: fd };
+    const fds = memfdDescriptors(pid, lib).map((fd) => ({ path: fd, follow: true, ...same }));
+    if (fds.length > 0) return { readFrom: [...byMap, ...fds], tracerPath: null, tracerPathFrom: fds };
   }
-  return { readFrom: [mapFile], tracerPath: null };
+  return { readFrom: byMap, tracerPath: null };
 }
 
-// Notes per file identity, so that a library mapped by many processes is read once.
-const notesCache = new Map();
+// What a read may cost: dynprobe libraries are a few KiB (a 5000-probe one
+// about 1 MiB).
+const MAX_LIBRARY_BYTES = 64 * 1024 * 1024;
+const READ_TIMEOUT_MS = 5000;
+// More probes than any application defines; a crafted file may claim
+// millions, and every probe shown costs memory and output.
+const MAX_PROBES_SHOWN = 20000;
 
-function notesOf(lib, readFrom) {
+// Notes per file identity, so that a library mapped by many processes is read
+// once; devices whose file system did not answer in time, so that a scan pays
+// the time limit once per file system, not once per file.
+const notesCache = new Map();
+const stalledDevices = new Set();
+
+// Reads `file` as the reader checks it; `refused` says the file is not what
+// it should be, rather than not readable from there.
+function readOne(file) {
+  const read = notesReader();
+  const { path: where, ...checks } = file;
+  try {
+    const limits = { ...checks, maxBytes: MAX_LIBRARY_BYTES, timeoutMs: READ_TIMEOUT_MS, maxProbes: MAX_PROBES_SHOWN };
+    const { probes, total } = read(where, limits);
+    return { notes: probes, total, error: null };
+  } catch (err) {
+    // The reader names the file it opened; callers name the library.
+    const message = err.message.startsWith(`${where}: `) ? err.message.slice(where.length + 2) : err.message;
+    return { notes: null, error: message, refused: err.code === 'Cancelled', stalled: /no answer within/.test(err.message) };
+  }
+}
+
+function notesOf(lib, files) {
   const key = `${lib.dev}:${lib.inode}`;
   if (notesCache.has(key)) return notesCache.get(key);
-  const read = notesReader();
-  let result = { notes: null, error: null };
-  for (const file of readFrom) {
-    try {
-      result = { notes: read(file), error: null };
-      break;
-    } catch (err) {
-      result = { notes: null, error: err.message };
-    }
+  if (stalledDevices.has(lib.dev)) {
+    return { notes: null, error: `skipped: its file system (device ${lib.dev}) did not answer in time before`, refused: true };
   }
-  if (result.notes !== null) notesCache.set(key, result);
+  let result = { notes: null, error: 'nothing to read it from', refused: false, from: null };
+  for (const file of files) {
+    result = { ...readOne(file), from: file.path };
+    if (result.notes !== null) break;
+    if (result.stalled) stalledDevices.add(lib.dev);
+    // A refused file is not tried elsewhere: it is what the process shows.
+    if (result.refused) break;
+  }
+  if (result.notes !== null) {
+    // Notes from a hostile process: no field may be missing or odd.
+    result.notes = result.notes.map((note) => ({
+      ...note,
+      addressOffset: note.addressOffset ?? null,
+      semaphoreOffset: note.semaphoreOffset ?? null,
+    }));
+    notesCache.set(key, result);
+  }
   return result;
 }
 
@@ -160,22 +222,28 @@ function inspect(pid) {
   const providers = [];
   const warnings = [];
   for (const lib of candidates(maps)) {
-    const { readFrom, tracerPath } = locate(pid, lib);
-    const { notes, error } = notesOf(lib, readFrom);
+    const place = locate(pid, lib);
+    const { notes, total, error, refused, from } = notesOf(lib, place.readFrom);
     if (notes === null) {
-      // A file in the cache layout that we cannot read: say so; an
-      // unreadable deleted mapping or memfd may not even be ours.
-      if (lib.storage === 'file') warnings.push(`cannot read ${lib.path}: ${error}`);
+      // A file in the cache layout that we cannot read, or one refused: say
+      // so; an unreadable deleted mapping or memfd may not even be ours.
+      if (refused) warnings.push(`${lib.path}: ${error}`);
+      else if (lib.storage === 'file') warnings.push(`cannot read ${lib.path}: ${error}`);
       else if (process.geteuid() !== 0) warnings.push(`cannot read ${lib.path} without root`);
       continue;
     }
+    // A memfd's tracer path: a descriptor that is the mapped inode (the one
+    // read, or the first, when root read it through map_files).
+    let tracerPath = place.tracerPath;
+    if (place.tracerPathFrom) tracerPath = (place.tracerPathFrom.find((f) => f.path === from) || place.tracerPathFrom[0]).path;
+    if (total > notes.length) warnings.push(`${lib.path}: ${total} probes; only the first ${notes.length} are shown`);
     const byProvider = new Map();
     for (const note of notes) {
       if (!byProvider.has(note.provider)) byProvider.set(note.provider, []);
       byProvider.get(note.provider).push(note);
     }
     for (const [provider, probes] of byProvider) {
-      providers.push({ provider, module: lib.module, path: lib.path, tracerPath, storage: lib.storage, probes });
+      providers.push({ provider, module: lib.module, path: lib.path, tracerPath, storage: lib.storage, probes, device: lib.dev, inode: lib.inode });
     }
     if (byProvider.size > 0 && tracerPath === null) {
       warnings.push(
@@ -209,6 +277,17 @@ function scan() {
   return found;
 }
 
+// Why a tracer must not be given `entry`'s path, or null: tracers open it
+// themselves, through the process's root, and what it shows there must be
+// the file that is mapped (not a FIFO or a device a mount put over it).
+// Root read the mapped file through map_files; others by that path, checked.
+function pathProblem(pid, entry) {
+  if (entry.storage !== 'file' || process.geteuid() !== 0) return null;
+  const { error, refused } = readOne({ path: `/proc/${pid}/root${entry.path}`, device: entry.device, inode: entry.inode });
+  if (error === null) return null;
+  return `its library ${entry.path} ${refused ? 'no longer shows the mapped file' : 'cannot be read by path'} (${error})`;
+}
+
 // Whether the process still runs (a zombie has /proc/PID but no memory).
 function alive(pid) {
   try {
@@ -229,11 +308,12 @@ function parsePid(text) {
 function inspectWithProviders(pid) {
   const info = inspect(pid);
   if (info.providers.length === 0) {
-    throw new CliError(`no dynprobe providers in process ${pid} (${info.command})`, {
+    const skipped = info.warnings.map((w) => `\n  warning: ${w}`).join('');
+    throw new CliError(`no dynprobe providers in process ${pid} (${info.command})${skipped}`, {
       hint: 'a process has providers once it has enabled one (provider.enable()); `dynprobe list` shows every process that has',
     });
   }
   return info;
 }
 
-module.exports = { inspectWithProviders, scan, parsePid, alive };
+module.exports = { inspectWithProviders, scan, parsePid, alive, pathProblem };

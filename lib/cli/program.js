@@ -19,6 +19,7 @@
 
 const { kindOf } = require('./types');
 const { dtraceProbeName, isShared } = require('./commands');
+const { probeProblem, shown } = require('./names');
 
 const RS = '\\036'; // record start
 const US = '\\037'; // field separator
@@ -49,6 +50,10 @@ function sameNameElsewhere(entry, probe, providers) {
 }
 
 function planProbe(index, { entry, probe }, tracer, providers) {
+  // The names go into the program as they are: only names of the strict
+  // grammar may (trace.js leaves the others out, saying so).
+  const problem = probeProblem(entry, probe, { needsPath: tracer.family !== 'dtrace' });
+  if (problem !== null) throw new Error(`probe ${shown(entry.provider)}:${shown(probe.name)} ${problem}`);
   const shared = isShared(entry, providers);
   const readable = probe.args.slice(0, tracer.maxArgs);
   const kinds = readable.map(kindOf);

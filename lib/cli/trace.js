@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { CliError } = require('./errors');
-const { inspectWithProviders, parsePid, alive } = require('./procs');
+const { inspectWithProviders, parsePid, alive, pathProblem } = require('./procs');
 const { select } = require('./match');
 const { choose, requireRoot } = require('./tracers');
 const { build } = require('./program');
@@ -15,13 +15,14 @@ const { RecordReader, Assembler } = require('./records');
 const { formatLine, formatJson } = require('./format');
 const { signature } = require('./types');
 const shell = require('./shell');
+const { probeProblem, shown, safeText } = require('./names');
 
 // Tracer chatter that says nothing to the user.
 const NOISE = [/RLIMIT_MEMLOCK/, /available_filter_functions/, /^Attach(ing|ed) \d+ probes?/];
 const quiet = (line) => line.trim() === '' || NOISE.some((re) => re.test(line));
 
 function noMatch(pattern, pid, providers) {
-  const existing = providers.flatMap((e) => e.probes.map((p) => `  ${e.provider}:${signature(p)}`));
+  const existing = providers.flatMap((e) => e.probes.map((p) => `  ${shown(e.provider)}:${shown(signature(p))}`));
   return new CliError(`no probe matches ${pattern} in process ${pid}; its probes are:\n${existing.join('\n')}`);
 }
 
@@ -42,17 +43,47 @@ function programFile(tracer, text) {
   return { file, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
+// The selected probes whose names may go into a program for `tracer`
+// (a bpftrace program also names the library's path), and the others,
+// each with the reason it is left out.
+function traceable(selected, tracer) {
+  const ok = [];
+  const refused = [];
+  for (const s of selected) {
+    const problem = probeProblem(s.entry, s.probe, { needsPath: tracer === null || tracer.family !== 'dtrace' });
+    if (problem === null) ok.push(s);
+    else refused.push(`probe ${shown(s.entry.provider)}:${shown(s.probe.name)} is not traced: ${problem}`);
+  }
+  return { ok, refused };
+}
+
 function plan(pidText, pattern, opts) {
   const pid = parsePid(pidText);
   requireRoot();
   const info = inspectWithProviders(pid);
-  const traceable = info.providers.filter((e) => e.tracerPath !== null);
-  const selected = select(traceable, pattern);
+  const attachable = info.providers.filter((e) => e.tracerPath !== null);
+  const selected = select(attachable, pattern);
   if (selected.length === 0) throw noMatch(pattern || '*', pid, info.providers);
-  const neededArgs = Math.max(...selected.map((s) => s.probe.args.length));
+  // Names every tracer refuses go before a tracer is chosen for the rest.
+  const named = selected.filter((s) => probeProblem(s.entry, s.probe) === null);
+  const neededArgs = Math.max(0, ...named.map((s) => s.probe.args.length));
   const tracer = choose(opts.tracer, neededArgs);
-  const program = build(selected, tracer, info.providers, pid);
-  return { pid, info, tracer, program };
+  const { ok: wellNamed, refused } = traceable(selected, tracer);
+  // Each library's path, as the tracer will open it, must still be the
+  // mapped file (checked once per library).
+  const problems = new Map();
+  const ok = [];
+  for (const s of wellNamed) {
+    if (!problems.has(s.entry)) problems.set(s.entry, pathProblem(pid, s.entry));
+    const problem = problems.get(s.entry);
+    if (problem === null) ok.push(s);
+    else refused.push(`probe ${shown(s.entry.provider)}:${shown(s.probe.name)} is not traced: ${problem}`);
+  }
+  if (ok.length === 0) {
+    throw new CliError(`no probe matching ${pattern || '*'} in process ${pid} can be traced:\n${refused.join('\n')}`);
+  }
+  const program = build(ok, tracer, info.providers, pid);
+  return { pid, info, tracer, program, refused };
 }
 
 function describeDryRun(tracer, program, pid) {
@@ -62,9 +93,11 @@ function describeDryRun(tracer, program, pid) {
 }
 
 function trace(pidText, pattern, opts = {}) {
-  const { pid, info, tracer, program } = plan(pidText, pattern, opts);
+  const { pid, info, tracer, program, refused } = plan(pidText, pattern, opts);
   const out = opts.out || process.stdout;
-  const say = (line) => (opts.err || process.stderr).write(`dynprobe: ${line}\n`);
+  // Lines may quote the process or its tracer: escaped.
+  const say = (line) => (opts.err || process.stderr).write(`dynprobe: ${safeText(line)}\n`);
+  for (const line of refused) say(line);
   if (opts.dryRun) {
     out.write(describeDryRun(tracer, program, pid));
     return Promise.resolve(0);

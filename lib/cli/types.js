@@ -20,7 +20,8 @@ function typeLabel(arg) {
 }
 
 function signature(probe) {
-  return `${probe.name}(${probe.args.map(typeLabel).join(', ')})`;
+  const more = probe.omittedArgs > 0 ? [`... ${probe.omittedArgs} more`] : [];
+  return `${probe.name}(${[...probe.args.map(typeLabel), ...more].join(', ')})`;
 }
 
 const AMBIGUOUS_NOTE =

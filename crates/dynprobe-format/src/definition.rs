@@ -217,7 +217,60 @@ fn check_name(kind: NameKind, name: &str, max: usize) -> Result<(), DefinitionEr
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("contains white space or a control character");
     }
+    if name.chars().any(is_invisible) {
+        return bad(INVISIBLE);
+    }
+    if name.chars().any(is_private_or_noncharacter) {
+        return bad(
+            "contains a private-use or noncharacter code point, which shows as nothing or anything",
+        );
+    }
     Ok(())
+}
+
+/// Why a name with an invisible character is refused.
+pub const INVISIBLE: &str = "contains an invisible or bidirectional formatting character \
+    (such as U+200B, U+202E or U+FEFF), with which one name can pass for another in a listing";
+
+/// Characters that show as nothing, or that reorder the text around them:
+/// Unicode's Default_Ignorable_Code_Point (zero-width characters, the
+/// bidirectional controls, variation selectors, tags, fillers) and the other
+/// format characters (general category Cf).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x034F
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
+/// Private-use code points (whatever a font draws) and noncharacters.
+fn is_private_or_noncharacter(c: char) -> bool {
+    let c = c as u32;
+    matches!(c, 0xE000..=0xF8FF | 0xF0000.. | 0xFDD0..=0xFDEF) || c & 0xFFFE == 0xFFFE
 }
 
 /// Which name a [`DefinitionError`] is about.
@@ -260,24 +313,162 @@ pub enum DefinitionError {
     NoProbes(String),
 }
 
+/// A name in a message: quoted and escaped like `{:?}`, and so are the
+/// invisible characters that `{:?}` leaves as they are (U+3164, U+E0041...),
+/// so that a message shows what is wrong with a name.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            if is_invisible(c) || is_private_or_noncharacter(c) {
+                write!(f, "\\u{{{:x}}}", c as u32)?;
+            } else {
+                write!(f, "{}", c.escape_debug())?;
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
 impl fmt::Display for DefinitionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DefinitionError::BadName { kind, name, reason } => write!(f, "{kind} {name:?} {reason}"),
-            DefinitionError::NameTooLong { kind, name, max } => {
-                write!(f, "{kind} {name:?} is {} bytes long; at most {max} are allowed", name.len())
+            DefinitionError::BadName { kind, name, reason } => {
+                write!(f, "{kind} {} {reason}", Quoted(name))
             }
-            DefinitionError::DuplicateProbe(name) => write!(f, "probe {name:?} is defined twice"),
-            DefinitionError::TooManyArgs { probe, count } => {
-                write!(f, "probe {probe:?} has {count} arguments; at most {MAX_ARGS} are allowed")
+            DefinitionError::NameTooLong { kind, name, max } => write!(
+                f,
+                "{kind} {} is {} bytes long; at most {max} are allowed",
+                Quoted(name),
+                name.len()
+            ),
+            DefinitionError::DuplicateProbe(name) => {
+                write!(f, "probe {} is defined twice", Quoted(name))
             }
+            DefinitionError::TooManyArgs { probe, count } => write!(
+                f,
+                "probe {} has {count} arguments; at most {MAX_ARGS} are allowed",
+                Quoted(probe)
+            ),
             DefinitionError::UnknownType(t) => write!(
                 f,
-                "unknown argument type {t:?} (expected int8_t..int64_t, uint8_t..uint64_t, int or char *)"
+                "unknown argument type {} (expected int8_t..int64_t, uint8_t..uint64_t, int or char *)",
+                Quoted(t)
             ),
-            DefinitionError::NoProbes(provider) => write!(f, "provider {provider:?} has no probes"),
+            DefinitionError::NoProbes(provider) => {
+                write!(f, "provider {} has no probes", Quoted(provider))
+            }
         }
     }
 }
 
 impl std::error::Error for DefinitionError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(provider: &str, module: &str, probe: &str) -> Option<DefinitionError> {
+        let mut def = ProviderDef::new(provider, module);
+        def.probes.push(ProbeDef::new(probe, vec![ArgType::I64]));
+        def.validate().err()
+    }
+
+    #[test]
+    fn invisible_and_bidirectional_characters_are_refused_in_every_name() {
+        let invisible = [
+            "\u{200B}",  // zero width space
+            "\u{200D}",  // zero width joiner
+            "\u{200E}",  // left-to-right mark
+            "\u{202E}",  // right-to-left override
+            "\u{2066}",  // left-to-right isolate
+            "\u{2069}",  // pop directional isolate
+            "\u{2060}",  // word joiner
+            "\u{FEFF}",  // byte order mark
+            "\u{00AD}",  // soft hyphen
+            "\u{061C}",  // arabic letter mark
+            "\u{180E}",  // mongolian vowel separator
+            "\u{FE0F}",  // variation selector
+            "\u{3164}",  // hangul filler
+            "\u{E0041}", // tag latin capital a
+        ];
+        for c in invisible {
+            for (i, name) in [format!("log{c}-info"), format!("{c}x"), format!("x{c}")]
+                .iter()
+                .enumerate()
+            {
+                let cases = [
+                    (NameKind::Provider, refusal(name, "m", "p")),
+                    (NameKind::Module, refusal("p", name, "p")),
+                    (NameKind::Probe, refusal("p", "m", name)),
+                ];
+                for (kind, got) in cases {
+                    assert_eq!(
+                        got,
+                        Some(DefinitionError::BadName {
+                            kind,
+                            name: name.clone(),
+                            reason: INVISIBLE
+                        }),
+                        "{kind} #{i} with U+{:04X}",
+                        c.chars().next().unwrap() as u32
+                    );
+                }
+            }
+        }
+        // The message escapes the character, so that it shows.
+        for c in invisible {
+            let message = refusal(&format!("bun{c}yan"), "m", "p")
+                .unwrap()
+                .to_string();
+            let code = c.chars().next().unwrap() as u32;
+            assert!(
+                message.contains(&format!(r"bun\u{{{code:x}}}yan")),
+                "{message}"
+            );
+            assert!(!message.contains(c), "{message}");
+        }
+    }
+
+    #[test]
+    fn private_use_and_noncharacters_are_refused() {
+        for c in [
+            '\u{E000}',
+            '\u{F8FF}',
+            '\u{F0000}',
+            '\u{10FFFD}',
+            '\u{FDD0}',
+            '\u{FFFE}',
+            '\u{1FFFF}',
+        ] {
+            let err = refusal(&format!("a{c}"), "m", "p").expect("refused");
+            assert!(
+                matches!(&err, DefinitionError::BadName { reason, .. } if reason.contains("private-use")),
+                "U+{:04X}: {err}",
+                c as u32
+            );
+        }
+    }
+
+    #[test]
+    fn the_names_applications_use_are_accepted() {
+        for (provider, module, probe) in [
+            ("bunyan", "bunyan", "log-info"),
+            ("restify", "restify", "route-start"),
+            ("restify", "restify", "handler-0"),
+            ("nodeapp", "mod-0x1234", "__proto__"),
+            ("my_app", "libp.so.1", "request.done"),
+            ("café", "módulo", "über-probe"),
+            ("应用", "模块", "探针"),
+            ("a$b", "m", "x:y"),
+        ] {
+            assert_eq!(
+                refusal(provider, module, probe),
+                None,
+                "{provider} {module} {probe}"
+            );
+        }
+    }
+}

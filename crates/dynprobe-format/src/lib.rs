@@ -6,6 +6,7 @@
 
 mod arch;
 mod definition;
+pub mod dof;
 mod image;
 pub mod read;
 

@@ -2,16 +2,14 @@
 //!
 //! The JavaScript layer (`lib/`) owns the dtrace-provider API. It checks a
 //! probe's semaphore itself, through a typed array over the library's
-//! semaphore memory that [`NativeProvider::semaphores`] hands out, and calls
+//! semaphore memory that `NativeProvider.semaphores()` hands out, and calls
 //! in here only to fire a probe that a tracer is watching.
 
 mod fire;
+mod native_provider;
+mod registry;
 
-use std::cell::RefCell;
-use std::ptr;
-use std::rc::Rc;
-
-use dynprobe::{ArgType, ProbeDef, Provider, ProviderDef};
+use dynprobe::{ArgType, ProbeDef, ProviderDef};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
@@ -57,129 +55,13 @@ pub fn check_probe(probe: ProbeSpec) -> Option<String> {
     definition("p", "p", std::slice::from_ref(&probe)).err()
 }
 
-/// The provider behind a [`NativeProvider`] and the handles given to
-/// [`fire::fire`]; `None` once unloaded. Not a lock: N-API calls this addon for an
-/// environment on that environment's one JS thread only, and no JS runs while
-/// `fire` holds the borrow (it converts primitives only).
-pub(crate) type Shared = RefCell<Option<Provider>>;
-
-fn unavailable() -> Error {
-    Error::new(Status::GenericFailure, "provider is in use".to_string())
-}
-
-/// A loaded provider. Unloaded, or garbage collected together with its
-/// handle, its library leaves the process.
-#[napi]
-pub struct NativeProvider {
-    shared: Rc<Shared>,
-}
-
-#[napi]
-impl NativeProvider {
-    #[napi(constructor)]
-    pub fn new(name: String, module: String, probes: Vec<ProbeSpec>) -> Result<Self> {
-        let def =
-            definition(&name, &module, &probes).map_err(|m| Error::new(Status::InvalidArg, m))?;
-        let provider =
-            Provider::load(&def).map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
-        Ok(NativeProvider {
-            shared: Rc::new(RefCell::new(Some(provider))),
-        })
-    }
-
-    fn with_loaded<T>(&self, f: impl FnOnce(&Provider) -> T) -> Result<T> {
-        let guard = self.shared.try_borrow().map_err(|_| unavailable())?;
-        let provider = guard
-            .as_ref()
-            .ok_or_else(|| Error::new(Status::GenericFailure, "provider is unloaded"))?;
-        Ok(f(provider))
-    }
-
-    /// The handle that [`fire::fire`] takes for probe `index`: an External
-    /// holding this provider and the probe's site call, so that a traced fire
-    /// finds all it needs in one small struct.
-    #[napi]
-    pub fn handle(&self, env: Env, index: u32) -> Result<Unknown<'_>> {
-        let site =
-            self.with_loaded(|p| p.probe_at(index as usize).map(|probe| probe.site_call()))?;
-        let site = site
-            .ok_or_else(|| Error::new(Status::InvalidArg, format!("no probe at index {index}")))?;
-        let value = fire::new_handle(env.raw(), &self.shared, site)?;
-        // SAFETY: `value` is a live value of this env.
-        unsafe { Unknown::from_napi_value(env.raw(), value) }
-    }
-
-    /// An ArrayBuffer over the semaphores (one u16 per probe). The JS layer
-    /// must pass it to [`NativeProvider::unload`], which detaches it before
-    /// the memory goes away, and must drop it with this object otherwise.
-    #[napi]
-    pub fn semaphores(&self, env: Env) -> Result<Unknown<'_>> {
-        let (ptr, count) = self.with_loaded(|p| p.semaphores())?;
-        let mut buffer = ptr::null_mut();
-        // Raw N-API: napi-rs forbids two buffers over one address, which a
-        // later library may legitimately reuse once this one is unloaded.
-        // SAFETY: the memory stays mapped until unload(), which detaches the
-        // buffer first; no finalizer is needed as the mapping owns the memory.
-        let status = unsafe {
-            sys::napi_create_external_arraybuffer(
-                env.raw(),
-                ptr as *mut std::ffi::c_void,
-                count * 2,
-                None,
-                ptr::null_mut(),
-                &mut buffer,
-            )
-        };
-        check(status, "create semaphore buffer")?;
-        // SAFETY: `buffer` is a live value of this env.
-        unsafe { Unknown::from_napi_value(env.raw(), buffer) }
-    }
-
-    /// Detaches `semaphores` (so JS can no longer read the memory) and
-    /// unmaps the library. Idempotent.
-    #[napi]
-    pub fn unload(&mut self, env: Env, semaphores: Option<Unknown>) -> Result<()> {
-        if let Some(buffer) = semaphores {
-            // SAFETY: a value of this env; detaching twice is refused harmlessly.
-            let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), buffer.raw()) };
-            check(status, "detach semaphore buffer")?;
-        }
-        let provider = self
-            .shared
-            .try_borrow_mut()
-            .map_err(|_| unavailable())?
-            .take();
-        if let Some(provider) = provider {
-            provider
-                .unload()
-                .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
-        }
-        Ok(())
-    }
-}
-
-/// Registers [`fire::fire`] as a plain N-API function: the traced path is the only
-/// hot native call, and napi-rs's per-call bookkeeping would cost more than
-/// the kernel's uprobe itself.
+/// Registers the raw N-API part of the addon: the class `NativeProvider`
+/// (see [`native_provider`]) and `fire`, a plain N-API function: the traced
+/// path is the only hot native call, and napi-rs's per-call bookkeeping
+/// would cost more than the kernel's uprobe itself.
 #[napi(module_exports)]
-pub fn register_fire(mut exports: Object, env: Env) -> Result<()> {
-    let mut function = ptr::null_mut();
-    // SAFETY: a static name and a callback with the N-API signature.
-    let status = unsafe {
-        sys::napi_create_function(
-            env.raw(),
-            c"fire".as_ptr(),
-            4,
-            Some(fire::fire),
-            ptr::null_mut(),
-            &mut function,
-        )
-    };
-    check(status, "create fire")?;
-    // SAFETY: `function` is a live value of this env.
-    exports.set_named_property("fire", unsafe {
-        Unknown::from_napi_value(env.raw(), function)?
-    })
+pub fn register_natives(mut exports: Object, env: Env) -> Result<()> {
+    native_provider::register(env.raw(), &mut exports)
 }
 
 pub(crate) fn check(status: sys::napi_status, what: &str) -> Result<()> {
@@ -222,23 +104,500 @@ pub struct ProbeNote {
     /// The same as file offsets (uprobes are keyed by these), or null.
     pub address_offset: Option<i64>,
     pub semaphore_offset: Option<i64>,
+    /// Arguments the note lists beyond the first [`MAX_NOTE_ARGS`], which
+    /// `args` leaves out (a crafted note may list millions).
+    pub omitted_args: u32,
+}
+
+/// More arguments than any tracer reads (sys/sdt.h writes at most 12,
+/// dynprobe 32).
+const MAX_NOTE_ARGS: usize = 64;
+
+/// What `read_probes` expects of the file it reads, and how long and how much
+/// it may read. Every process is hostile: a path it maps may by now name a
+/// FIFO, a device or another file (a bind mount in its own mount namespace),
+/// and a file system it mounted (FUSE) may never answer.
+#[napi(object)]
+pub struct ReadLimits {
+    /// The mapping's device as /proc/PID/maps writes it (`fd:01`) and its
+    /// inode (decimal): the file opened must be that one. Null: no check
+    /// (for /proc/PID/map_files/..., which is the mapped file by construction).
+    pub device: Option<String>,
+    pub inode: Option<String>,
+    /// Follow a symbolic link in the last component (for the magic links of
+    /// /proc/PID/map_files and /proc/PID/fd); otherwise one is refused.
+    pub follow: Option<bool>,
+    /// At most this many bytes (default 64 MiB): a larger file is refused.
+    pub max_bytes: Option<f64>,
+    /// Give up after this many milliseconds (default 5000).
+    pub timeout_ms: Option<u32>,
+    /// Return at most this many probes (default: all); `total` counts all.
+    pub max_probes: Option<u32>,
+}
+
+/// The probes of a file, the first `max_probes` of `total`.
+#[napi(object)]
+pub struct ProbeNotes {
+    pub probes: Vec<ProbeNote>,
+    pub total: u32,
+}
+
+const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+const DEFAULT_TIMEOUT_MS: u32 = 5000;
+
+/// Why a file was not read: `refused` when it is not what it should be (not
+/// a regular file, another file than the one mapped, too large, no answer in
+/// time), else it could not be opened or read.
+struct ReadFailure {
+    refused: bool,
+    message: String,
+}
+
+fn refused(message: String) -> ReadFailure {
+    ReadFailure {
+        refused: true,
+        message,
+    }
+}
+
+fn failed(message: String) -> ReadFailure {
+    ReadFailure {
+        refused: false,
+        message,
+    }
+}
+
+/// `fd:01` -> (0xfd, 0x01)
+fn parse_device(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.split_once(':')?;
+    Some((
+        u32::from_str_radix(major, 16).ok()?,
+        u32::from_str_radix(minor, 16).ok()?,
+    ))
+}
+
+/// Where a reading child stopped ([`ChildReport::stage`]).
+mod stage {
+    pub const OPEN: u32 = 1;
+    pub const STAT: u32 = 2;
+    pub const NOT_REGULAR: u32 = 3;
+    pub const WRONG_FILE: u32 = 4;
+    pub const TOO_BIG: u32 = 5;
+    pub const REOPEN: u32 = 6;
+    pub const CHANGED: u32 = 7;
+    pub const READ: u32 = 8;
+    pub const GREW: u32 = 9;
+    pub const DONE: u32 = 10;
+}
+
+/// What a reading child tells its parent, at the start of the memory they
+/// share; the file's bytes follow at [`DATA_OFFSET`].
+#[repr(C)]
+struct ChildReport {
+    stage: u32,
+    errno: i32,
+    mode: u32,
+    dev_major: u32,
+    dev_minor: u32,
+    ino: u64,
+    size: u64,
+    len: u64,
+}
+
+const DATA_OFFSET: usize = 64;
+
+fn errno() -> i32 {
+    // SAFETY: the calling thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// The reading child: opens `path` without reading anything (O_PATH: no
+/// FIFO blocks, no device driver runs, no lease is broken), checks what it
+/// is, and only then opens that same inode again, for reading, through its
+/// own descriptor (no path is looked up twice), non-blocking, and reads at
+/// most `max_bytes` into `data`. Only system calls here: the child of a
+/// multi-threaded process may not allocate or take a lock.
+///
+/// # Safety
+/// In a child just forked; `report` and `data` (`max_bytes + 1` bytes) are
+/// memory shared with the parent.
+unsafe fn read_in_child(
+    path: &std::ffi::CStr,
+    follow: bool,
+    expected: Option<((u32, u32), u64)>,
+    max_bytes: u64,
+    report: *mut ChildReport,
+    data: *mut u8,
+    keep: libc::c_int,
+) -> ! {
+    let r = &mut *report;
+    let stop = |r: &mut ChildReport, stage: u32| -> ! {
+        r.stage = stage;
+        libc::_exit(0)
+    };
+    // No signal handler of the parent's runs here, and no descriptor of its
+    // stays open (a child stuck in a file system must not hold the CLI's
+    // output open).
+    let mut all: libc::sigset_t = std::mem::zeroed();
+    libc::sigfillset(&mut all);
+    libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+    for fd in 0..keep {
+        libc::close(fd);
+    }
+    if libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0) != 0 {
+        for fd in keep + 1..65536 {
+            libc::close(fd);
+        }
+    }
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let handle = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | nofollow);
+    if handle < 0 {
+        r.errno = errno();
+        stop(r, stage::OPEN);
+    }
+    let mut st: libc::stat = std::mem::zeroed();
+    if libc::fstat(handle, &mut st) != 0 {
+        r.errno = errno();
+        stop(r, stage::STAT);
+    }
+    r.mode = st.st_mode;
+    r.dev_major = libc::major(st.st_dev);
+    r.dev_minor = libc::minor(st.st_dev);
+    r.ino = st.st_ino;
+    r.size = st.st_size as u64;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        stop(r, stage::NOT_REGULAR);
+    }
+    if let Some(((major, minor), ino)) = expected {
+        if (r.dev_major, r.dev_minor, r.ino) != (major, minor, ino) {
+            stop(r, stage::WRONG_FILE);
+        }
+    }
+    if r.size > max_bytes {
+        stop(r, stage::TOO_BIG);
+    }
+    // "/proc/self/fd/<handle>", written without allocating.
+    let mut link = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
+    let mut digits = [0u8; 10];
+    let (mut n, mut count) = (handle as u32, 0);
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..count {
+        link[14 + i] = digits[count - 1 - i];
+    }
+    let file = libc::open(
+        link.as_ptr().cast(),
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+    );
+    if file < 0 {
+        r.errno = errno();
+        stop(r, stage::REOPEN);
+    }
+    let mut again: libc::stat = std::mem::zeroed();
+    if libc::fstat(file, &mut again) != 0 || (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino)
+    {
+        stop(r, stage::CHANGED);
+    }
+    let capacity = max_bytes as usize + 1;
+    let mut len = 0usize;
+    while len < capacity {
+        let got = libc::read(file, data.add(len).cast(), capacity - len);
+        if got < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            r.errno = errno();
+            stop(r, stage::READ);
+        }
+        if got == 0 {
+            break;
+        }
+        len += got as usize;
+    }
+    r.len = len as u64;
+    stop(
+        r,
+        if len > max_bytes as usize {
+            stage::GREW
+        } else {
+            stage::DONE
+        },
+    )
+}
+
+fn file_kind(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "not a regular file",
+    }
+}
+
+/// Memory shared with a reading child, unmapped when dropped.
+struct SharedMemory {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `read_file`, unmapped once (a child keeps its own view).
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// Closes a descriptor when dropped.
+struct Fd(libc::c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: a descriptor this code opened, closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// Reads `path` in a child process, checked as [`read_in_child`] says,
+/// within `timeout_ms`. A file system may never answer an open, a stat or a
+/// read (FUSE, a hung NFS server), and a process waiting for its answer
+/// cannot even be killed: a thread of ours stuck there would keep this
+/// process from exiting. A child stuck there is left behind (killed, and
+/// reaped by init once the file system answers or goes); it holds none of
+/// our descriptors.
+fn read_file(
+    path: &str,
+    expected: Option<((u32, u32), u64)>,
+    follow: bool,
+    max_bytes: u64,
+    timeout_ms: u32,
+) -> std::result::Result<Vec<u8>, ReadFailure> {
+    let cpath = std::ffi::CString::new(path)
+        .map_err(|_| failed("the path holds a NUL byte".to_string()))?;
+    let capacity = usize::try_from(max_bytes)
+        .ok()
+        .and_then(|n| n.checked_add(DATA_OFFSET + 1))
+        .ok_or_else(|| failed(format!("cannot hold {max_bytes} bytes")))?;
+    // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            capacity,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(failed(format!(
+            "cannot map memory to read it: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let shared = SharedMemory { ptr, len: capacity };
+    let report = shared.ptr.cast::<ChildReport>();
+    // SAFETY: inside the mapping, which starts zeroed and is at least DATA_OFFSET long.
+    let data = unsafe { shared.ptr.cast::<u8>().add(DATA_OFFSET) };
+    let mut pipe = [0; 2];
+    // SAFETY: two ints for the two descriptors.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(failed(format!(
+            "cannot make a pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let (done, child_end) = (Fd(pipe[0]), Fd(pipe[1]));
+    // SAFETY: the child only makes system calls (read_in_child) and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: in the child; the mapping is shared, the pipe's write end
+        // is kept open until the child exits, which the parent waits for.
+        unsafe {
+            read_in_child(
+                &cpath,
+                follow,
+                expected,
+                max_bytes,
+                report,
+                data,
+                child_end.0,
+            )
+        }
+    }
+    drop(child_end);
+    if pid < 0 {
+        return Err(failed(format!(
+            "cannot start a reader: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // The pipe ends (POLLHUP) when the child exits.
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(u64::from(timeout_ms));
+    let finished = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut poll = libc::pollfd {
+            fd: done.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd.
+        let ready =
+            unsafe { libc::poll(&mut poll, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if ready > 0 {
+            break true;
+        }
+        if ready == 0 || errno() != libc::EINTR {
+            break false;
+        }
+    };
+    if !finished {
+        // SAFETY: our child; it may not die at once (not while a file
+        // system owes it an answer): not waited for, init reaps it.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+        }
+        return Err(refused(format!(
+            "no answer within {timeout_ms} ms (a file system that does not answer?): skipped"
+        )));
+    }
+    let mut status = 0;
+    // SAFETY: our child, which has exited (its end of the pipe closed).
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    // SAFETY: the child has exited: nothing writes the report any more.
+    let r = unsafe { &*report };
+    let os = |e: i32| std::io::Error::from_raw_os_error(e);
+    match r.stage {
+        stage::DONE => {
+            // SAFETY: the child wrote `len` (at most max_bytes) bytes there.
+            let bytes = unsafe { std::slice::from_raw_parts(data, r.len as usize) };
+            Ok(bytes.to_vec())
+        }
+        stage::OPEN if r.errno == libc::ELOOP => {
+            Err(refused("is a symbolic link: skipped".to_string()))
+        }
+        stage::OPEN => Err(failed(format!("cannot open it: {}", os(r.errno)))),
+        stage::STAT => Err(failed(format!("cannot stat it: {}", os(r.errno)))),
+        stage::NOT_REGULAR => Err(refused(format!(
+            "is {}, not a regular file: skipped",
+            file_kind(r.mode)
+        ))),
+        stage::WRONG_FILE => {
+            let ((major, minor), ino) = expected.unwrap_or(((0, 0), 0));
+            Err(refused(format!(
+                "is not the file the process maps (device {:02x}:{:02x} inode {}, \
+                 mapped: {major:02x}:{minor:02x} inode {ino}; replaced, or hidden by a mount): skipped",
+                r.dev_major, r.dev_minor, r.ino
+            )))
+        }
+        stage::TOO_BIG => Err(refused(format!(
+            "is {} bytes, more than the {max_bytes} a probe library may have: skipped",
+            r.size
+        ))),
+        stage::REOPEN => Err(failed(format!(
+            "cannot open it for reading: {}",
+            os(r.errno)
+        ))),
+        stage::CHANGED => Err(refused("changed while it was opened: skipped".to_string())),
+        stage::READ => Err(failed(format!("cannot read it: {}", os(r.errno)))),
+        stage::GREW => Err(refused(format!(
+            "grew past {max_bytes} bytes while it was read: skipped"
+        ))),
+        _ => Err(failed(format!(
+            "its reader failed (wait status {status:#x})"
+        ))),
+    }
 }
 
 /// The USDT probes (stapsdt notes) of the ELF file at `path`, in note order:
-/// what `dynprobe list` shows. Reads the file; no tracer involved.
+/// what `dynprobe list` shows, and how many there are. Reads the file as [`ReadLimits`] say (a
+/// regular file, the one expected, within the size and time limits); no
+/// tracer involved. An error's code is `Cancelled` when the file is not
+/// what it should be (skipped), else it could not be read or parsed.
 #[napi]
-pub fn read_probes(path: String) -> Result<Vec<ProbeNote>> {
-    let bytes = std::fs::read(&path)
-        .map_err(|e| Error::new(Status::GenericFailure, format!("cannot read {path}: {e}")))?;
-    let probes = dynprobe_format::read_stapsdt(&bytes)
-        .map_err(|e| Error::new(Status::InvalidArg, format!("{path}: {e}")))?;
+pub fn read_probes(path: String, limits: Option<ReadLimits>) -> Result<ProbeNotes> {
+    let limits = limits.unwrap_or(ReadLimits {
+        device: None,
+        inode: None,
+        follow: None,
+        max_bytes: None,
+        timeout_ms: None,
+        max_probes: None,
+    });
+    let expected = match (&limits.device, &limits.inode) {
+        (Some(device), Some(inode)) => {
+            let device = parse_device(device).ok_or_else(|| {
+                Error::new(
+                    Status::InvalidArg,
+                    format!("not a device number: {device:?}"),
+                )
+            })?;
+            let inode = inode.parse::<u64>().map_err(|_| {
+                Error::new(
+                    Status::InvalidArg,
+                    format!("not an inode number: {inode:?}"),
+                )
+            })?;
+            Some((device, inode))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(Error::new(
+                Status::InvalidArg,
+                "device and inode go together".to_string(),
+            ))
+        }
+    };
+    let max_bytes = match limits.max_bytes {
+        None => DEFAULT_MAX_BYTES,
+        Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9007199254740991.0 => n as u64,
+        Some(n) => {
+            return Err(Error::new(
+                Status::InvalidArg,
+                format!("maxBytes must be a non-negative integer, not {n}"),
+            ))
+        }
+    };
+    let timeout_ms = limits.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    let follow = limits.follow.unwrap_or(false);
+
+    let fail = |status, message| Error::new(status, format!("{path}: {message}"));
+    let bytes = read_file(&path, expected, follow, max_bytes, timeout_ms).map_err(
+        |ReadFailure { refused, message }| {
+            fail(
+                if refused {
+                    Status::Cancelled
+                } else {
+                    Status::GenericFailure
+                },
+                message,
+            )
+        },
+    )?;
+    let mut probes = dynprobe_format::read_stapsdt(&bytes)
+        .map_err(|e| fail(Status::GenericFailure, e.to_string()))?;
+    let total = u32::try_from(probes.len()).unwrap_or(u32::MAX);
+    probes.truncate(limits.max_probes.map_or(usize::MAX, |n| n as usize));
     let as_js = |v: u64| v as i64;
-    Ok(probes
+    let probes = probes
         .into_iter()
         .map(|p| ProbeNote {
+            omitted_args: u32::try_from(p.args.len().saturating_sub(MAX_NOTE_ARGS))
+                .unwrap_or(u32::MAX),
             args: p
                 .args
                 .iter()
+                .take(MAX_NOTE_ARGS)
                 .map(|a| NoteArgInfo {
                     spec: a.spec.clone(),
                     size: u32::from(a.size),
@@ -256,5 +615,6 @@ pub fn read_probes(path: String) -> Result<Vec<ProbeNote>> {
             address_offset: p.address_offset.map(as_js),
             semaphore_offset: p.semaphore_offset.map(as_js),
         })
-        .collect())
+        .collect();
+    Ok(ProbeNotes { probes, total })
 }

@@ -9,7 +9,10 @@ use dynprobe_format::DefinitionError;
 pub enum Error {
     /// The definition breaks a rule; nothing was written.
     Definition(DefinitionError),
-    /// The cache directory could be used by someone else to plant code.
+    /// Someone other than root and this user could change the directory
+    /// `path` (the cache directory, a `<build-id>` directory in it, or a
+    /// directory or link on the way to it), and so plant code: `reason` says
+    /// how.
     UnsafeDirectory { path: PathBuf, reason: String },
     /// A file system operation failed.
     Io {

@@ -20,6 +20,7 @@
 //! ```
 
 mod cache;
+pub mod dtrace_helper;
 mod error;
 mod loader;
 mod provider;

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::io::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 
@@ -61,10 +61,12 @@ fn release(key: &str) {
     }
 }
 
-/// The (provider, module) pair is free in this process: its claim, and where
-/// its library lives. Free the claim with [`load`] or by dropping its result.
+/// The (provider, module) pair is free in this process: its claim, and the
+/// build-id of its library. Free the claim with [`load`] or by dropping its
+/// result.
 pub(crate) struct Claim {
     key: String,
+    build_id_hex: String,
     path: Option<PathBuf>,
 }
 
@@ -76,24 +78,31 @@ pub(crate) fn claim_module(
     build_id_hex: &str,
 ) -> Result<Option<Claim>, Error> {
     let path = match cache::location()? {
-        Location::Dir(dir) => Some(cache::library_path(dir, build_id_hex, module)),
+        Location::Dir(dir) => Some(cache::library_path(&dir.path, build_id_hex, module)),
         Location::Memfd { .. } => None,
     };
     let key = format!("{provider}\0{module}");
-    Ok(claim(&key).then_some(Claim { key, path }))
+    Ok(claim(&key).then(|| Claim {
+        key,
+        build_id_hex: build_id_hex.to_string(),
+        path,
+    }))
 }
 
 /// Maps `bytes` under a claim from [`claim_module`].
 pub(crate) fn load(claim: Claim, module: &str, bytes: &[u8]) -> Result<Loaded, Error> {
-    let result = match (&claim.path, cache::location()?) {
-        (Some(path), _) => {
-            cache::ensure_file(path, bytes).and_then(|()| open(path, None, claim.key.clone()))
-        }
-        (None, Location::Memfd { why }) => {
+    let result = match cache::location()? {
+        // By path, not through the verified descriptor: the cache module
+        // says why that path can only name the verified bytes.
+        Location::Dir(dir) => cache::ensure_library(dir, &claim.build_id_hex, module, bytes)
+            .and_then(|path| {
+                debug_assert_eq!(Some(&path), claim.path.as_ref());
+                open(&path, None, claim.key.clone())
+            }),
+        Location::Memfd { why } => {
             warn_memfd_once(why);
             load_memfd(module, bytes, claim.key.clone())
         }
-        (None, Location::Dir(_)) => unreachable!("claims in a directory have a path"),
     };
     if result.is_err() {
         release(&claim.key);
@@ -102,18 +111,10 @@ pub(crate) fn load(claim: Claim, module: &str, bytes: &[u8]) -> Result<Loaded, E
 }
 
 fn load_memfd(module: &str, bytes: &[u8], key: String) -> Result<Loaded, Error> {
-    let name = CString::new(module).expect("module names have no NUL");
-    // SAFETY: name is NUL-terminated.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(Error::io(
-            "create memfd for",
-            module,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: fd is a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // rustix makes the system call itself: no import of glibc's memfd_create,
+    // which glibc before 2.27 lacks.
+    let fd = rustix::fs::memfd_create(module, rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| Error::io("create memfd for", module, e.into()))?;
     let mut file = std::fs::File::from(
         fd.try_clone()
             .map_err(|e| Error::io("duplicate memfd for", module, e))?,
@@ -143,7 +144,8 @@ fn warn_memfd_once(why: &str) {
         eprintln!(
             "dynprobe: no exec-capable directory for generated libraries ({why}); \
              using memfds, which bpftrace 0.25+ and perf cannot see. \
-             Set DYNPROBE_DIR to an exec-capable directory owned by this user."
+             Set DYNPROBE_DIR to an exec-capable directory owned by this user, on a path \
+             that only root and this user can change."
         )
     });
 }

@@ -84,14 +84,15 @@ impl Report {
 /// Runs `test` in `role` to completion; panics with its output unless its one
 /// test passed.
 pub fn run_child(test: &str, role: &str, dir: &Path) -> Report {
-    finish(
+    finish_output(
         child_command(test, role, dir)
             .output()
             .expect("spawn child"),
     )
 }
 
-fn finish(output: Output) -> Report {
+/// Checks the output of a child that ran to completion (see [`run_child`]).
+pub fn finish_output(output: Output) -> Report {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -156,6 +157,12 @@ impl LiveChild {
     /// Everything reported so far.
     pub fn report(&self) -> &Report {
         &self.seen
+    }
+
+    /// Waits for the child to end (after it was killed, say), whatever its status.
+    pub fn wait(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
     }
 
     /// Closes the child's stdin, lets it finish, and checks it passed.

@@ -1,0 +1,473 @@
+'use strict';
+// The `dynprobe` CLI treats every process as hostile. Real processes map
+// crafted libraries (their notes say what an attacker likes), run as root or
+// as nobody, some in user and mount namespaces of their own where they hide
+// the mapped file under a FIFO, /dev/zero or another file; the CLI runs
+// under a watchdog that kills it past a memory or time bound. Tests that
+// need root or a tracer are skipped loudly without them, and fail under
+// CI=true.
+
+const test = require('node:test');
+const assert = require('node:assert');
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { gate, bpftraceUnavailable } = require('./fixtures/helpers');
+const { unavailable } = require('./tracers/harness');
+const { writeLibrary, sharedDir, mapper, hiddenMapper, fuseMapper, watchedCli } = require('./fixtures/hostile');
+
+const ROOT = path.join(__dirname, '..');
+const IS_ROOT = process.getuid() === 0;
+
+const rootGate = gate('hostile-process CLI tests', IS_ROOT ? null : 'they need root (processes as nobody, namespaces, map_files)');
+const bpftraceGate = gate('hostile-process CLI trace tests with bpftrace', bpftraceUnavailable());
+const dtraceGate = gate('hostile-process CLI trace tests with DTrace', unavailable('dtrace'));
+const nsGate = gate('hostile-process CLI tests in user namespaces', namespacesUnavailable());
+const fuseGate = gate('CLI test with a file system that does not answer', fuseUnavailable());
+
+function fuseUnavailable() {
+  if (!IS_ROOT) return 'it needs root (a FUSE mount)';
+  if (!fs.existsSync('/dev/fuse')) return 'no /dev/fuse (modprobe fuse)';
+  return null;
+}
+
+// Whether nobody can make a user and mount namespace here (or why not).
+function namespacesUnavailable() {
+  if (!IS_ROOT) return 'they need root';
+  const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', 'unshare', '-Urm', 'true'], { encoding: 'utf8' });
+  if (r.status === 0) return null;
+  return `user nobody cannot create a user namespace (${(r.stderr || String(r.error)).trim()}); allow it with \`sysctl user.max_user_namespaces=10000\` (and kernel.unprivileged_userns_clone=1 where it exists)`;
+}
+
+// Characters that must never reach a terminal raw (newline aside).
+const RAW_CONTROL = /[\0-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\u{e0000}-\u{e007f}]/u;
+const assertNoRawControls = (text, what) => {
+  const m = RAW_CONTROL.exec(text);
+  assert.ok(m === null, `${what} writes U+${m && m[0].codePointAt(0).toString(16).padStart(4, '0')} raw at ${m && m.index}: ${JSON.stringify(text.slice(Math.max(0, (m && m.index) - 80), (m && m.index) + 40))}`);
+};
+
+const dirs = [];
+const stops = [];
+test.after(() => {
+  for (const stop of stops) stop();
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+function tempDir() {
+  const dir = sharedDir('dynprobe-hostile-');
+  dirs.push(dir);
+  return dir;
+}
+async function started(promise) {
+  const proc = await promise;
+  stops.push(proc.stop);
+  return proc;
+}
+
+// The files the CLI needs, where user nobody can read them.
+function copyForNobody() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-cli-'));
+  dirs.push(dir);
+  for (const rel of ['index.js', 'package.json', 'lib', 'bin', path.join('build', 'dynprobe.node')]) {
+    fs.cpSync(path.join(ROOT, rel), path.join(dir, rel), { recursive: true });
+  }
+  spawnSync('chmod', ['-R', 'a+rX', dir]);
+  return dir;
+}
+
+// A C library built with sys/sdt.h, where a compiler and the header exist:
+// DTRACE_PROBE1(my-app, log-info, x) has no semaphore and names that are
+// not C identifiers. Null (with the reason) otherwise.
+function sdtLibrary(dir) {
+  const src = path.join(dir, 'sdt.c');
+  fs.writeFileSync(src, '#include <sys/sdt.h>\nvoid f(int x) { DTRACE_PROBE1(sdt-app, log-info, x); }\n');
+  const sub = path.join(dir, 'c'.repeat(40));
+  fs.mkdirSync(sub, { mode: 0o755 });
+  const lib = path.join(sub, 'sdt-lib');
+  const r = spawnSync('cc', ['-O1', '-shared', '-fPIC', '-o', lib, src], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    const why = /sdt\.h/.test(r.stderr || '') ? 'no sys/sdt.h (apt-get install systemtap-sdt-dev)' : `cc failed: ${r.stderr || r.error}`;
+    return { lib: null, why };
+  }
+  return { lib, why: null };
+}
+
+test('list: a probe with no semaphore whose names are not C identifiers (plain sys/sdt.h) is listed, and never aborts the scan', { skip: rootGate.skip, timeout: 120000 }, async (t) => {
+  assert.ok(!rootGate.reason, rootGate.reason);
+  const dir = tempDir();
+  const crafted = writeLibrary(dir, 'sdt-style', [
+    { provider: 'my-app', name: 'log-info', semaphore: false },
+    { provider: 'my_app', name: 'plain', semaphore: false },
+  ]);
+  const sdt = sdtLibrary(dir);
+  if (sdt.why) {
+    // Provisioning installs sys/sdt.h: in CI the real compiled case is required.
+    assert.ok(process.env.CI !== 'true', `CI=true: ${sdt.why}`);
+    t.diagnostic(`the sys/sdt.h library is left out: ${sdt.why}`);
+  }
+  const libs = [crafted, ...(sdt.lib ? [sdt.lib] : [])];
+  const proc = await started(mapper(libs));
+
+  const text = await watchedCli(['list', proc.pid]);
+  assert.strictEqual(text.status, 0, text.all);
+  assert.doesNotMatch(text.stderr, /TypeError|at .*\.js/, text.all);
+  assert.match(text.stdout, /^ {6}log-info\(int32_t\)$/m);
+  // perf's event is defined through tracefs, without a semaphore.
+  assert.match(text.stdout, /echo 'p:sdt_my_app\/log_info \S+\/sdt-style:0x[0-9a-f]+ arg0=%di:s32' >> \/sys\/kernel\/tracing\/uprobe_events/);
+
+  const [listed] = JSON.parse((await watchedCli(['list', proc.pid, '--json'])).stdout);
+  const probes = listed.providers.flatMap((p) => p.probes.map((probe) => ({ provider: p.provider, ...probe })));
+  const logInfo = probes.find((p) => p.provider === 'my-app');
+  assert.strictEqual(logInfo.semaphore, 0);
+  assert.strictEqual(logInfo.semaphoreOffset, null, 'null, not missing');
+  assert.ok(logInfo.commands.perf.every((l) => !l.includes('undefined')), logInfo.commands.perf.join('\n'));
+  if (sdt.lib) {
+    const c = probes.find((p) => p.provider === 'sdt-app');
+    assert.ok(c && c.name === 'log-info' && c.semaphore === 0 && c.commands !== null, JSON.stringify(probes));
+  }
+
+  // The whole scan goes on past it.
+  const all = await watchedCli(['list', '--json']);
+  assert.strictEqual(all.status, 0, all.all);
+  assert.ok(JSON.parse(all.stdout).some((p) => p.pid === proc.pid), all.all);
+});
+
+// Names that would change a bpftrace or DTrace program, or a printed shell
+// command, if pasted as they are.
+const INJECTIONS = [
+  ['x', 'p { cat("/etc/shadow"); } usdt:*:x:q'],
+  ['x', 'p { system("id"); }\nx$target:::q'],
+  ['x', "p'; touch /tmp/dynprobe-pwned; '"],
+  ['x', 'p"q'],
+  ['x', 'p}q'],
+  ['x', 'p;q'],
+  ['x', 'p\nq'],
+  ['x', 'p*/q'],
+  ['x', 'p/*q'],
+  ['x', '$(touch /tmp/dynprobe-pwned)'],
+  ['x', '`touch /tmp/dynprobe-pwned`'],
+  ['x', 'p:q'],
+  ['x', 'p q'],
+  ['x', 'p\\q'],
+  ['x', '*'],
+  ["x'y", 'p'],
+  ['x}y', 'p'],
+  ['x{y', 'p'],
+  ['x$target', 'p'],
+  ['x;y', 'p'],
+  ['9x', 'p'],
+  ['x', 'p'.repeat(129)],
+];
+// What none of the generated text may contain.
+const MARKERS = ['cat(', 'system(', 'dynprobe-pwned', '/etc/shadow', '$target$target', 'p"q', 'p}q', 'p;q', '*/q', '/*q'];
+
+test('names that could change a tracer program never reach one: refused by name in list, and in trace for bpftrace and DTrace', { skip: rootGate.skip, timeout: 180000 }, async () => {
+  assert.ok(!rootGate.reason, rootGate.reason);
+  const dir = tempDir();
+  const notes = [...INJECTIONS.map(([provider, name]) => ({ provider, name })), { provider: 'x', name: 'ok' }, { provider: 'good', name: 'fine' }];
+  const lib = writeLibrary(dir, 'inject', notes);
+  const proc = await started(mapper([lib]));
+
+  const json = await watchedCli(['list', proc.pid, '--json']);
+  assert.strictEqual(json.status, 0, json.all);
+  const [listed] = JSON.parse(json.stdout);
+  const probes = listed.providers.flatMap((p) => p.probes.map((probe) => ({ provider: p.provider, ...probe })));
+  assert.strictEqual(probes.length, notes.length, 'every probe is listed');
+  for (const [provider, name] of INJECTIONS) {
+    const probe = probes.find((p) => p.provider === provider && p.name === name);
+    assert.ok(probe, `${provider}:${name} listed`);
+    assert.strictEqual(probe.commands, null, `${JSON.stringify(provider)}:${JSON.stringify(name)} has no commands`);
+    assert.match(probe.refused, /^cannot be traced by name: its (provider|probe) name (".*" has characters a tracer program cannot take|is \d+ characters long)/);
+  }
+  for (const [provider, name] of [['x', 'ok'], ['good', 'fine']]) {
+    const probe = probes.find((p) => p.provider === provider && p.name === name);
+    assert.strictEqual(probe.refused, null);
+    const commands = [probe.commands.bpftrace, probe.commands.dtrace, ...probe.commands.perf, probe.commands.gdb].join('\n');
+    for (const marker of MARKERS) assert.ok(!commands.includes(marker), `${marker} in\n${commands}`);
+  }
+
+  // The text listing shows each refused name once, escaped, with the reason;
+  // its commands are only those of the names that fit.
+  const text = await watchedCli(['list', proc.pid]);
+  assert.strictEqual(text.status, 0, text.all);
+  assertNoRawControls(text.stdout, 'list');
+  assert.ok(text.stdout.includes('p { system(\\"id\\"); }\\x0ax$target:::q'), text.stdout);
+  const commandLines = text.stdout.split('\n').filter((l) => /^ {6}(dynprobe|bpftrace|BPFTRACE|dtrace|perf|echo|gdb) /.test(l));
+  assert.ok(commandLines.length >= 12, text.stdout);
+  for (const line of commandLines) for (const marker of MARKERS) assert.ok(!line.includes(marker), line);
+  assert.strictEqual(fs.existsSync('/tmp/dynprobe-pwned'), false);
+});
+
+test('trace: refused names never reach bpftrace, whose program traces the rest', { skip: bpftraceGate.skip, timeout: 180000 }, async () => {
+  assert.ok(!bpftraceGate.reason, bpftraceGate.reason);
+  const dir = tempDir();
+  const lib = writeLibrary(dir, 'inject', [...INJECTIONS.map(([provider, name]) => ({ provider, name })), { provider: 'good', name: 'fine' }]);
+  const proc = await started(mapper([lib]));
+
+  const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'bpftrace']);
+  assert.strictEqual(dry.status, 0, dry.all);
+  for (const marker of MARKERS) assert.ok(!dry.stdout.includes(marker), `${marker} in\n${dry.stdout}`);
+  assert.match(dry.stdout, /usdt:\S+\/inject:good:fine \//);
+  const refused = dry.stderr.split('\n').filter((l) => / is not traced: /.test(l));
+  assert.strictEqual(refused.length, INJECTIONS.length, dry.stderr);
+  assertNoRawControls(dry.stderr, 'trace');
+
+  // bpftrace really runs the program: it attaches, and stops by itself.
+  const run = await watchedCli(['trace', proc.pid, '--duration', 1, '--tracer', 'bpftrace'], { ms: 120000 });
+  assert.strictEqual(run.status, 0, run.all);
+  assert.match(run.stderr, /tracing 1 probe in process \d+ .* with bpftrace/);
+
+  // Nothing left to trace: an error that names every probe left out.
+  const none = await watchedCli(['trace', proc.pid, "x'y", '--tracer', 'bpftrace']);
+  assert.strictEqual(none.status, 1, none.all);
+  assert.match(none.stderr, /^dynprobe: no probe matching x'y in process \d+ can be traced:\nprobe x'y:p is not traced: its provider name "x'y" has characters/m);
+  assert.strictEqual(fs.existsSync('/tmp/dynprobe-pwned'), false);
+});
+
+test('trace: refused names never reach a DTrace script', { skip: dtraceGate.skip, timeout: 180000 }, async () => {
+  assert.ok(!dtraceGate.reason, dtraceGate.reason);
+  const dir = tempDir();
+  const lib = writeLibrary(dir, 'inject', [...INJECTIONS.map(([provider, name]) => ({ provider, name })), { provider: 'good', name: 'fine' }]);
+  const proc = await started(mapper([lib]));
+  const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'dtrace']);
+  assert.strictEqual(dry.status, 0, dry.all);
+  for (const marker of MARKERS) assert.ok(!dry.stdout.includes(marker), `${marker} in\n${dry.stdout}`);
+  assert.match(dry.stdout, /^good\$target:::fine$/m);
+  const clauses = dry.stdout.split('\n').filter((l) => /\$target:/.test(l));
+  assert.deepStrictEqual(clauses, ['good$target:::fine'], dry.stdout);
+  assert.strictEqual(dry.stderr.split('\n').filter((l) => / is not traced: /.test(l)).length, INJECTIONS.length, dry.stderr);
+});
+
+test('the program builders refuse a name outside the grammar themselves', () => {
+  const { build } = require('../lib/cli/program');
+  const arg = { spec: '-4@%edi', size: 4, signed: true, float: false, location: '%edi', types: ['int32_t'] };
+  const bpftrace = { family: 'bpftrace', maxArgs: 6, stringsPerClause: 1, perLibrary: false };
+  const dtrace = { family: 'dtrace', maxArgs: 10, stringsPerClause: Infinity, perLibrary: true };
+  for (const [provider, name] of INJECTIONS) {
+    const entry = { provider, module: 'm', storage: 'file', tracerPath: '/lib/m', probes: [] };
+    const probe = { name, args: [arg] };
+    entry.probes.push(probe);
+    for (const tracer of [bpftrace, dtrace]) {
+      assert.throws(() => build([{ entry, probe }], tracer, [entry], 1), /has characters a tracer program cannot take|characters long/, `${provider}:${name}`);
+    }
+  }
+  // A library path bpftrace cannot take (DTrace does not name it).
+  const entry = { provider: 'p', module: 'm', storage: 'memfd', tracerPath: '/tmp/a b{ system("id") }', probes: [] };
+  const probe = { name: 'x', args: [arg] };
+  assert.throws(() => build([{ entry, probe }], bpftrace, [entry], 1), /library path/);
+  assert.doesNotThrow(() => build([{ entry, probe }], dtrace, [entry], 1));
+});
+
+test('list never writes a raw control or formatting character: names, types and command lines are escaped', { skip: rootGate.skip, timeout: 120000 }, async () => {
+  assert.ok(!rootGate.reason, rootGate.reason);
+  const dir = tempDir();
+  const names = [
+    ['esc\x1b]0;pwned\x07', 'title'],
+    ['bell', 'ring\x07'],
+    ['cr', 'over\rwrite'],
+    ['csi', 'c1\u009b31m'],
+    ['del', 'a\x7fb'],
+    ['bidi', 'log-info\u202eofni'],
+    ['isolate', 'a\u2066b\u2069'],
+    ['zw', 'a\u200bb'],
+    ['bom', '\ufeffbunyan'],
+    ['tag', 'a\u{e0041}b'],
+  ];
+  const lib = writeLibrary(dir, 'controls', [
+    ...names.map(([provider, name]) => ({ provider, name })),
+    { provider: 'args', name: 'spec', args: '-4@%edi\x1b[2J 8@\u202e%rsi' },
+  ]);
+  const proc = await started(mapper([lib], { argv0: 'sleep\x1b]2;fake title\x07' }));
+
+  const text = await watchedCli(['list', proc.pid]);
+  assert.strictEqual(text.status, 0, text.all);
+  assertNoRawControls(text.stdout, 'list');
+  assertNoRawControls(text.stderr, 'list');
+  for (const shown of ['esc\\x1b]0;pwned\\x07', 'ring\\x07', 'over\\x0dwrite', 'c1\\x9b31m', 'a\\x7fb', 'log-info\\u202eofni', 'a\\u2066b\\u2069', 'a\\u200bb', '\\ufeffbunyan', 'a\\u{e0041}b', 'sleep\\x1b]2;fake title\\x07 600']) {
+    assert.ok(text.stdout.includes(shown), `${shown} in\n${text.stdout}`);
+  }
+
+  // JSON: the same names, exactly, with nothing raw on the wire.
+  const json = await watchedCli(['list', proc.pid, '--json']);
+  assert.strictEqual(json.status, 0, json.all);
+  assertNoRawControls(json.stdout, 'list --json');
+  const [listed] = JSON.parse(json.stdout);
+  assert.strictEqual(listed.command, 'sleep\x1b]2;fake title\x07 600');
+  const got = listed.providers.flatMap((p) => p.probes.map((probe) => [p.provider, probe.name]));
+  for (const pair of names) assert.ok(got.some((g) => g[0] === pair[0] && g[1] === pair[1]), JSON.stringify(pair));
+
+  // trace's messages too.
+  if (!bpftraceGate.skip) {
+    const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'bpftrace']);
+    assertNoRawControls(dry.stdout + dry.stderr, 'trace');
+  }
+});
+
+// Hiding the mapped file under something else in the process's own mount
+// namespace: what the path shows is not what is mapped.
+const HIDERS = [
+  { label: 'a FIFO', make: (dir) => fifo(dir), nobodySays: /is a FIFO, not a regular file: skipped/ },
+  { label: '/dev/zero', make: () => '/dev/zero', nobodySays: /is a character device, not a regular file: skipped/ },
+  {
+    label: 'another library',
+    make: (dir) => writeLibrary(dir, 'impostor-src', [{ provider: 'impostor', name: 'p' }]),
+    nobodySays: /is not the file the process maps \(device [0-9a-f]+:[0-9a-f]+ inode \d+, mapped: [0-9a-f]+:[0-9a-f]+ inode \d+; replaced, or hidden by a mount\): skipped/,
+  },
+];
+function fifo(dir) {
+  const file = path.join(dir, 'fifo');
+  spawnSync('mkfifo', ['-m', '0666', file]);
+  return file;
+}
+
+for (const hider of HIDERS) {
+  test(`a library hidden under ${hider.label} by nobody in its own namespaces: root lists what is mapped and gives no tracer the path, nobody skips it, neither hangs nor grows`, { skip: nsGate.skip, timeout: 240000 }, async (t) => {
+    assert.ok(!nsGate.reason, nsGate.reason);
+    const dir = tempDir();
+    const lib = writeLibrary(dir, 'hidden', [{ provider: 'hostilereal', name: 'p' }]);
+    const proc = await started(hiddenMapper(lib, hider.make(dir)));
+    const bound = { maxRss: 256 << 20, ms: 60000 };
+
+    const one = await watchedCli(['list', proc.pid, '--json'], bound);
+    t.diagnostic(`root list PID: ${one.ms} ms, peak RSS ${(one.peakRss / 1048576).toFixed(1)} MiB`);
+    assert.strictEqual(one.killed, null, one.all);
+    assert.strictEqual(one.status, 0, one.all);
+    const [listed] = JSON.parse(one.stdout);
+    assert.deepStrictEqual(listed.providers.map((p) => p.provider), ['hostilereal'], 'read through map_files: the mapped file');
+
+    const scan = await watchedCli(['list'], bound);
+    t.diagnostic(`root list (every process): ${scan.ms} ms, peak RSS ${(scan.peakRss / 1048576).toFixed(1)} MiB`);
+    assert.strictEqual(scan.killed, null, scan.all);
+    assert.strictEqual(scan.status, 0, scan.all);
+    assert.ok(scan.stdout.includes(`PID ${proc.pid}  sleep 600`), scan.all);
+
+    // A tracer would open the path: trace refuses to give it one that no
+    // longer shows the mapped file.
+    if (!bpftraceGate.skip) {
+      const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'bpftrace'], bound);
+      assert.strictEqual(dry.killed, null, dry.all);
+      assert.strictEqual(dry.status, 1, dry.all);
+      assert.match(dry.stderr, /probe hostilereal:p is not traced: its library \S+\/hidden no longer shows the mapped file \(.* skipped\)/, dry.all);
+    }
+
+    // nobody cannot read map_files: it reads the path, checks it, skips it.
+    const copy = copyForNobody();
+    const mine = await watchedCli(['list', proc.pid], { ...bound, nobody: true, root: copy });
+    t.diagnostic(`nobody list PID: ${mine.ms} ms, peak RSS ${(mine.peakRss / 1048576).toFixed(1)} MiB`);
+    assert.strictEqual(mine.killed, null, mine.all);
+    assert.strictEqual(mine.status, 1, mine.all);
+    assert.match(mine.stderr, /^dynprobe: no dynprobe providers in process \d+ \(sleep 600\)$/m, mine.all);
+    assert.doesNotMatch(mine.stdout + mine.stderr, /impostor/);
+    const warned = await watchedCli(['list', '--json'], { ...bound, nobody: true, root: copy });
+    assert.strictEqual(warned.killed, null, warned.all);
+    assert.ok(!JSON.parse(warned.stdout || '[]').some((p) => p.pid === proc.pid), warned.all);
+    // What was skipped, and why.
+    assert.match(mine.stderr, hider.nobodySays, mine.all);
+  });
+}
+
+test('crafted libraries (100,000 notes, 1 MiB names, an 80 MiB file) cost bounded time and memory through list', { skip: rootGate.skip, timeout: 300000 }, async (t) => {
+  assert.ok(!rootGate.reason, rootGate.reason);
+  const dir = tempDir();
+  const many = writeLibrary(dir, 'many', Array.from({ length: 100000 }, (_, i) => ({ provider: 'many', name: `p${i}` })));
+  const mib = 'n'.repeat(1 << 20);
+  const long = writeLibrary(dir, 'long', [{ provider: mib, name: 'p' }, { provider: 'long', name: mib }, { provider: 'long', name: 'q', args: `-4@%edi ${'8@%rsi '.repeat(100000)}` }]);
+  const huge = writeLibrary(dir, 'huge', [{ provider: 'huge', name: 'p' }], { extra: 80 << 20 });
+  const good = writeLibrary(dir, 'good', [{ provider: 'good', name: 'fine' }]);
+  const proc = await started(mapper([many, long, huge, good]));
+  const bound = { maxRss: 1024 << 20, ms: 120000 };
+
+  for (const format of [[], ['--json']]) {
+    const r = await watchedCli(['list', proc.pid, ...format], bound);
+    t.diagnostic(`list ${format.join(' ') || '(text)'}: ${r.ms} ms, peak RSS ${(r.peakRss / 1048576).toFixed(1)} MiB, ${(r.stdout.length / 1048576).toFixed(1)} MiB of output`);
+    assert.strictEqual(r.killed, null, r.all);
+    assert.strictEqual(r.status, 0, r.all);
+    assert.doesNotMatch(r.stderr, /TypeError|RangeError|at .*\.js/, r.all);
+    if (format.length === 0) {
+      assertNoRawControls(r.stdout, 'list');
+      // No line carries a whole 1 MiB name.
+      const longest = Math.max(...r.stdout.split('\n').map((l) => l.length));
+      assert.ok(longest < 4096, `a line of ${longest} characters`);
+      assert.match(r.stdout, /^ {2}provider n{200}… \(1048576 characters\) {2}\(module long, file\)$/m);
+      assert.match(r.stdout, /^ {8}cannot be traced by name: its provider name is 1048576 characters long \(at most 128\)$/m);
+      assert.match(r.stdout, new RegExp(`warning: ${huge.replace(/[.]/g, '\\.')}: is \\d+ bytes, more than the 67108864 a probe library may have: skipped`));
+      assert.match(r.stdout, /^ {2}provider good {2}\(module good, file\)$/m);
+      // 64 arguments read, the others counted; the line cut.
+      assert.match(r.stdout, /^ {6}q\(int32_t, char \*\|uint64_t, .*… \(1097 characters\)\n {8}cannot be traced by name: its note lists 100001 arguments \(no tracer reads more than 12\)$/m);
+    } else {
+      const [listed] = JSON.parse(r.stdout);
+      const manyProbes = listed.providers.filter((p) => p.provider === 'many').flatMap((p) => p.probes);
+      // All of them, or the first ones with a warning saying how many there are.
+      if (manyProbes.length < 100000) assert.ok(listed.warnings.some((w) => w.includes(`${many}: 100000 probes; only the first ${manyProbes.length} are shown`)), listed.warnings.join('\n'));
+      assert.ok(manyProbes.length > 0);
+      assert.ok(listed.providers.some((p) => p.provider === 'good'));
+    }
+  }
+});
+
+test('the API refuses names with invisible or bidirectional characters, with which one provider could pose as another in a listing', () => {
+  const { createDTraceProvider } = require('..');
+  const invisible = ['\u200b', '\u200d', '\u200e', '\u202e', '\u2066', '\ufeff', '\u00ad', '\u{e0041}', '\u3164'];
+  for (const c of invisible) {
+    const hex = c.codePointAt(0).toString(16);
+    for (const name of [`bun${c}yan`, `${c}bunyan`, `bunyan${c}`]) {
+      assert.throws(() => createDTraceProvider(name), (e) => e instanceof RangeError && /invisible or bidirectional formatting character/.test(e.message) && e.message.includes(`\\u{${hex}}`), `provider U+${hex}`);
+      assert.throws(() => createDTraceProvider('apimod', name), (e) => e instanceof RangeError && /invisible/.test(e.message), `module U+${hex}`);
+      const dtp = createDTraceProvider('apinames2');
+      assert.throws(() => dtp.addProbe(`log${c}-info`, 'char *'), (e) => e instanceof RangeError && /invisible/.test(e.message), `probe U+${hex}`);
+    }
+  }
+  assert.throws(() => createDTraceProvider('a\ue000'), (e) => e instanceof RangeError && /private-use/.test(e.message));
+  // What applications name things keeps working.
+  const bunyan = createDTraceProvider('bunyan');
+  for (const p of ['log-info', 'log-trace', '__proto__', 'handler-0', 'request.done', 'über']) bunyan.addProbe(p, 'char *');
+  createDTraceProvider('restify').addProbe('route-start', 'char *', 'char *', 'int', 'char *', 'char *', 'json');
+});
+
+test('a library on a file system that does not answer: list gives up on it after the time limit, once per file system, and exits', { skip: fuseGate.skip, timeout: 240000 }, async (t) => {
+  assert.ok(!fuseGate.reason, fuseGate.reason);
+  const dir = tempDir();
+  const source = writeLibrary(dir, 'src', [{ provider: 'fusey', name: 'p' }]);
+  const token = require('node:crypto').randomBytes(8).toString('hex');
+  const fuse = await started(fuseMapper(source, dir, token, 2));
+  const other = await started(mapper([writeLibrary(dir, 'good', [{ provider: 'good', name: 'fine' }])]));
+
+  // Answered, it is an ordinary library.
+  const answered = await watchedCli(['list', fuse.pid, '--json']);
+  assert.strictEqual(answered.status, 0, answered.all);
+  assert.deepStrictEqual(JSON.parse(answered.stdout)[0].providers.map((p) => p.provider), ['fusey', 'fusey']);
+
+  // Never answered: one time limit (5 s) for the file system, then the
+  // other library on it is skipped at once; the CLI exits although its
+  // reader is stuck for good.
+  const env = { DYNPROBE_FUSE_STALL: token };
+  const one = await watchedCli(['list', fuse.pid], { env, ms: 60000 });
+  t.diagnostic(`list PID, file system not answering: ${one.ms} ms`);
+  assert.strictEqual(one.killed, null, one.all);
+  assert.strictEqual(one.status, 1, one.all);
+  assert.match(one.stderr, /warning: \S+\/fusemod\d: no answer within 5000 ms \(a file system that does not answer\?\): skipped/, one.all);
+  assert.match(one.stderr, /warning: \S+\/fusemod\d: skipped: its file system \(device [0-9a-f]+:[0-9a-f]+\) did not answer in time before/, one.all);
+  assert.ok(one.ms < 20000, `${one.ms} ms`);
+
+  const scan = await watchedCli(['list', '--json'], { env, ms: 60000 });
+  t.diagnostic(`list (every process), file system not answering: ${scan.ms} ms`);
+  assert.strictEqual(scan.killed, null, scan.all);
+  assert.strictEqual(scan.status, 0, scan.all);
+  const pids = JSON.parse(scan.stdout).map((p) => p.pid);
+  assert.ok(pids.includes(other.pid) && !pids.includes(fuse.pid), scan.all);
+});
+
+test('trace prints what a probe fires without a raw control or formatting character, as lines and as JSON', () => {
+  const { formatLine, formatJson } = require('../lib/cli/format');
+  const probe = { provider: 'p', probe: 'x', module: 'p', label: 'p:x', omitted: 0 };
+  const values = ['csi \u009b2J', 'rlo \u202egnp.exe', 'esc \x1b]0;t\x07', 'zw\u200bsp', '{"a":1,\r"b":"\u009b"}', '[1,\r\n2]'];
+  const firing = { probe, tid: 1, time: 1700000000000000000n, args: values.map((value) => ({ type: 'string', value, truncated: false })) };
+  for (const pretty of [false, true]) {
+    const line = formatLine(firing, { pretty, pid: 1 });
+    assertNoRawControls(line, `trace${pretty ? ' --pretty' : ''}`);
+    assert.ok(line.includes('\\u009b2J') && line.includes('\\u202egnp.exe') && line.includes('\\u001b]0;t\\u0007'), line);
+  }
+  const json = formatJson(firing, 1);
+  assertNoRawControls(json, 'trace --json');
+  assert.deepStrictEqual(JSON.parse(json).args, values, 'the same strings, escaped');
+});
