@@ -17,7 +17,6 @@ const { describe, test, before } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const h = require('./fixtures/helpers');
 const runtimes = require('./fixtures/runtimes');
@@ -44,14 +43,18 @@ test(`${TARGET}: the addon is arm64 and needs no glibc symbol newer than 2.17`, 
 
 test(`${TARGET}: test/api.test.js passes under qemu-user (the arm64 root's node)`, { skip: gate.skip, timeout: 15 * 60 * 1000 }, () => {
   assert.ok(!reason, `required when CI=true: ${reason}`);
-  // No bpftrace on PATH (the host's would try to trace an emulated process)
-  // and not CI: the one suite that needs a tracer skips, saying so.
-  const noTools = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-no-tools-'));
-  const env = arm64.qemuUserEnv({ ...process.env, PATH: noTools });
-  delete env.CI;
-  delete env.NODE_TEST_CONTEXT; // a test run of its own, not a subtest of this one
-  const r = spawnSync(arm64.ARM64_NODE, ['--test', '--test-reporter=tap', 'test/api.test.js'], { cwd: pkg, env, encoding: 'utf8', timeout: 14 * 60 * 1000 });
-  fs.rmSync(noTools, { recursive: true, force: true });
+  // The program runs in the arm64 root as in a container (runtimes.js), its
+  // binaries through binfmt_misc: one file system, as on a real machine
+  // (qemu's QEMU_LD_PREFIX would send some opens into the root and others
+  // not). No bpftrace on PATH (it cannot attach to an emulated process) and
+  // not CI: the one suite that needs a tracer skips, saying so.
+  const runtime = { name: 'arm64 qemu-user', node: arm64.ARM64_NODE, root: arm64.ARM64_ROOT, package: pkg, env: {} };
+  const base = { ...process.env };
+  delete base.CI;
+  const argv = runtimes.command(runtime, ['--test', '--test-reporter=tap', path.join(pkg, 'test', 'api.test.js')]);
+  // PATH without bpftrace for node only (entering the root needs the tools).
+  argv.splice(argv.lastIndexOf(arm64.ARM64_NODE), 0, '/usr/bin/env', 'PATH=/dynprobe-no-tools');
+  const r = spawnSync(argv[0], argv.slice(1), { env: runtimes.environment(runtime, base), encoding: 'utf8', timeout: 14 * 60 * 1000 });
   const out = `${r.stdout}\n${r.stderr}`;
   const count = (what) => Number((new RegExp(`^# ${what} (\\d+)$`, 'm').exec(r.stdout) || [])[1] || 0);
   assert.equal(r.status, 0, `node --test failed (${r.status ?? r.signal}):\n${out.slice(-6000)}`);

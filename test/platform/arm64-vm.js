@@ -1,7 +1,8 @@
 'use strict';
 // The arm64 machines (scripts/provision-arm64.sh):
-//   - qemu-user: an arm64 process on this host, its libraries from the arm64
-//     root (QEMU_LD_PREFIX); no tracer can attach to an emulated process;
+//   - qemu-user: an arm64 process on this host in the arm64 root (entered
+//     like a container, binaries run through binfmt_misc); no tracer can
+//     attach to an emulated process;
 //   - a virtual machine: qemu-system-aarch64 under TCG, Debian's arm64 kernel,
 //     the arm64 root as its initramfs plus a payload (this package with the
 //     arm64 addon, Rust test binaries, test/platform/vm-init.sh as PID 1).
@@ -39,11 +40,6 @@ function vmUnavailable() {
   const q = spawnSync('qemu-system-aarch64', ['--version'], { encoding: 'utf8' });
   if (q.status !== 0) return 'qemu-system-aarch64 is not installed (run scripts/provision-arm64.sh as root)';
   return null;
-}
-
-// The environment that runs an arm64 program under qemu-user.
-function qemuUserEnv(base = process.env) {
-  return { ...base, QEMU_LD_PREFIX: ARM64_ROOT };
 }
 
 // Cross-compiles the Rust crates' test binaries for aarch64 with sid's Rust
@@ -131,4 +127,4 @@ function parseVmOutput(output) {
   return { up, done, cases, rust };
 }
 
-module.exports = { BASE, ARM64_ROOT, ARM64_NODE, qemuUserUnavailable, vmUnavailable, qemuUserEnv, buildRustTests, runVm, parseVmOutput };
+module.exports = { BASE, ARM64_ROOT, ARM64_NODE, qemuUserUnavailable, vmUnavailable, buildRustTests, runVm, parseVmOutput };
