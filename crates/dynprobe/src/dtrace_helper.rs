@@ -127,7 +127,7 @@ impl Helper {
         let r = unsafe {
             libc::ioctl(
                 self.fd.as_raw_fd(),
-                DTRACEHIOC_ADDDOF,
+                DTRACEHIOC_ADDDOF as libc::Ioctl, // (an int on musl)
                 &helper as *const DofHelper,
             )
         };
@@ -141,7 +141,7 @@ impl Helper {
         let r = unsafe {
             libc::ioctl(
                 self.fd.as_raw_fd(),
-                DTRACEHIOC_REMOVE,
+                DTRACEHIOC_REMOVE as libc::Ioctl, // (an int on musl)
                 generation.0 as libc::c_long,
             )
         };
@@ -155,7 +155,7 @@ impl Helper {
         let r = unsafe {
             libc::ioctl(
                 self.fd.as_raw_fd(),
-                DTRACEHIOC_HASUSDT,
+                DTRACEHIOC_HASUSDT as libc::Ioctl, // (an int on musl)
                 address_in_object as libc::c_ulong,
             )
         };

@@ -13,6 +13,17 @@ use std::sync::{Mutex, Once};
 use crate::cache::{self, Location};
 use crate::Error;
 
+// musl has dlinfo (RTLD_DI_LINKMAP only) but the libc crate declares neither
+// for it: this module stands in for the crate, adding the two.
+#[cfg(target_env = "musl")]
+mod libc {
+    pub use ::libc::*;
+    pub const RTLD_DI_LINKMAP: c_int = 2;
+    extern "C" {
+        pub fn dlinfo(handle: *mut c_void, request: c_int, info: *mut c_void) -> c_int;
+    }
+}
+
 /// A library mapped into this process.
 pub(crate) struct Loaded {
     handle: *mut libc::c_void,

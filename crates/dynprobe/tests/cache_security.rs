@@ -307,7 +307,10 @@ fn attack() {
     fs::create_dir(&evil).unwrap();
     plant(&evil);
     let cache = theirs.join("cache");
-    fs::write(theirs.join("go"), evil_inode.to_string()).unwrap();
+    // Published whole (written, then renamed in): the victim reads it as soon
+    // as it exists, and a slow machine showed it empty.
+    fs::write(theirs.join("go.tmp"), evil_inode.to_string()).unwrap();
+    fs::rename(theirs.join("go.tmp"), theirs.join("go")).unwrap();
     let start = Instant::now();
     let mut swaps = 0u64;
     while start.elapsed() < RACE + Duration::from_secs(1) {

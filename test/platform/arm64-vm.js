@@ -1,0 +1,130 @@
+'use strict';
+// The arm64 machines (scripts/provision-arm64.sh):
+//   - qemu-user: an arm64 process on this host in the arm64 root (entered
+//     like a container, binaries run through binfmt_misc); no tracer can
+//     attach to an emulated process;
+//   - a virtual machine: qemu-system-aarch64 under TCG, Debian's arm64 kernel,
+//     the arm64 root as its initramfs plus a payload (this package with the
+//     arm64 addon, Rust test binaries, test/platform/vm-init.sh as PID 1).
+//     Tracers run inside it, for real: uprobes, BPF, USDT semaphores.
+
+const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const ROOT = path.join(__dirname, '..', '..');
+const BASE = process.env.DYNPROBE_ARM64 || '/var/lib/dynprobe/arm64';
+const ARM64_ROOT = path.join(BASE, 'root');
+const ARM64_NODE = path.join(ARM64_ROOT, 'usr', 'bin', 'node');
+const IS_ROOT = process.getuid && process.getuid() === 0;
+
+// Why arm64 processes cannot run here, or null.
+function qemuUserUnavailable() {
+  if (!IS_ROOT) return 'the arm64 checks need root (the arm64 addon builds in the sid root)';
+  if (!fs.existsSync(path.join(ARM64_ROOT, '.dynprobe-ready'))) {
+    return `the arm64 root is not provisioned in ${ARM64_ROOT} (run scripts/provision-arm64.sh as root)`;
+  }
+  if (!fs.existsSync('/proc/sys/fs/binfmt_misc/qemu-aarch64')) {
+    return 'qemu-user is not registered for arm64 in binfmt_misc (run scripts/provision-arm64.sh as root)';
+  }
+  return null;
+}
+
+function vmUnavailable() {
+  const why = qemuUserUnavailable();
+  if (why) return why;
+  for (const f of ['vmlinuz', 'root.cpio']) {
+    if (!fs.existsSync(path.join(BASE, f))) return `${path.join(BASE, f)} is missing (run scripts/provision-arm64.sh as root)`;
+  }
+  const q = spawnSync('qemu-system-aarch64', ['--version'], { encoding: 'utf8' });
+  if (q.status !== 0) return 'qemu-system-aarch64 is not installed (run scripts/provision-arm64.sh as root)';
+  return null;
+}
+
+// Cross-compiles the Rust crates' test binaries for aarch64 with sid's Rust
+// (scripts/toolchain/sid-cargo.sh). Returns [{ name, file }]. The test
+// binaries link against glibc 2.28 (memfd_create's); the addon's floor is
+// the build script's business.
+function buildRustTests() {
+  const r = spawnSync(
+    path.join(ROOT, 'scripts', 'toolchain', 'sid-cargo.sh'),
+    ['CARGO_PROFILE_RELEASE_DEBUG=0', 'cargo', 'zigbuild', '--release', '--locked', '--tests', '-p', 'dynprobe-format', '-p', 'dynprobe',
+      '--target', 'aarch64-unknown-linux-gnu.2.28', '--message-format=json'],
+    { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: 20 * 60 * 1000 },
+  );
+  const tests = [];
+  const errors = [];
+  for (const line of (r.stdout || '').split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const m = JSON.parse(line);
+    if (m.reason === 'compiler-artifact' && m.executable && m.profile.test) {
+      tests.push({ name: `${m.package_id.includes('dynprobe-format') ? 'dynprobe-format' : 'dynprobe'}:${m.target.kind[0] === 'lib' ? 'lib' : m.target.name}`, file: m.executable });
+    }
+    if (m.reason === 'compiler-message' && m.message.level === 'error') errors.push(m.message.rendered);
+  }
+  if (r.status !== 0) throw new Error(`building the aarch64 test binaries failed (${r.status ?? r.signal}):\n${errors.join('\n')}\n${(r.stderr || '').slice(-3000)}`);
+  return tests;
+}
+
+// Boots the machine with `pkg` (a package directory) and `tests` (Rust test
+// binaries) in its initramfs; resolves with what its console printed.
+function runVm({ pkg, tests = [], timeoutMs = 20 * 60 * 1000, log = null }) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-vm-'));
+  const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    const tree = path.join(dir, 'tree');
+    fs.mkdirSync(path.join(tree, 'dynprobe', 'tests'), { recursive: true });
+    fs.copyFileSync(path.join(__dirname, 'vm-init.sh'), path.join(tree, 'init'));
+    fs.chmodSync(path.join(tree, 'init'), 0o755);
+    fs.cpSync(pkg, path.join(tree, 'dynprobe', 'pkg'), { recursive: true, dereference: true, filter: (src) => path.basename(src) !== 'node_modules' });
+    for (const t of tests) fs.copyFileSync(t.file, path.join(tree, 'dynprobe', 'tests', t.name.replace(/[^\w.-]/g, '_')));
+    // The root's archive, then the payload's: the kernel unpacks both.
+    const initrd = path.join(dir, 'initrd.cpio');
+    const pack = spawnSync('sh', ['-c', 'cat "$1" >"$3" && cd "$2" && find . -print0 | cpio --null -o -H newc --quiet >>"$3"', 'pack', path.join(BASE, 'root.cpio'), tree, initrd], { encoding: 'utf8' });
+    if (pack.status !== 0) throw new Error(`packing the initramfs failed: ${pack.stderr}`);
+    const args = [
+      '-M', 'virt', '-cpu', 'max,pauth-impdef=on', '-smp', '2', '-m', '4096', '-accel', 'tcg,thread=multi',
+      '-kernel', path.join(BASE, 'vmlinuz'), '-initrd', initrd,
+      '-append', 'console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=3',
+      '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
+    ];
+    const started = Date.now();
+    const vm = spawn('qemu-system-aarch64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    vm.stdout.setEncoding('utf8').on('data', (c) => {
+      output += c;
+      if (log) log(c);
+    });
+    vm.stderr.setEncoding('utf8').on('data', (c) => (output += c));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => vm.kill('SIGKILL'), timeoutMs);
+      vm.on('close', (code, signal) => {
+        clearTimeout(timer);
+        cleanup();
+        // (without terminal colour codes, should anything print them)
+        const text = output.replace(/\r/g, '').replace(/\x1b\[[0-9;]*m/g, '');
+        resolve({ output: text, code, signal, seconds: Math.round((Date.now() - started) / 1000) });
+      });
+    });
+  } catch (err) {
+    cleanup();
+    throw err;
+  }
+}
+
+// What the machine printed: its banner, the tracer cases, the Rust runs.
+function parseVmOutput(output) {
+  const up = (/^@@VM-UP (.*)$/m.exec(output) || [])[1] || null;
+  const done = /^@@VM-DONE$/m.test(output);
+  const cases = {};
+  for (const m of output.matchAll(/^@@CASE (.*)$/gm)) {
+    const c = JSON.parse(m[1]);
+    cases[c.name] = c;
+  }
+  const rust = {};
+  for (const m of output.matchAll(/^@@RUST-BEGIN (\S+)\n([\s\S]*?)^@@RUST-END \1 (\d+)$/gm)) rust[m[1]] = { text: m[2], status: Number(m[3]) };
+  return { up, done, cases, rust };
+}
+
+module.exports = { BASE, ARM64_ROOT, ARM64_NODE, qemuUserUnavailable, vmUnavailable, buildRustTests, runVm, parseVmOutput };

@@ -1,0 +1,28 @@
+#!/bin/sh
+# PID 1 of the arm64 virtual machine (test/platform/arm64-vm.js): the root
+# is the initramfs (the arm64 Debian root plus /dynprobe). Runs the basic
+# tracer cases under the machine's bpftrace, then the Rust test binaries,
+# printing @@ markers the host parses, and powers off.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TMPDIR=/tmp
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+mkdir -p /dev/shm /dev/pts && mount -t tmpfs tmpfs /dev/shm
+# devtmpfs has no /dev/fd, which bpftrace 0.27 uses.
+ln -sf /proc/self/fd /dev/fd; ln -sf /proc/self/fd/0 /dev/stdin; ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
+mount -t tmpfs tmpfs /tmp
+ulimit -l unlimited 2>/dev/null
+echo "@@VM-UP $(uname -m) $(uname -r) $(node --version) $(bpftrace --version 2>&1)"
+cd /dynprobe/pkg && node test/platform/vm-cases.js </dev/null
+for t in /dynprobe/tests/*; do
+  [ -x "$t" ] || continue
+  echo "@@RUST-BEGIN ${t##*/}"
+  "$t" --test-threads=1 --color never </dev/null 2>&1
+  echo "@@RUST-END ${t##*/} $?"
+done
+echo "@@VM-DONE"
+echo o >/proc/sysrq-trigger
+sleep 30
