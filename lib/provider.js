@@ -75,9 +75,14 @@ function createApi(addon) {
       this._warned = false;
     }
 
-    fire(cb) {
+    // The extra arguments are named (up to four) rather than read from
+    // `arguments`: see fireTraced.
+    fire(cb, a, b, c, d) {
       if (typeof cb !== 'function') throw notAFunction('probe.fire: the first');
-      if (this._sema[0] !== 0) return fireTraced(this, cb, arguments.length > 1 ? arguments : null, 1);
+      if (this._sema[0] !== 0) {
+        const n = arguments.length - 1;
+        return n <= 4 ? fireTraced(this, cb, n, a, b, c, d) : fireTracedMany(this, cb, arguments, 1);
+      }
       return undefined;
     }
   }
@@ -86,36 +91,36 @@ function createApi(addon) {
     return new TypeError(`${which} argument must be a function that returns the probe arguments`);
   }
 
-  // A tracer has the probe enabled (or its view was detached by disable()).
-  // `cb` is a function (the callers checked). `args` is the caller's
-  // `arguments` when it has extra arguments after the first `skip`, else null
-  // (not touching `arguments` spares creating it). A traced fire pays for a
-  // kernel trip, after which cold code costs twice what it costs warm: this
-  // path does as little as it can.
-  function fireTraced(probe, cb, args, skip) {
+  // A tracer has the probe enabled. `cb` is a function (the callers
+  // checked); `n` (0 to 4) extra arguments `a` ... `d` go to it. A traced
+  // fire pays for a kernel trip, after which cold code costs twice what it
+  // costs warm: this path does as little as it can.
+  //
+  // Once this path has run, V8 compiles it into every caller that it inlines
+  // a fire method into (before, it was an exit to the interpreter), for the
+  // rest of the process. Whatever it passes on must then exist even when
+  // nothing traces: an `arguments` object would be allocated on every
+  // disabled fire, at every call site, which is why the fire methods name
+  // their extra arguments (more than four take fireTracedMany, compiled only
+  // where that happens). A callback closure made at the call site is passed
+  // on too: it is allocated on every call from then on, and no JavaScript
+  // can avoid that (a fresh copy of the method would make every call site
+  // that saw the old one megamorphic, which is slower still). A callback
+  // made once (a module-level function taking the values as extra
+  // arguments) costs nothing: see the README.
+  function fireTraced(probe, cb, n, a, b, c, d) {
     const handle = probe._handle;
     if (handle === null) return undefined;
     try {
-      let values = args === null ? cb.call(probe) : callWithExtra(probe, cb, args, skip);
-      if (!Array.isArray(values)) return undefined;
-      // The callback (user code) may have disabled the provider (and even
-      // enabled it again: this fire, begun before, is dropped).
-      if (probe._handle !== handle) return undefined;
-      const kinds = probe._kinds;
-      const n = kinds.length;
-      // The addon fires primitives and refuses objects (returning false,
-      // having fired nothing); JSON is always converted. Converting here,
-      // value by value, runs the user code (toString, valueOf, toJSON) before
-      // the native call, and only when needed: V8 need not even allocate the
-      // callback's array otherwise.
-      if (probe._json || send(handle, values, n) === false) {
-        const converted = new Array(n);
-        for (let i = 0; i < n; i++) converted[i] = primitive(values[i], kinds[i]);
-        // A conversion may have disabled the provider.
-        if (probe._handle !== handle) return undefined;
-        send(handle, converted, n);
+      let values;
+      switch (n) {
+        case 0: values = cb.call(probe); break;
+        case 1: values = cb.call(probe, a); break;
+        case 2: values = cb.call(probe, a, b); break;
+        case 3: values = cb.call(probe, a, b, c); break;
+        default: values = cb.call(probe, a, b, c, d);
       }
-      return true;
+      return sendValues(probe, handle, values);
     } catch (err) {
       // Tracing must never change what the program does.
       warnOnce(probe, err);
@@ -123,10 +128,43 @@ function createApi(addon) {
     }
   }
 
-  function callWithExtra(probe, cb, args, skip) {
-    const extra = [];
-    for (let i = skip; i < args.length; i++) extra.push(args[i]);
-    return cb.apply(probe, extra);
+  // The same with more than four extra arguments: `args` is the caller's
+  // `arguments`, the extra ones after the first `skip`.
+  function fireTracedMany(probe, cb, args, skip) {
+    const handle = probe._handle;
+    if (handle === null) return undefined;
+    try {
+      const extra = [];
+      for (let i = skip; i < args.length; i++) extra.push(args[i]);
+      return sendValues(probe, handle, cb.apply(probe, extra));
+    } catch (err) {
+      warnOnce(probe, err);
+      return undefined;
+    }
+  }
+
+  // Fires the callback's values (anything but an array fires nothing)
+  // through `handle`, the probe's handle when the fire began.
+  function sendValues(probe, handle, values) {
+    if (!Array.isArray(values)) return undefined;
+    // The callback (user code) may have disabled the provider (and even
+    // enabled it again: this fire, begun before, is dropped).
+    if (probe._handle !== handle) return undefined;
+    const kinds = probe._kinds;
+    const n = kinds.length;
+    // The addon fires primitives and refuses objects (returning false,
+    // having fired nothing); JSON is always converted. Converting here,
+    // value by value, runs the user code (toString, valueOf, toJSON) before
+    // the native call, and only when needed: V8 need not even allocate the
+    // callback's array otherwise.
+    if (probe._json || send(handle, values, n) === false) {
+      const converted = new Array(n);
+      for (let i = 0; i < n; i++) converted[i] = primitive(values[i], kinds[i]);
+      // A conversion may have disabled the provider.
+      if (probe._handle !== handle) return undefined;
+      send(handle, converted, n);
+    }
+    return true;
   }
 
   // One native call, with the values as positional arguments (cheaper for
@@ -186,7 +224,7 @@ function createApi(addon) {
       const refused = refusal(`provider\0${name}\0${mod}`, () => addon.checkProvider(name, mod));
       if (refused !== null) throw new RangeError(refused);
       Object.defineProperty(this, STATE, {
-        value: { name, module: mod, probes: new Map(), byName: new ProbeTable(), native: null, buffer: null, loaded: [] },
+        value: { name, module: mod, probes: new Map(), byName: new ProbeTable(), native: null, loaded: [] },
       });
     }
 
@@ -244,7 +282,6 @@ function createApi(addon) {
       }
       const buffer = native.semaphores();
       state.native = native;
-      state.buffer = buffer;
       state.loaded = probes;
       probes.forEach((probe, index) => {
         probe._sema = new Uint16Array(buffer, 2 * index, 1);
@@ -257,28 +294,31 @@ function createApi(addon) {
       const state = this[STATE];
       const native = state.native;
       if (native === null) return undefined;
-      const buffer = state.buffer;
       // Every probe that was loaded, including any removed since.
       for (const probe of state.loaded) {
         probe._sema = NOT_LOADED;
         probe._handle = null;
       }
       state.native = null;
-      state.buffer = null;
       state.loaded = [];
-      // Detaches the buffer before unmapping: no view can read freed memory.
-      native.unload(buffer);
+      // Detaches the semaphore buffer before unmapping (no view can read
+      // freed memory) and releases all the provider holds natively, at once.
+      native.unload();
       return undefined;
     }
 
-    fire(name, cb) {
+    fire(name, cb, a, b, c, d) {
       if (typeof name !== 'string') throw new TypeError('provider.fire: the probe name must be a string');
       if (typeof cb !== 'function') {
         throw new TypeError('provider.fire: the second argument must be a function that returns the probe arguments');
       }
       const probe = this[STATE].byName[name];
       if (probe === undefined) return undefined;
-      if (probe._sema[0] !== 0) fireTraced(probe, cb, arguments.length > 2 ? arguments : null, 2);
+      if (probe._sema[0] !== 0) {
+        const n = arguments.length - 2;
+        if (n <= 4) fireTraced(probe, cb, n, a, b, c, d);
+        else fireTracedMany(probe, cb, arguments, 2);
+      }
       return true;
     }
   }

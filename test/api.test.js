@@ -497,6 +497,21 @@ describe('fire with bpftrace attached', { skip: tracer.skip, timeout: 120000 }, 
     assert.deepEqual(seen.args, ['x', 'y']);
   });
 
+  test('the callback gets exactly the extra arguments given, none to six of them', () => {
+    const given = [[], ['a'], ['a', 2], ['a', 2, null], ['a', 2, null, undefined], ['a', 2, null, undefined, 5], [1, 2, 3, 4, 5, 6]];
+    for (const extra of given) {
+      const seen = {};
+      const cb = (which) => function () {
+        seen[which] = { self: this, args: [...arguments] };
+        return [extra.length, 'extra'];
+      };
+      assert.equal(count('ok', p.ok.fire(cb('probe'), ...extra)), true);
+      assert.equal(dtp.fire('byname', cb('provider'), ...extra), true);
+      fired.byname += 1;
+      assert.deepEqual(seen, { probe: { self: p.ok, args: extra }, provider: { self: p.byname, args: extra } }, `${extra.length} extra`);
+    }
+  });
+
   test('a throwing callback: no throw, no fire, one warning per probe', (t) => {
     const calls = warnings(t);
     const boom = () => {

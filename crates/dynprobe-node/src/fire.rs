@@ -4,63 +4,17 @@
 //! nothing, and inlines everything down to the probe site.
 
 use std::ptr;
-use std::rc::Rc;
 
 use dynprobe::{ArgType, SiteCall, MAX_ARGS};
 use napi::bindgen_prelude::*;
 use napi::sys;
 
-use crate::{check, Shared};
-
-/// What a probe's handle holds: its provider, to know that it is still
-/// loaded, and what firing the probe takes, in the handle itself.
-struct ProbeHandle {
-    shared: Rc<Shared>,
-    site: SiteCall,
-}
-
-unsafe extern "C" fn release_handle(
-    _env: sys::napi_env,
-    data: *mut std::ffi::c_void,
-    _hint: *mut std::ffi::c_void,
-) {
-    // SAFETY: `data` came from Box::into_raw in `new_handle`, released once, on
-    // the environment's JS thread like every other use.
-    drop(unsafe { Box::from_raw(data as *mut ProbeHandle) });
-}
-
-/// A probe's handle for [`fire`]: an External owning its provider and its
-/// site call.
-pub(crate) fn new_handle(
-    env: sys::napi_env,
-    shared: &Rc<Shared>,
-    site: SiteCall,
-) -> Result<sys::napi_value> {
-    let data = Box::into_raw(Box::new(ProbeHandle {
-        shared: shared.clone(),
-        site,
-    }));
-    let mut value = ptr::null_mut();
-    // SAFETY: `data` is a Box that the finalizer gives back.
-    let status = unsafe {
-        sys::napi_create_external(
-            env,
-            data.cast(),
-            Some(release_handle),
-            ptr::null_mut(),
-            &mut value,
-        )
-    };
-    if status != sys::Status::napi_ok {
-        // SAFETY: not handed to N-API; reclaim it here.
-        drop(unsafe { Box::from_raw(data) });
-    }
-    check(status, "create probe handle")?;
-    Ok(value)
-}
+use crate::check;
+use crate::native_provider::Shared;
+use crate::registry::Id;
 
 /// `fire(handle, ...values)`: fires the probe behind `handle` (from
-/// [`NativeProvider::handle`]) with the values (positional arguments: reading
+/// `NativeProvider.handle()`) with the values (positional arguments: reading
 /// them costs nothing, unlike array elements through N-API), converted by the
 /// probe's types: integers by ToNumber (truncated, NaN as 0) or as BigInts
 /// (64 bits kept), strings by ToString in UTF-8. Missing values are
@@ -87,19 +41,20 @@ pub(crate) unsafe extern "C" fn fire(
     let mut argv = [std::mem::MaybeUninit::<sys::napi_value>::uninit(); ALL];
     let argv_out = argv.as_mut_ptr().cast();
     let mut data: *mut std::ffi::c_void = ptr::null_mut();
+    let mut shared: *mut std::ffi::c_void = ptr::null_mut();
     // Reads up to `*argc` arguments; sets `*argc` to how many were passed.
     // SAFETY: N-API calls on the live env and values of this callback, with
     // room for `*argc` values.
-    let read = |argc: &mut usize| unsafe {
-        sys::napi_get_cb_info(env, info, argc, argv_out, ptr::null_mut(), ptr::null_mut())
+    let read = |argc: &mut usize, shared: &mut *mut std::ffi::c_void| unsafe {
+        sys::napi_get_cb_info(env, info, argc, argv_out, ptr::null_mut(), shared)
     };
     let mut argc = FIRST;
-    let mut status = read(&mut argc);
+    let mut status = read(&mut argc, &mut shared);
     let mut filled = FIRST;
     if status == sys::Status::napi_ok && argc > FIRST {
         argc = argc.min(ALL);
         filled = argc;
-        status = read(&mut argc);
+        status = read(&mut argc, &mut shared);
     }
     if status == sys::Status::napi_ok && argc >= 1 {
         // SAFETY: N-API wrote the first slot.
@@ -107,7 +62,8 @@ pub(crate) unsafe extern "C" fn fire(
         // SAFETY: a value of this call.
         status = unsafe { sys::napi_get_value_external(env, handle, &mut data) };
     }
-    if status != sys::Status::napi_ok || argc < 1 {
+    let id = Id::decode(data);
+    if status != sys::Status::napi_ok || argc < 1 || id.is_none() || shared.is_null() {
         // SAFETY: throwing on the live env.
         unsafe {
             sys::napi_throw_type_error(
@@ -121,22 +77,25 @@ pub(crate) unsafe extern "C" fn fire(
     // SAFETY: N-API wrote the first `filled` slots (the reads succeeded).
     let argv =
         unsafe { std::slice::from_raw_parts(argv.as_ptr().cast::<sys::napi_value>(), filled) };
-    // SAFETY: JS code cannot make an External, and the package's JS layer
-    // (the API; this function is internal) passes only the ones `new_handle`
-    // made, each owning a ProbeHandle until its finalizer runs. Checking a
-    // type tag here would cost a property lookup on every traced fire.
-    let handle = unsafe { &*(data as *const ProbeHandle) };
+    // SAFETY: the function's data is the environment's registry, which
+    // outlives it.
+    let shared = unsafe { &*(shared as *const Shared) };
     // Held until the probe has fired: nothing unloads the provider meanwhile.
-    let Ok(guard) = handle.shared.try_borrow() else {
+    let Ok(registry) = shared.try_borrow() else {
         return ptr::null_mut();
     };
-    if guard.is_none() {
+    // Nothing is dereferenced that the handle names: its id is looked up. A
+    // handle that outlived its provider (or one made by some other addon
+    // that happens to carry our marker) finds nothing, or another live probe
+    // of this process, and fires nothing or that.
+    let Some(id) = id else { return ptr::null_mut() };
+    let Ok(site) = registry.site(id) else {
         return ptr::null_mut();
-    }
+    };
     // Values past the slots N-API filled are missing.
     let values = &argv[1..];
     // SAFETY: as above.
-    match unsafe { fire_values(env, &handle.site, values) } {
+    match unsafe { fire_values(env, site, values) } {
         Ok(()) => {}
         // Nothing has fired: the JS layer converts the values and fires again.
         Err(Refusal::Object) => {

@@ -2,16 +2,14 @@
 //!
 //! The JavaScript layer (`lib/`) owns the dtrace-provider API. It checks a
 //! probe's semaphore itself, through a typed array over the library's
-//! semaphore memory that [`NativeProvider::semaphores`] hands out, and calls
+//! semaphore memory that `NativeProvider.semaphores()` hands out, and calls
 //! in here only to fire a probe that a tracer is watching.
 
 mod fire;
+mod native_provider;
+mod registry;
 
-use std::cell::RefCell;
-use std::ptr;
-use std::rc::Rc;
-
-use dynprobe::{ArgType, ProbeDef, Provider, ProviderDef};
+use dynprobe::{ArgType, ProbeDef, ProviderDef};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
@@ -57,129 +55,13 @@ pub fn check_probe(probe: ProbeSpec) -> Option<String> {
     definition("p", "p", std::slice::from_ref(&probe)).err()
 }
 
-/// The provider behind a [`NativeProvider`] and the handles given to
-/// [`fire::fire`]; `None` once unloaded. Not a lock: N-API calls this addon for an
-/// environment on that environment's one JS thread only, and no JS runs while
-/// `fire` holds the borrow (it converts primitives only).
-pub(crate) type Shared = RefCell<Option<Provider>>;
-
-fn unavailable() -> Error {
-    Error::new(Status::GenericFailure, "provider is in use".to_string())
-}
-
-/// A loaded provider. Unloaded, or garbage collected together with its
-/// handle, its library leaves the process.
-#[napi]
-pub struct NativeProvider {
-    shared: Rc<Shared>,
-}
-
-#[napi]
-impl NativeProvider {
-    #[napi(constructor)]
-    pub fn new(name: String, module: String, probes: Vec<ProbeSpec>) -> Result<Self> {
-        let def =
-            definition(&name, &module, &probes).map_err(|m| Error::new(Status::InvalidArg, m))?;
-        let provider =
-            Provider::load(&def).map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
-        Ok(NativeProvider {
-            shared: Rc::new(RefCell::new(Some(provider))),
-        })
-    }
-
-    fn with_loaded<T>(&self, f: impl FnOnce(&Provider) -> T) -> Result<T> {
-        let guard = self.shared.try_borrow().map_err(|_| unavailable())?;
-        let provider = guard
-            .as_ref()
-            .ok_or_else(|| Error::new(Status::GenericFailure, "provider is unloaded"))?;
-        Ok(f(provider))
-    }
-
-    /// The handle that [`fire::fire`] takes for probe `index`: an External
-    /// holding this provider and the probe's site call, so that a traced fire
-    /// finds all it needs in one small struct.
-    #[napi]
-    pub fn handle(&self, env: Env, index: u32) -> Result<Unknown<'_>> {
-        let site =
-            self.with_loaded(|p| p.probe_at(index as usize).map(|probe| probe.site_call()))?;
-        let site = site
-            .ok_or_else(|| Error::new(Status::InvalidArg, format!("no probe at index {index}")))?;
-        let value = fire::new_handle(env.raw(), &self.shared, site)?;
-        // SAFETY: `value` is a live value of this env.
-        unsafe { Unknown::from_napi_value(env.raw(), value) }
-    }
-
-    /// An ArrayBuffer over the semaphores (one u16 per probe). The JS layer
-    /// must pass it to [`NativeProvider::unload`], which detaches it before
-    /// the memory goes away, and must drop it with this object otherwise.
-    #[napi]
-    pub fn semaphores(&self, env: Env) -> Result<Unknown<'_>> {
-        let (ptr, count) = self.with_loaded(|p| p.semaphores())?;
-        let mut buffer = ptr::null_mut();
-        // Raw N-API: napi-rs forbids two buffers over one address, which a
-        // later library may legitimately reuse once this one is unloaded.
-        // SAFETY: the memory stays mapped until unload(), which detaches the
-        // buffer first; no finalizer is needed as the mapping owns the memory.
-        let status = unsafe {
-            sys::napi_create_external_arraybuffer(
-                env.raw(),
-                ptr as *mut std::ffi::c_void,
-                count * 2,
-                None,
-                ptr::null_mut(),
-                &mut buffer,
-            )
-        };
-        check(status, "create semaphore buffer")?;
-        // SAFETY: `buffer` is a live value of this env.
-        unsafe { Unknown::from_napi_value(env.raw(), buffer) }
-    }
-
-    /// Detaches `semaphores` (so JS can no longer read the memory) and
-    /// unmaps the library. Idempotent.
-    #[napi]
-    pub fn unload(&mut self, env: Env, semaphores: Option<Unknown>) -> Result<()> {
-        if let Some(buffer) = semaphores {
-            // SAFETY: a value of this env; detaching twice is refused harmlessly.
-            let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), buffer.raw()) };
-            check(status, "detach semaphore buffer")?;
-        }
-        let provider = self
-            .shared
-            .try_borrow_mut()
-            .map_err(|_| unavailable())?
-            .take();
-        if let Some(provider) = provider {
-            provider
-                .unload()
-                .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
-        }
-        Ok(())
-    }
-}
-
-/// Registers [`fire::fire`] as a plain N-API function: the traced path is the only
-/// hot native call, and napi-rs's per-call bookkeeping would cost more than
-/// the kernel's uprobe itself.
+/// Registers the raw N-API part of the addon: the class `NativeProvider`
+/// (see [`native_provider`]) and `fire`, a plain N-API function: the traced
+/// path is the only hot native call, and napi-rs's per-call bookkeeping
+/// would cost more than the kernel's uprobe itself.
 #[napi(module_exports)]
-pub fn register_fire(mut exports: Object, env: Env) -> Result<()> {
-    let mut function = ptr::null_mut();
-    // SAFETY: a static name and a callback with the N-API signature.
-    let status = unsafe {
-        sys::napi_create_function(
-            env.raw(),
-            c"fire".as_ptr(),
-            4,
-            Some(fire::fire),
-            ptr::null_mut(),
-            &mut function,
-        )
-    };
-    check(status, "create fire")?;
-    // SAFETY: `function` is a live value of this env.
-    exports.set_named_property("fire", unsafe {
-        Unknown::from_napi_value(env.raw(), function)?
-    })
+pub fn register_natives(mut exports: Object, env: Env) -> Result<()> {
+    native_provider::register(env.raw(), &mut exports)
 }
 
 pub(crate) fn check(status: sys::napi_status, what: &str) -> Result<()> {
