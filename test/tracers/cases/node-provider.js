@@ -241,4 +241,38 @@ module.exports = [
     // bpftrace 0.17 sees one library of the several that name the probe.
     expectBy: { dtrace: ['GET /from-main', 'GET /from-worker'], 'bpftrace-0.17': ['127.0.0.1 GET /from-worker'] },
   },
+  {
+    name: 'node provider: junk on the channels fires defined values or nothing, never throws, never warns',
+    nodeArgs: PRELOAD,
+    node: `${PRELUDE}
+      await ready();
+      await traced('http__server__request');
+      const dc = require('node:diagnostics_channel');
+      const net = require('node:net');
+      let warnings = 0;
+      process.on('warning', (w) => { warnings++; console.error(String(w)); });
+      const throwing = new Proxy({}, { get() { throw new Error('boom'); } });
+      // Not strings where strings belong, a handle whose fd is not a number
+      // and whose getpeername throws: defined values.
+      dc.channel('http.server.request.start').publish({
+        request: { url: 42, method: null, rawHeaders: ['X-Forwarded-For', 7, 'x-forwarded-for', 'b'] },
+        socket: { _handle: { fd: 'x', getpeername() { throw new Error('no'); } } },
+      });
+      // Every property access throws: nothing fires.
+      dc.channel('http.server.request.start').publish({ request: throwing, socket: throwing });
+      dc.channel('http.server.response.finish').publish({ socket: null });
+      // A socket that never connected: no fd, no peer.
+      new net.Socket().end();
+      if (warnings !== 0) throw new Error(warnings + ' warnings');
+    `,
+    bpftrace: `
+      usdt:*:node:http__server__request { printf("req [%s] %d [%s] [%s] fwd=[%s]\\n", str(arg2), arg3, str(arg4), str(arg5), str(*(uint64 *)(arg0 + 24))); }
+      usdt:*:node:http__server__response { printf("resp [%s] %d %d\\n", str(arg1), arg2, arg3); }
+      usdt:*:node:net__stream__end { printf("end [%s] %d %d\\n", str(arg1), arg2, arg3); }`,
+    dtrace: `
+      node$target:::http-server-request { printf("req [%s] %d [%s] [%s] fwd=[%s]\\n", copyinstr(arg2), arg3, copyinstr(arg4), copyinstr(arg5), copyinstr(*(uintptr_t *)copyin(arg0 + 24, 8))); }
+      node$target:::http-server-response { printf("resp [%s] %d %d\\n", copyinstr(arg1), arg2, arg3); }
+      node$target:::net-stream-end { printf("end [%s] %d %d\\n", copyinstr(arg1), arg2, arg3); }`,
+    expect: ['req [] 0 [] [] fwd=[b]', 'resp [] 0 -1', 'end [] 0 -1'],
+  },
 ];
