@@ -42,7 +42,7 @@ const SERVER = `
 const CPUS = allowedCpus();
 const PINNED = process.env.DYNPROBE_BENCH_SERVER_CPU !== undefined; // this is the re-run on the client's CPU
 const PIN = PINNED || (CPUS.length >= 2 && spawnSync('taskset', ['--version']).status === 0);
-const SERVER_CPU = PINNED ? process.env.DYNPROBE_BENCH_SERVER_CPU : String(CPUS[1]);
+const SERVER_CPU = PINNED ? process.env.DYNPROBE_BENCH_SERVER_CPU : String(CPUS[0]);
 function allowedCpus() {
   const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
   if (!m) return [];
