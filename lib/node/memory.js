@@ -46,8 +46,18 @@ function createMemory(addressOf) {
   function string(text) {
     if (base === 0) return 0;
     const room = Math.min(SIZE - top - 1, MAX_STRING_BYTES);
-    const n = room > 0 ? bytes.write(text, top, room, 'utf8') : 0;
     const at = top;
+    let n = 0;
+    // Short ASCII strings (most URLs, methods, addresses) byte by byte: a
+    // call into Buffer.write costs more than the copy.
+    if (text.length <= 64 && text.length <= room) {
+      for (; n < text.length; n++) {
+        const c = text.charCodeAt(n);
+        if (c >= 0x80) break;
+        bytes[at + n] = c;
+      }
+    }
+    if (n < text.length) n = room > 0 ? bytes.write(text, at, room, 'utf8') : 0;
     bytes[at + n] = 0;
     top = at + n + 1;
     return base + at;

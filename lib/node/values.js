@@ -27,21 +27,31 @@ function fdOf(socket) {
 
 // The peer's address and port, asked of the socket's handle, as
 // socket.remoteAddress does but without caching the answer on the socket.
+// A connected socket's peer never changes: each is asked once (a system
+// call), and remembered beside the socket, not on it.
 const NO_PEER = { address: '', port: 0 };
+const peers = new WeakMap();
 function peerOf(socket) {
   try {
-    if (!socket) return NO_PEER;
+    if (!socket || typeof socket !== 'object') return NO_PEER;
+    const known = peers.get(socket);
+    if (known !== undefined) return known;
+    let peer = NO_PEER;
     const cached = socket._peername;
-    if (cached && typeof cached.address === 'string') return { address: cached.address, port: int32(cached.port, 0) };
-    const handle = socket._handle;
-    if (handle && typeof handle.getpeername === 'function') {
-      const out = {};
-      if (handle.getpeername(out) === 0 && typeof out.address === 'string') return { address: out.address, port: int32(out.port, 0) };
+    if (cached && typeof cached.address === 'string') peer = { address: cached.address, port: int32(cached.port, 0) };
+    else {
+      const handle = socket._handle;
+      if (handle && typeof handle.getpeername === 'function') {
+        const out = {};
+        if (handle.getpeername(out) === 0 && typeof out.address === 'string') peer = { address: out.address, port: int32(out.port, 0) };
+      }
     }
+    if (peer !== NO_PEER) peers.set(socket, peer);
+    return peer;
   } catch {
     // a closed or foreign handle: no peer
+    return NO_PEER;
   }
-  return NO_PEER;
 }
 
 function bufferedOf(socket) {

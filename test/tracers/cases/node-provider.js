@@ -42,6 +42,10 @@ const SERVER_REQUESTS = `${PRELUDE}
   const port = server.address().port;
   await get(port, '/one');
   await get(port, '/two?x=1', { method: 'POST', body: 'hi', headers: { 'x-forwarded-for': '203.0.113.9' } });
+  if (process.env.DYNPROBE_LONG_REQUEST) {
+    // Past the byte-by-byte copy: a long URL, a header that is not ASCII.
+    await get(port, '/' + 'x'.repeat(100), { headers: { 'x-forwarded-for': 'caf\u00e9' } });
+  }
   server.close();
 `;
 
@@ -69,11 +73,13 @@ module.exports = [
   {
     name: 'node provider: arg0 and arg1 point at structs with Node 18 layout',
     nodeArgs: PRELOAD,
-    node: SERVER_REQUESTS,
+    node: `process.env.DYNPROBE_LONG_REQUEST = '1'; ${SERVER_REQUESTS}`,
+    env: { BPFTRACE_STRLEN: '128' },
     bpftrace: `
       usdt:*:node:http__server__request {
-        printf("v%d %s %s [%s] %s port-matches=%d fd-set=%d\\n", *(uint32 *)arg0, str(*(uint64 *)(arg0 + 16)),
-          str(*(uint64 *)(arg0 + 8)), str(*(uint64 *)(arg0 + 24)), str(*(uint64 *)(arg1 + 8)),
+        // Two printfs: one with four 128-byte strings exceeds bpftrace 0.17's BPF stack.
+        printf("v%d %s %s ", *(uint32 *)arg0, str(*(uint64 *)(arg0 + 16)), str(*(uint64 *)(arg0 + 8)));
+        printf("[%s] %s port-matches=%d fd-set=%d\\n", str(*(uint64 *)(arg0 + 24)), str(*(uint64 *)(arg1 + 8)),
           *(int32 *)(arg1 + 4) == (int32)arg3, *(int32 *)arg1 > 2);
       }`,
     dtrace: `${D_STRUCTS}
@@ -87,6 +93,7 @@ module.exports = [
     expect: [
       'v1 GET /one [] 127.0.0.1 port-matches=1 fd-set=1',
       'v1 POST /two?x=1 [203.0.113.9] 127.0.0.1 port-matches=1 fd-set=1',
+      `v1 GET /${'x'.repeat(100)} [caf\u00e9] 127.0.0.1 port-matches=1 fd-set=1`,
     ],
   },
   {
