@@ -282,4 +282,16 @@ module.exports = [
       node$target:::net-stream-end { printf("end [%s] %d %d\\n", copyinstr(arg1), arg2, arg3); }`,
     expect: ['req [] 0 [] [] fwd=[b]', 'resp [] 0 -1', 'end [] 0 -1'],
   },
+  {
+    // Where old scripts named the node binary (usdt:/usr/bin/node:node:...),
+    // the library's path does the same: the same for every process of this
+    // dynprobe version and cache directory, so a tracer attached by path sees
+    // processes that start later.
+    name: 'node provider: attached by library path before the process starts, as usdt:/usr/bin/node once was',
+    nodeArgs: PRELOAD,
+    byPath: true,
+    node: SERVER_REQUESTS,
+    bpftrace: 'usdt:$LIB:node:http__server__request { printf("%s %s %s\\n", str(arg2), str(arg4), str(arg5)); }',
+    expect: ['127.0.0.1 GET /one', '127.0.0.1 POST /two?x=1'],
+  },
 ];
