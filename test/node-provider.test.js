@@ -37,7 +37,9 @@ const REPORT = `
   const lib = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n')
     .map((l) => l.split(/\\s+/).slice(5).join(' ')).find((f) => /\\/[0-9a-f]{40}\\/node$/.test(f));
   const addon = require(${JSON.stringify(path.join(ROOT, 'lib', 'native'))}).load().addon;
-  const notes = lib ? addon.readProbes(lib).filter((p) => p.provider === 'node') : [];
+  // readProbes returns the notes, or (newer addons) { probes, total }.
+  const read = lib ? addon.readProbes(lib) : [];
+  const notes = (Array.isArray(read) ? read : read.probes).filter((p) => p.provider === 'node');
   console.log(JSON.stringify(notes.map((p) => [p.name, p.args.map((a) => (a.signed ? '-' : '') + a.size)])));
 `;
 
