@@ -20,6 +20,9 @@ const PRELUDE = `
   const traced = async (probe) => { await untilTraced(node.probes[probe]); await sleep(700); };
   const listen = () => new Promise((resolve) => {
     const server = http.createServer((req, res) => {
+      // The probes read the peer without leaving it cached on the socket
+      // (socket.remoteAddress would), which the program could see.
+      if (req.socket._peername !== undefined) { console.error('the peer name was cached on the socket'); process.exit(3); }
       if (req.url === '/boom') { req.socket.destroy(); return; }
       req.resume();
       req.on('end', () => res.end('ok\\n'));
