@@ -108,7 +108,7 @@ const STATE = `
   });
 `;
 
-test('untraced, dynprobe/node subscribes to nothing, wraps nothing, and keeps no process alive', { skip: addonGate.skip }, () => {
+test('untraced, dynprobe/node subscribes to nothing, wraps nothing, loads no module, and keeps no process alive', { skip: addonGate.skip }, () => {
   const r = spawnSync(
     process.execPath,
     ['-e', `${STATE}; const before = state(); const node = require(${JSON.stringify(NODE_JS)});
@@ -118,6 +118,15 @@ test('untraced, dynprobe/node subscribes to nothing, wraps nothing, and keeps no
   assert.strictEqual(r.status, 0, r.stderr);
   const idle = { subscribed: [], endWrapped: false, spawnWrapped: false };
   assert.deepStrictEqual(JSON.parse(r.stdout), [idle, idle]);
+  // Nor does it load the modules whose probes need them until traced.
+  const modules = spawnSync(
+    process.execPath,
+    ['-e', `require(${JSON.stringify(NODE_JS)});
+      console.log(JSON.stringify(process.moduleLoadList.filter((m) => /^NativeModule (net|child_process|perf_hooks|worker_threads)$/.test(m))));`],
+    { encoding: 'utf8', timeout: 20000 },
+  );
+  assert.strictEqual(modules.status, 0, modules.stderr);
+  assert.deepStrictEqual(JSON.parse(modules.stdout), []);
   // The semaphore timer is unref'd: an empty program exits at once.
   const t0 = Date.now();
   const quick = spawnSync(process.execPath, ['-r', NODE_JS, '-e', '0'], { encoding: 'utf8', timeout: 20000 });

@@ -12,11 +12,9 @@
 // when none is. A probe that fails to read a value fires with a defined one
 // (values.js), and nothing here throws into the application.
 
+// Modules the application may never load (child_process, perf_hooks' observer,
+// worker_threads) are loaded only when a tracer asks for their probes.
 const dc = require('node:diagnostics_channel');
-const net = require('node:net');
-const { ChildProcess } = require('node:child_process');
-const { PerformanceObserver, performance } = require('node:perf_hooks');
-const { threadId } = require('node:worker_threads');
 const { setInterval: every } = require('node:timers');
 const dynprobe = require('../..');
 const { load } = require('../native');
@@ -149,7 +147,7 @@ function install() {
 
   function workerCreate(msg) {
     try {
-      return [v.int32(msg.worker && msg.worker.threadId, -1), threadId];
+      return [v.int32(msg.worker && msg.worker.threadId, -1), require('node:worker_threads').threadId];
     } catch {
       return null;
     }
@@ -165,8 +163,9 @@ function install() {
   }
 
   // CLOCK_MONOTONIC nanoseconds at performance's time origin (process.hrtime
-  // and performance.now read the same clock).
-  const originNs = process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6));
+  // and performance.now read the same clock); set when GC probes are first
+  // traced.
+  let originNs = 0n;
   function gcValues(entry) {
     try {
       const detail = entry.detail || {};
@@ -202,10 +201,11 @@ function install() {
     };
   }
 
-  // Wraps `owner[key]` (a method) while on, so that `after(this, result)`
+  // Wraps `ownerOf()[key]` (a method) while on, so that `after(this, result)`
   // runs after each call; restored when off unless someone wrapped it since
   // (then ours stays, firing nothing while untraced).
-  function methodSource(owner, key, probes, after) {
+  function methodSource(ownerOf, key, probes, after) {
+    let owner = null;
     let original = null;
     let inChain = false;
     const wrapper = {
@@ -223,6 +223,7 @@ function install() {
       probes,
       on() {
         if (inChain) return;
+        owner = ownerOf();
         original = owner[key];
         if (typeof original !== 'function') return;
         Object.defineProperty(wrapper, 'length', { value: original.length });
@@ -242,6 +243,8 @@ function install() {
   const gcSource = {
     probes: [probes.gc__start, probes.gc__done],
     on() {
+      const { PerformanceObserver, performance } = require('node:perf_hooks');
+      if (originNs === 0n) originNs = process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6));
       observer = new PerformanceObserver((list) => {
         try {
           for (const entry of list.getEntries()) {
@@ -266,7 +269,7 @@ function install() {
     channelSource('http.client.request.start', probes.http__client__request, clientRequest),
     channelSource('http.client.response.finish', probes.http__client__response, clientResponse),
     channelSource('net.server.socket', probes.net__server__connection, serverConnection),
-    methodSource(net.Socket.prototype, 'end', [probes.net__stream__end], (socket) => {
+    methodSource(() => require('node:net').Socket.prototype, 'end', [probes.net__stream__end], (socket) => {
       probes.net__stream__end.fire(socketOnly, socket);
     }),
     gcSource,
@@ -274,7 +277,7 @@ function install() {
     channelSource('undici:request:create', probes.fetch__request__start, fetchStart),
     channelSource('undici:request:headers', probes.fetch__response__headers, fetchHeaders),
     channelSource('undici:request:error', probes.fetch__request__error, fetchError),
-    methodSource(ChildProcess.prototype, 'spawn', [probes.child__process__spawn], (child) => {
+    methodSource(() => require('node:child_process').ChildProcess.prototype, 'spawn', [probes.child__process__spawn], (child) => {
       probes.child__process__spawn.fire(childSpawn, child);
     }),
     channelSource('worker_threads', probes.worker__create, workerCreate),
