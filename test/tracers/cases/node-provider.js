@@ -300,4 +300,34 @@ module.exports = [
     bpftrace: 'usdt:$LIB:node:http__server__request { printf("%s %s %s\\n", str(arg2), str(arg4), str(arg5)); }',
     expect: ['127.0.0.1 GET /one', '127.0.0.1 POST /two?x=1'],
   },
+  {
+    name: 'node provider: HTTPS, server and client, report addresses and file descriptors like HTTP',
+    nodeArgs: PRELOAD,
+    node: `${PRELUDE}
+      const https = require('node:https');
+      const fs = require('node:fs');
+      const os = require('node:os');
+      const path = require('node:path');
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-tls-'));
+      const made = require('node:child_process').spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+        '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost']);
+      if (made.status !== 0) throw new Error('openssl could not make a certificate: ' + made.stderr);
+      const options = { key: fs.readFileSync(path.join(dir, 'key.pem')), cert: fs.readFileSync(path.join(dir, 'cert.pem')) };
+      fs.rmSync(dir, { recursive: true, force: true });
+      await ready();
+      await traced('http__server__request');
+      const server = https.createServer(options, (req, res) => res.end('ok'));
+      await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+      await new Promise((resolve, reject) => https.get({ host: '127.0.0.1', port: server.address().port, path: '/tls',
+        rejectUnauthorized: false, agent: false }, (res) => { res.resume(); res.on('end', resolve); }).on('error', reject));
+      server.close();
+    `,
+    bpftrace: `
+      usdt:*:node:http__client__request { printf("client %s %s %s fd-ok=%d\\n", str(arg2), str(arg4), str(arg5), *(int32 *)arg1 > 2); }
+      usdt:*:node:http__server__request { printf("server %s %s %s fd-ok=%d\\n", str(arg2), str(arg4), str(arg5), *(int32 *)arg1 > 2); }`,
+    dtrace: `
+      node$target:::http-client-request { printf("client %s %s %s fd-ok=%d\\n", copyinstr(arg2), copyinstr(arg4), copyinstr(arg5), arg6 > 2); }
+      node$target:::http-server-request { printf("server %s %s %s fd-ok=%d\\n", copyinstr(arg2), copyinstr(arg4), copyinstr(arg5), arg6 > 2); }`,
+    expect: ['client 127.0.0.1 GET /tls fd-ok=1', 'server 127.0.0.1 GET /tls fd-ok=1'],
+  },
 ];
