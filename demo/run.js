@@ -134,11 +134,12 @@ function slowest(requests, n = 5) {
 function nextSteps() {
   return [
     'Run the service yourself and point the tools at it:',
-    '    node demo/server.js --port 8080 & PID=$!',
+    "    node -r ./node.js demo/server.js --port 8080 & PID=$!   # ./node.js is dynprobe/node: Node's own probes",
     '    npx dynprobe list $PID                     # providers, probes, tracer commands (no root needed)',
     "    sudo npx dynprobe trace $PID 'demoapp:*'    # every request, decoded; add --count N, --duration S",
     '    curl http://127.0.0.1:8080/api/report',
     "    sudo bpftrace -p $PID -e 'usdt:*:demoapp:request-done { @[str(arg1)] = hist(arg3); }'",
+    "    sudo bpftrace -p $PID -e 'usdt:*:node:http__server__request { printf(\"%s %s\\n\", str(arg4), str(arg5)); }'",
     '    kill $PID',
     "Your own code: require('dynprobe') (or keep require('dtrace-provider')); bunyan and restify",
     'light up unchanged: see "Using it with bunyan and restify" in the README.',
@@ -157,7 +158,8 @@ async function main() {
 
   try {
     heading('1. An HTTP service instrumented with dynprobe (demo/server.js)');
-    const server = start([process.execPath, path.join(__dirname, 'server.js')], {});
+    // Preloading dynprobe/node adds Node's own `node` provider (step 6).
+    const server = start([process.execPath, '-r', path.join(ROOT, 'node.js'), path.join(__dirname, 'server.js')], {});
     children.push(server);
     const listening = await server.waitFor(/^demoapp listening on http:\/\/127\.0\.0\.1:(\d+) \(pid (\d+)\)$/, 30000, 'demo server');
     const [, port, pid] = /:(\d+) \(pid (\d+)\)$/.exec(listening);
@@ -203,6 +205,20 @@ async function main() {
     heading(`5. \`dynprobe ${traceCmd.join(' ')}\`: firings decoded by type`);
     await stop(tracing, 15000); // it stops by itself after 5 firings
     print(indent(tracing.lines.join('\n') || tracing.stderr));
+
+    heading("6. Node's own probes, with no change to its code (node -r dynprobe/node): Node 18's one-liner, unchanged");
+    const oneLiner = 'usdt:*:node:http__server__request { printf("%s %s %s\\n", str(arg2), str(arg4), str(arg5)); }';
+    print(indent(`bpftrace -p ${pid} -e '${oneLiner}'`));
+    const nodeTraced = start(['bpftrace', '-p', pid, '-e', `BEGIN { printf("READY\\n"); } ${oneLiner}`], {});
+    children.push(nodeTraced);
+    await nodeTraced.waitFor(/^READY$/, 60000, 'bpftrace');
+    // dynprobe/node turns its channels on within a quarter of a second.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const sent = await drive(Number(port), { seconds: 2 });
+    await stop(nodeTraced, 0);
+    const seen = nodeTraced.lines.filter((l) => /^127\.0\.0\.1 [A-Z]+ \//.test(l));
+    print(indent(seen.slice(0, 5).join('\n')));
+    print(`    ... bpftrace saw ${seen.length} http__server__request firings for ${sent} requests.`);
 
     heading('What to try next');
     print(nextSteps());

@@ -5,6 +5,7 @@
 //! semaphore memory that `NativeProvider.semaphores()` hands out, and calls
 //! in here only to fire a probe that a tracer is watching.
 
+mod address;
 mod fire;
 mod native_provider;
 mod registry;
