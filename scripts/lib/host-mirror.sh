@@ -1,6 +1,5 @@
 # Sourced by the provisioning scripts: host_mirror prints the Debian mirror
-# the host's apt uses (the entry for this release's main archive), the same
-# lookup as scripts/provision-tracers.sh. DYNPROBE_MIRROR overrides it there.
+# the host's apt uses (the entry for this release's main archive).
 host_mirror() {
   local cn; cn=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
   {

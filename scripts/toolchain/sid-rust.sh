@@ -19,12 +19,8 @@ PACKAGES=(rustc cargo rust-src libstd-rust-dev:arm64 ca-certificates)
 MARKER=$ROOT/.dynprobe-rust-ready
 
 quiet() { "$@" >>"$LOG" 2>&1 || { tail -n 25 "$LOG" >&2; die "failed: $*  (log: $LOG)"; }; }
-in_root() {
-  unshare -m --propagation private bash -c 'set -e; r=$1; shift
-    for d in proc sys dev; do mount --rbind "/$d" "$r/$d"; done
-    exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-      HOME=/root LC_ALL=C DEBIAN_FRONTEND=noninteractive "$@"' _ "$ROOT" "$@"
-}
+# shellcheck source=../lib/in-root.sh
+. "$HERE/../lib/in-root.sh"
 
 if [ ! -e "$ROOT/.dynprobe-ready" ]; then
   say "the sid root is not provisioned; running scripts/provision-tracers.sh"
