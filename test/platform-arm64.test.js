@@ -6,12 +6,15 @@
 //   - in an arm64 virtual machine (qemu-system-aarch64, TCG, Debian's arm64
 //     kernel), traced for real by the machine's bpftrace 0.27: the basic
 //     tracer cases pass, and so do the Rust crates' own tests, cross-compiled
-//     for aarch64 (the semaphore test attaches bpftrace there).
+//     for aarch64 (the semaphore test attaches bpftrace there);
+//   - in the same boot, the linux-arm64-musl addon under Bun's arm64 musl
+//     build (scripts/provision-musl.sh, carried in the machine's payload):
+//     the basic tracer cases pass, traced by the same bpftrace.
 // The addon's glibc floor is 2.17, like x64's.
 //
 // Needs root and the provisioned root, kernel and qemu; without them the
 // tests are skipped loudly, and with CI=true they fail. The machine takes a
-// few minutes (TCG): boot ~20 s, about 40 s per traced case.
+// few minutes (TCG): boot ~20 s, about 40 s per traced case (node or Bun).
 
 const { describe, test, before } = require('node:test');
 const assert = require('node:assert/strict');
@@ -24,12 +27,18 @@ const { ensurePrebuilt, addonPath, neededVersions, basicCases } = require('./pla
 const arm64 = require('./platform/arm64-vm');
 
 const TARGET = 'linux-arm64-gnu';
+const MUSL_TARGET = 'linux-arm64-musl';
 let reason = arm64.qemuUserUnavailable();
 if (reason === null) reason = ensurePrebuilt(TARGET);
 const gate = h.gate(`${TARGET} tests (qemu-user)`, reason);
 const vmReason = reason || arm64.vmUnavailable();
 const vmGate = h.gate(`${TARGET} tests (arm64 virtual machine)`, reason ? null : vmReason);
 const pkg = reason === null ? runtimes.packageWith(addonPath(TARGET)) : null;
+// The musl runtime rides in the same boot; without it only its tests fail.
+let muslReason = vmReason ? null : arm64.muslUnavailable();
+if (!vmReason && muslReason === null) muslReason = ensurePrebuilt(MUSL_TARGET);
+const muslGate = h.gate(`${MUSL_TARGET} tests under Bun (arm64 virtual machine)`, vmReason ? null : muslReason);
+const muslPkg = !vmReason && muslReason === null ? runtimes.packageWith(addonPath(MUSL_TARGET)) : null;
 
 test(`${TARGET}: the addon is arm64 and needs no glibc symbol newer than 2.17`, { skip: gate.skip }, () => {
   assert.ok(!reason, `required when CI=true: ${reason}`);
@@ -74,7 +83,7 @@ describe(`${TARGET} in an arm64 virtual machine, traced by its bpftrace`, { skip
     // DYNPROBE_VM_LOG=FILE copies the machine's console there as it runs.
     const logFile = process.env.DYNPROBE_VM_LOG;
     const log = logFile ? (chunk) => fs.appendFileSync(logFile, chunk) : null;
-    const run = await arm64.runVm({ pkg, tests: rustTests, log });
+    const run = await arm64.runVm({ pkg, muslPkg, tests: rustTests, log });
     vm = { ...run, ...arm64.parseVmOutput(run.output) };
     process.stderr.write(`arm64 VM: ${vm.up}; ${vm.seconds} s\n`);
   }, { timeout: 40 * 60 * 1000 });
@@ -85,13 +94,19 @@ describe(`${TARGET} in an arm64 virtual machine, traced by its bpftrace`, { skip
     return vm;
   };
 
+  const checkCase = (m, runtime, c) => {
+    const result = (m.cases[runtime] || {})[c.name];
+    assert.ok(result, `no result for this case:\n${m.output.slice(-4000)}`);
+    assert.ok(!result.error, result.error);
+    assert.deepEqual(result.lines, result.expected, result.diagnostics);
+  };
   for (const c of basicCases()) {
-    test(`${c.name} [bpftrace 0.27, arm64 VM]`, () => {
-      const m = machine();
-      const result = m.cases[c.name];
-      assert.ok(result, `no result for this case:\n${m.output.slice(-4000)}`);
-      assert.ok(!result.error, result.error);
-      assert.deepEqual(result.lines, result.expected, result.diagnostics);
+    test(`${c.name} [bpftrace 0.27, arm64 VM]`, () => checkCase(machine(), 'node', c));
+  }
+  for (const c of basicCases()) {
+    test(`${MUSL_TARGET} under Bun: ${c.name} [bpftrace 0.27, arm64 VM]`, { skip: muslGate.skip }, () => {
+      assert.ok(!muslReason, `required when CI=true: ${muslReason}`);
+      checkCase(machine(), 'bun-musl', c);
     });
   }
 

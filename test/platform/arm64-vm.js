@@ -7,6 +7,10 @@
 //     the arm64 root as its initramfs plus a payload (this package with the
 //     arm64 addon, Rust test binaries, test/platform/vm-init.sh as PID 1).
 //     Tracers run inside it, for real: uprobes, BPF, USDT semaphores.
+//     With `musl`, the payload also carries Bun's arm64 musl build
+//     (scripts/provision-musl.sh) at its host path (its loader and rpath
+//     are absolute) and a package with the arm64 musl addon: the same boot
+//     traces both runtimes, and the root's cached archive stays as it is.
 
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -18,6 +22,10 @@ const BASE = process.env.DYNPROBE_ARM64 || '/var/lib/dynprobe/arm64';
 const ARM64_ROOT = path.join(BASE, 'root');
 const ARM64_NODE = path.join(ARM64_ROOT, 'usr', 'bin', 'node');
 const IS_ROOT = process.getuid && process.getuid() === 0;
+const MUSL_ARM64 = path.join(process.env.DYNPROBE_MUSL || '/var/lib/dynprobe/musl', 'arm64');
+const MUSL_BUN = path.join(MUSL_ARM64, 'bin', 'bun');
+// Where the musl package is in the machine (vm-cases.js runs its cases).
+const VM_MUSL_PACKAGE = '/dynprobe/pkg-musl';
 
 // Why arm64 processes cannot run here, or null.
 function qemuUserUnavailable() {
@@ -39,6 +47,14 @@ function vmUnavailable() {
   }
   const q = spawnSync('qemu-system-aarch64', ['--version'], { encoding: 'utf8' });
   if (q.status !== 0) return 'qemu-system-aarch64 is not installed (run scripts/provision-arm64.sh as root)';
+  return null;
+}
+
+// Why Bun's arm64 musl build cannot be carried into the machine, or null.
+function muslUnavailable() {
+  if (!fs.existsSync(path.join(MUSL_ARM64, '.dynprobe-ready'))) {
+    return `Bun for arm64 musl is not provisioned in ${MUSL_ARM64} (run scripts/provision-musl.sh as root)`;
+  }
   return null;
 }
 
@@ -67,9 +83,10 @@ function buildRustTests() {
   return tests;
 }
 
-// Boots the machine with `pkg` (a package directory) and `tests` (Rust test
-// binaries) in its initramfs; resolves with what its console printed.
-function runVm({ pkg, tests = [], timeoutMs = 20 * 60 * 1000, log = null }) {
+// Boots the machine with `pkg` (a package directory), `tests` (Rust test
+// binaries) and, with `muslPkg` (a package with the arm64 musl addon), Bun's
+// arm64 musl build in its initramfs; resolves with what its console printed.
+function runVm({ pkg, muslPkg = null, tests = [], timeoutMs = 25 * 60 * 1000, log = null }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-vm-'));
   const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
   try {
@@ -78,6 +95,10 @@ function runVm({ pkg, tests = [], timeoutMs = 20 * 60 * 1000, log = null }) {
     fs.copyFileSync(path.join(__dirname, 'vm-init.sh'), path.join(tree, 'init'));
     fs.chmodSync(path.join(tree, 'init'), 0o755);
     fs.cpSync(pkg, path.join(tree, 'dynprobe', 'pkg'), { recursive: true, dereference: true, filter: (src) => path.basename(src) !== 'node_modules' });
+    if (muslPkg) {
+      fs.cpSync(muslPkg, path.join(tree, VM_MUSL_PACKAGE), { recursive: true, dereference: true, filter: (src) => path.basename(src) !== 'node_modules' });
+      fs.cpSync(MUSL_ARM64, path.join(tree, MUSL_ARM64), { recursive: true, verbatimSymlinks: true, filter: (src) => !/^\.(lock|musl\.|wheel\.|bun\.)/.test(path.basename(src)) });
+    }
     for (const t of tests) fs.copyFileSync(t.file, path.join(tree, 'dynprobe', 'tests', t.name.replace(/[^\w.-]/g, '_')));
     // The root's archive, then the payload's: the kernel unpacks both.
     const initrd = path.join(dir, 'initrd.cpio');
@@ -117,14 +138,15 @@ function runVm({ pkg, tests = [], timeoutMs = 20 * 60 * 1000, log = null }) {
 function parseVmOutput(output) {
   const up = (/^@@VM-UP (.*)$/m.exec(output) || [])[1] || null;
   const done = /^@@VM-DONE$/m.test(output);
+  // cases[runtime][name]: 'node' (the root's, glibc) and 'bun-musl'.
   const cases = {};
   for (const m of output.matchAll(/^@@CASE (.*)$/gm)) {
     const c = JSON.parse(m[1]);
-    cases[c.name] = c;
+    (cases[c.runtime] ||= {})[c.name] = c;
   }
   const rust = {};
   for (const m of output.matchAll(/^@@RUST-BEGIN (\S+)\n([\s\S]*?)^@@RUST-END \1 (\d+)$/gm)) rust[m[1]] = { text: m[2], status: Number(m[3]) };
   return { up, done, cases, rust };
 }
 
-module.exports = { BASE, ARM64_ROOT, ARM64_NODE, qemuUserUnavailable, vmUnavailable, buildRustTests, runVm, parseVmOutput };
+module.exports = { BASE, ARM64_ROOT, ARM64_NODE, MUSL_BUN, VM_MUSL_PACKAGE, qemuUserUnavailable, vmUnavailable, muslUnavailable, buildRustTests, runVm, parseVmOutput };
