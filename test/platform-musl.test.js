@@ -3,8 +3,9 @@
 // builds (the only Node-API runtime published for musl; scripts/provision-musl.sh),
 // x64 on the host, arm64 under qemu-user. Each passes test/api.test.js; the
 // x64 one is traced by the host's bpftrace 0.17 and 0.27 (the basic tracer
-// cases; qemu-user runs no tracer, so arm64 is checked with its semaphore
-// set by hand). musl's dlclose never unmaps: a test shows that disable()
+// cases; qemu-user runs no tracer, so here arm64 is checked with its
+// semaphore set by hand, and test/platform-arm64.test.js traces it under
+// bpftrace 0.27 in the arm64 VM). musl's dlclose never unmaps: a test shows that disable()
 // stays correct there and enable() works again.
 //
 // Needs root (the build runs in the sid root; scripts/build/linux-*-musl.sh)
