@@ -461,6 +461,15 @@ fn a_killed_writer_leaves_no_temporary_file() {
         0
     );
 
+    // The fresh leftover must still be fresh when the later load looks at it,
+    // however long the kill loop took (minutes in an emulated machine).
+    fs::File::options()
+        .write(true)
+        .open(&fresh_leftover)
+        .unwrap()
+        .set_modified(SystemTime::now())
+        .unwrap();
+
     // A later load cleans up what dead writers left.
     finish_live(
         LiveChild::spawn(child_command(TEST, "writer", &cache)),
