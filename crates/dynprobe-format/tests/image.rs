@@ -2,12 +2,14 @@
 //! (and, where installed, binutils' `objdump` and `readelf`) and checked
 //! against the definition it came from, for every supported target.
 
+#[path = "common/tools.rs"]
+mod tools;
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tools::tool_available;
 
 use dynprobe_format::{
     build_image, Arch, ArgType, DefinitionError, Image, ProbeDef, ProviderDef, SiteKind, Target,
@@ -1281,27 +1283,6 @@ fn c_type_names_parse_exactly_and_unknown_ones_are_refused() {
 
 // ---------------------------------------------------------------------------
 // Cross-checks with binutils
-
-/// Whether `tool` can be run. A missing tool fails the test under `CI=true`,
-/// and otherwise is reported loudly and the check skipped.
-fn tool_available(tool: &str, test: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: {tool} is not installed, and CI=true requires it"
-        );
-        // Straight to the process's stderr: the test harness captures `eprintln!`.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n!!!!!!!! SKIPPED: {test}: {tool} not installed !!!!!!!!\n"
-        );
-    }
-    found
-}
 
 /// An image written to a uniquely named temporary file, removed on drop.
 struct TempImage(PathBuf);

@@ -14,6 +14,8 @@
 //!
 //! Layout is not assumed: only what any correct image must satisfy.
 
+#[path = "common/tools.rs"]
+mod tools;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -285,27 +287,6 @@ fn every_definition_round_trips_or_is_refused_with_its_error() {
 // ---------------------------------------------------------------------------
 // readelf
 
-/// Whether `readelf` runs: missing, it fails the test under CI=true and is
-/// otherwise reported loudly and the check skipped.
-fn readelf_available(test: &str) -> bool {
-    let found = Command::new("readelf")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: readelf is not installed, and CI=true requires it"
-        );
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n!!!!!!!! SKIPPED: {test}: readelf not installed !!!!!!!!\n"
-        );
-    }
-    found
-}
-
 /// One stapsdt note as `readelf -n` prints it.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Printed {
@@ -388,7 +369,7 @@ impl Drop for TempDir {
 #[test]
 fn readelf_reads_every_valid_definition_as_the_reader_does() {
     let test = "readelf_reads_every_valid_definition_as_the_reader_does";
-    if !readelf_available(test) {
+    if !tools::tool_available("readelf", test) {
         return;
     }
     // 40 batches of 50 definitions, one readelf run per batch.
