@@ -32,6 +32,13 @@ function nativeType(type) {
   return 'char *';
 }
 
+// The type as the API names it (`int`, `json`, `char *`, exact C types): the
+// library records it, and `dynprobe list` shows it.
+function declaredType(type) {
+  const t = nativeType(type);
+  return t === 'int64_t' && String(type) !== 'int64_t' ? 'int' : t;
+}
+
 // The native side knows strings and sized integers; JSON travels as a string.
 function cName(type) {
   return type === 'json' ? 'char *' : type;
@@ -273,7 +280,7 @@ function createApi(addon) {
         native = new addon.NativeProvider(
           state.name,
           state.module,
-          probes.map((p) => ({ name: p.name, types: p._ctypes.map(cName) })),
+          probes.map((p) => ({ name: p.name, types: p._ctypes.map(cName), declared: p.types.map(declaredType) })),
         );
       } catch (err) {
         if (process.env.NODE_DTRACE_PROVIDER_REQUIRE === 'hard') throw err;

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::DeclaredType;
+
 /// The most arguments a probe may take (the DTrace limit).
 pub const MAX_ARGS: usize = 32;
 /// DTrace appends the process id (up to 10 digits) to a provider name and
@@ -116,6 +118,10 @@ impl ArgType {
 pub struct ProbeDef {
     pub name: String,
     pub args: Vec<ArgType>,
+    /// The types as the API declared them (`int`, `json`), one per
+    /// argument, each of its `args` type; `None`: the C names of `args`.
+    /// The image records them for listings (see [`crate::declared`]).
+    pub declared: Option<Vec<DeclaredType>>,
 }
 
 impl ProbeDef {
@@ -123,6 +129,24 @@ impl ProbeDef {
         ProbeDef {
             name: name.into(),
             args: args.into(),
+            declared: None,
+        }
+    }
+
+    /// A probe whose arguments are what `declared` types travel as.
+    pub fn with_declared(name: impl Into<String>, declared: Vec<DeclaredType>) -> ProbeDef {
+        ProbeDef {
+            name: name.into(),
+            args: declared.iter().map(|t| t.arg_type()).collect(),
+            declared: Some(declared),
+        }
+    }
+
+    /// The declared type of every argument.
+    pub fn declared_types(&self) -> Vec<DeclaredType> {
+        match &self.declared {
+            Some(declared) => declared.clone(),
+            None => self.args.iter().map(|&t| DeclaredType::C(t)).collect(),
         }
     }
 }
@@ -189,6 +213,13 @@ fn check_probe(probe: &ProbeDef) -> Result<(), DefinitionError> {
             probe: probe.name.clone(),
             count: probe.args.len(),
         });
+    }
+    if let Some(declared) = &probe.declared {
+        let fits = declared.len() == probe.args.len()
+            && declared.iter().zip(&probe.args).all(|(d, &a)| d.arg_type() == a);
+        if !fits {
+            return Err(DefinitionError::DeclaredMismatch(probe.name.clone()));
+        }
     }
     Ok(())
 }
@@ -311,6 +342,8 @@ pub enum DefinitionError {
     },
     UnknownType(String),
     NoProbes(String),
+    /// A probe's declared types are not its argument types.
+    DeclaredMismatch(String),
 }
 
 /// A name in a message: quoted and escaped like `{:?}`, and so are the
@@ -360,6 +393,11 @@ impl fmt::Display for DefinitionError {
             DefinitionError::NoProbes(provider) => {
                 write!(f, "provider {} has no probes", Quoted(provider))
             }
+            DefinitionError::DeclaredMismatch(probe) => write!(
+                f,
+                "probe {}: its declared types are not its argument types",
+                Quoted(probe)
+            ),
         }
     }
 }

@@ -8,7 +8,8 @@
 //!            .dynsym, .hash, .dynstr, then
 //!            .text: one 16-byte stub per probe (NOP site, then return)
 //! P     R+W  .dynamic, then .probes (one u16 semaphore per probe)
-//! ...        .note.stapsdt, .shstrtab, section headers (not loaded)
+//! ...        .note.stapsdt, .note.dynprobe (declared types, see declared.rs),
+//!            .shstrtab, section headers (not loaded)
 //! ```
 //!
 //! Two loaded segments, so `dlopen` maps the library with two mappings. The
@@ -24,7 +25,7 @@
 //! read `PT_DYNAMIC`'s own flags and leave a read-only `.dynamic` as it is:
 //! there, loading writes to no page. musl never writes to `.dynamic`.
 
-use crate::{DefinitionError, ProviderDef, Target};
+use crate::{declared, DefinitionError, ProviderDef, Target};
 use object::elf;
 use object::write::elf::{FileHeader, ProgramHeader, SectionHeader, Sym, Writer};
 use object::Endianness;
@@ -63,7 +64,7 @@ impl Image {
 
 /// In the build-id: a layout change must give existing definitions new
 /// file names, or a cache would keep serving files of the old layout.
-const FORMAT_VERSION: &[u8] = b"dynprobe-image-2";
+const FORMAT_VERSION: &[u8] = b"dynprobe-image-3";
 const NT_STAPSDT: u32 = 3;
 const SEMAPHORE_SIZE: u64 = 2;
 
@@ -151,12 +152,22 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         });
     }
     let stapsdt_off = w.reserve(stapsdt.len() as u64, 4);
+    let declared: Vec<u8> = def
+        .probes
+        .iter()
+        .flat_map(|p| {
+            let desc = declared::encode(&def.name, &p.name, &p.declared_types());
+            note(declared::OWNER, declared::NT_DYNPROBE_DECLARED, &desc)
+        })
+        .collect();
+    let declared_off = w.reserve(declared.len() as u64, 4);
 
     let build_id_name = w.add_section_name(b".note.gnu.build-id");
     let base_name = w.add_section_name(b".stapsdt.base");
     let text_name = w.add_section_name(b".text");
     let probes_name = w.add_section_name(b".probes");
     let stapsdt_name = w.add_section_name(b".note.stapsdt");
+    let declared_name = w.add_section_name(declared::SECTION);
     w.reserve_null_section_index();
     let build_id_index = w.reserve_section_index();
     w.reserve_section_index(); // .stapsdt.base
@@ -167,6 +178,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     w.reserve_dynamic_section_index();
     w.reserve_section_index(); // .probes
     w.reserve_section_index(); // .note.stapsdt
+    w.reserve_section_index(); // .note.dynprobe
     w.reserve_shstrtab_section_index();
     w.reserve_shstrtab().map_err(|_| unreachable_write())?;
     w.reserve_section_headers();
@@ -278,6 +290,8 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
 
     w.write_align(4);
     w.write(&stapsdt);
+    w.write_align(4);
+    w.write(&declared);
     w.write_shstrtab();
 
     w.write_null_section_header();
@@ -343,6 +357,16 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     );
     stapsdt_header.sh_offset = stapsdt_off;
     w.write_section_header(&stapsdt_header);
+    let mut declared_header = header(
+        name(&w, declared_name),
+        elf::SHT_NOTE,
+        Default::default(),
+        0,
+        declared.len() as u64,
+        4,
+    );
+    declared_header.sh_offset = declared_off;
+    w.write_section_header(&declared_header);
     w.write_shstrtab_section_header();
 
     drop(w);
@@ -392,6 +416,7 @@ fn hash_definition(def: &ProviderDef, target: Target) -> [u8; 20] {
     for probe in &def.probes {
         field(probe.name.as_bytes());
         field(&probe.args.iter().map(|a| a.code()).collect::<Vec<u8>>());
+        field(&probe.declared_types().iter().map(|t| t.code()).collect::<Vec<u8>>());
     }
     h.digest().bytes()
 }

@@ -5,12 +5,14 @@
 //! built and checked on any host, for any supported architecture.
 
 mod arch;
+pub mod declared;
 mod definition;
 pub mod dof;
 mod image;
 pub mod read;
 
 pub use arch::{Arch, SiteKind, Target};
+pub use declared::{Declared, DeclaredType};
 pub use definition::{
     ArgType, DefinitionError, NameKind, ProbeDef, ProviderDef, MAX_ARGS, MAX_MODULE_LEN,
     MAX_PROBE_LEN, MAX_PROVIDER_LEN,

@@ -12,13 +12,21 @@
 //! arguments; `sys/sdt.h` takes at most 12 arguments a probe, and its
 //! largest users (QEMU's trace events) have a few thousand probes. An object
 //! past any limit is refused whole, with [`ReadError::TooLarge`].
+//!
+//! A dynprobe library also records each probe's declared types
+//! (`.note.dynprobe`, see [`crate::declared`]), read here under the same
+//! limits and attached to the probes as [`StapsdtProbe::declared`]. A record
+//! that does not fit its probe's note leaves that probe without declared
+//! types, saying why; it never refuses the file.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
 use object::{Endian, Endianness, FileKind, SectionIndex};
 
+use crate::declared::{self, Declared};
 use crate::ArgType;
 
 /// `NT_STAPSDT`: the note type of a probe descriptor (version 3).
@@ -43,6 +51,9 @@ pub struct StapsdtProbe {
     /// segment holds them in the file.
     pub address_offset: Option<u64>,
     pub semaphore_offset: Option<u64>,
+    /// The argument types as declared, when the file records them for this
+    /// probe (dynprobe libraries do; `sys/sdt.h` objects do not).
+    pub declared: Declared,
 }
 
 /// One argument of a probe: `SIZE@LOCATION` in the note.
@@ -89,8 +100,9 @@ impl NoteArg {
 
 /// The most stapsdt probes read from one file.
 pub const MAX_PROBES: usize = 65_536;
-/// The most notes visited in a file's `.note.stapsdt` sections, stapsdt
-/// probes or not (other notes are skipped, but skipping costs time too).
+/// The most notes visited in a file's `.note.stapsdt` and `.note.dynprobe`
+/// sections, probes and records or not (other notes are skipped, but
+/// skipping costs time too).
 pub const MAX_NOTES: usize = 1 << 20;
 /// The longest provider or probe name, in bytes as the note has them.
 pub const MAX_NAME_LEN: usize = 4096;
@@ -101,6 +113,9 @@ pub const MAX_NOTE_ARGS: usize = 64;
 /// The most `PT_LOAD` program headers: each probe's file offsets are looked
 /// up among them, so probes times segments must stay small.
 pub const MAX_LOAD_SEGMENTS: usize = 256;
+/// The most declared-types records read from one file (one per probe is
+/// all a file needs).
+pub const MAX_RECORDS: usize = MAX_PROBES;
 /// The most memory the returned probes may take, counted as the size of
 /// every [`StapsdtProbe`] and [`NoteArg`] plus the lengths of their strings
 /// (the heap they hold is at most about twice that, with spare capacity).
@@ -123,6 +138,8 @@ pub enum Limit {
     LoadSegments,
     /// [`MAX_DECODED_BYTES`]
     DecodedBytes,
+    /// [`MAX_RECORDS`]
+    Records,
 }
 
 impl Limit {
@@ -136,6 +153,7 @@ impl Limit {
             Limit::Args => MAX_NOTE_ARGS,
             Limit::LoadSegments => MAX_LOAD_SEGMENTS,
             Limit::DecodedBytes => MAX_DECODED_BYTES,
+            Limit::Records => MAX_RECORDS,
         }
     }
 }
@@ -145,12 +163,16 @@ impl fmt::Display for Limit {
         let max = self.max();
         match self {
             Limit::Probes => write!(f, "more than {max} stapsdt probes"),
-            Limit::Notes => write!(f, "more than {max} notes in .note.stapsdt"),
+            Limit::Notes => write!(
+                f,
+                "more than {max} notes in .note.stapsdt and .note.dynprobe"
+            ),
             Limit::NameLen => write!(f, "a provider or probe name longer than {max} bytes"),
             Limit::ArgSpecLen => write!(f, "an argument string longer than {max} bytes"),
             Limit::Args => write!(f, "a probe with more than {max} arguments"),
             Limit::LoadSegments => write!(f, "more than {max} loadable segments"),
             Limit::DecodedBytes => write!(f, "probes that would take more than {max} bytes"),
+            Limit::Records => write!(f, "more than {max} declared-types records"),
         }
     }
 }
@@ -257,9 +279,11 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
     // Sections that overlap would have the same notes read again and again
     // (one section's header repeated 20,000 times makes 20,000 copies of
     // each probe): the note sections must be disjoint in the file.
+    // The declared-types sections too, checked with them.
     let mut note_sections = Vec::new();
     for section in sections.iter() {
-        if !named(section, STAPSDT_SECTION) {
+        let records = named(section, declared::SECTION);
+        if !records && !named(section, STAPSDT_SECTION) {
             continue;
         }
         if let Some(notes) = section.notes(endian, data)? {
@@ -267,29 +291,56 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                 section.sh_offset(endian).into(),
                 section.sh_size(endian).into(),
             );
-            note_sections.push((offset, size, notes));
+            note_sections.push((offset, size, records, notes));
         }
     }
     let mut spans: Vec<(u64, u64)> = note_sections
         .iter()
-        .filter(|(_, size, _)| *size > 0)
-        .map(|&(offset, size, _)| (offset, size))
+        .filter(|(_, size, _, _)| *size > 0)
+        .map(|&(offset, size, _, _)| (offset, size))
         .collect();
     spans.sort_unstable();
     // In bounds, as `notes` checked: no sum overflows.
     if spans.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0) {
         return Err(ReadError::Malformed(
-            "the .note.stapsdt sections overlap".into(),
+            "the .note.stapsdt and .note.dynprobe sections overlap".into(),
         ));
     }
 
     let mut probes = Vec::new();
-    let (mut notes_seen, mut decoded) = (0usize, 0usize);
-    for (_, _, mut notes) in note_sections {
+    // Declared types by provider and probe name; more than one record for
+    // a probe makes them all unusable (which one would be true?).
+    let mut records: HashMap<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>), _> =
+        HashMap::new();
+    let (mut notes_seen, mut decoded, mut records_seen) = (0usize, 0usize, 0usize);
+    for (_, _, is_records, mut notes) in note_sections {
         while let Some(note) = notes.next()? {
             notes_seen += 1;
             if notes_seen > MAX_NOTES {
                 return Err(ReadError::TooLarge(Limit::Notes));
+            }
+            if is_records {
+                if note.name() != declared::OWNER
+                    || note.n_type(endian).0 != declared::NT_DYNPROBE_DECLARED
+                {
+                    continue;
+                }
+                records_seen += 1;
+                if records_seen > MAX_RECORDS {
+                    return Err(ReadError::TooLarge(Limit::Records));
+                }
+                let Some(record) = declared::decode(note.desc()) else {
+                    continue;
+                };
+                decoded = decoded.saturating_add(record.footprint());
+                if decoded > MAX_DECODED_BYTES {
+                    return Err(ReadError::TooLarge(Limit::DecodedBytes));
+                }
+                records
+                    .entry((record.provider, record.name))
+                    .and_modify(|types| *types = Err(declared::duplicated()))
+                    .or_insert(record.types);
+                continue;
             }
             if note.name() != b"stapsdt" || note.n_type(endian).0 != NT_STAPSDT {
                 continue;
@@ -331,7 +382,29 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                 } else {
                     offset_of(semaphore)
                 },
+                declared: Declared::Absent,
             });
+        }
+    }
+    if !records.is_empty() {
+        for probe in &mut probes {
+            let key = (
+                std::borrow::Cow::Borrowed(probe.provider.as_str()),
+                std::borrow::Cow::Borrowed(probe.name.as_str()),
+            );
+            probe.declared = match records.get(&key) {
+                None => Declared::Absent,
+                Some(Err(why)) => Declared::Unusable(why.clone()),
+                Some(Ok(types)) => declared::check_against_note(types, &probe.args),
+            };
+            decoded = decoded.saturating_add(match &probe.declared {
+                Declared::Absent => 0,
+                Declared::Types(types) => types.len(),
+                Declared::Unusable(why) => why.len(),
+            });
+            if decoded > MAX_DECODED_BYTES {
+                return Err(ReadError::TooLarge(Limit::DecodedBytes));
+            }
         }
     }
     Ok(probes)
@@ -484,7 +557,7 @@ fn parse_arg(spec: String) -> NoteArg {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{build_image, ProbeDef, ProviderDef, SiteKind, Target};
+    use crate::{build_image, DeclaredType, ProbeDef, ProviderDef, SiteKind, Target};
     use ArgType::*;
 
     fn def() -> ProviderDef {
@@ -494,6 +567,11 @@ mod tests {
         def.add_probe(ProbeDef::new("second-probe", vec![I64; 8]))
             .unwrap();
         def.add_probe(ProbeDef::new("none", vec![])).unwrap();
+        def.add_probe(ProbeDef::with_declared(
+            "declared",
+            vec![DeclaredType::Int, DeclaredType::Json, DeclaredType::C(U64)],
+        ))
+        .unwrap();
         def
     }
 
@@ -506,7 +584,7 @@ mod tests {
         ] {
             let image = build_image(&def(), target).unwrap();
             let probes = read_stapsdt(&image.bytes).unwrap();
-            assert_eq!(probes.len(), 3);
+            assert_eq!(probes.len(), 4);
             for (probe, layout) in probes.iter().zip(&image.probes) {
                 assert_eq!(probe.provider, "myprov");
                 assert_eq!(probe.name, layout.name);
@@ -525,6 +603,20 @@ mod tests {
             assert_eq!(probes[1].args.len(), 8);
             assert!(probes[1].args.iter().all(|a| a.types() == ["int64_t"]));
             assert!(probes[2].args.is_empty());
+            // What was declared, exactly; C names where nothing else was.
+            let declared: Vec<Vec<&str>> = probes
+                .iter()
+                .map(|p| p.declared.types().unwrap().iter().map(|t| t.name()).collect())
+                .collect();
+            assert_eq!(
+                declared,
+                [
+                    vec!["int32_t", "char *", "uint8_t"],
+                    vec!["int64_t"; 8],
+                    vec![],
+                    vec!["int", "json", "uint64_t"],
+                ]
+            );
         }
     }
 

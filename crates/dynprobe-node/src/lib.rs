@@ -11,16 +11,19 @@ mod native_provider;
 mod registry;
 
 use dynprobe::{ArgType, ProbeDef, ProviderDef};
+use dynprobe_format::{Declared, DeclaredType};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
 /// One probe as the JS layer describes it: C type names, already mapped from
-/// dtrace-provider's loose spellings.
+/// dtrace-provider's loose spellings, and optionally the types as declared
+/// (`int`, `json`, exact C names), which the library records for listings.
 #[napi(object)]
 pub struct ProbeSpec {
     pub name: String,
     pub types: Vec<String>,
+    pub declared: Option<Vec<String>>,
 }
 
 fn definition(
@@ -35,7 +38,17 @@ fn definition(
             .iter()
             .map(|t| ArgType::from_c_name(t))
             .collect::<std::result::Result<Vec<_>, _>>();
-        let probe = ProbeDef::new(spec.name.as_str(), args.map_err(|e| e.to_string())?);
+        let mut probe = ProbeDef::new(spec.name.as_str(), args.map_err(|e| e.to_string())?);
+        if let Some(declared) = &spec.declared {
+            let types = declared
+                .iter()
+                .map(|t| {
+                    DeclaredType::from_name(t)
+                        .ok_or_else(|| format!("unknown declared type {t:?} of probe {:?}", spec.name))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            probe.declared = Some(types);
+        }
         def.add_probe(probe).map_err(|e| e.to_string())?;
     }
     Ok(def)
@@ -108,6 +121,12 @@ pub struct ProbeNote {
     /// Arguments the note lists beyond the first [`MAX_NOTE_ARGS`], which
     /// `args` leaves out (a crafted note may list millions).
     pub omitted_args: u32,
+    /// The argument types as declared (`int`, `char *`, `json`, ...), one
+    /// per argument, when the library records them for this probe and the
+    /// record fits the note; null otherwise (plain sys/sdt.h objects).
+    pub declared: Option<Vec<String>>,
+    /// Why the library's record for this probe is not used, or null.
+    pub declared_problem: Option<String>,
 }
 
 /// More arguments than any tracer reads (sys/sdt.h writes at most 12,
@@ -593,6 +612,14 @@ pub fn read_probes(path: String, limits: Option<ReadLimits>) -> Result<ProbeNote
     let probes = probes
         .into_iter()
         .map(|p| ProbeNote {
+            declared: p
+                .declared
+                .types()
+                .map(|types| types.iter().map(|t| t.name().to_string()).collect()),
+            declared_problem: match &p.declared {
+                Declared::Unusable(why) => Some(why.clone()),
+                _ => None,
+            },
             omitted_args: u32::try_from(p.args.len().saturating_sub(MAX_NOTE_ARGS))
                 .unwrap_or(u32::MAX),
             args: p
