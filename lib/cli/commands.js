@@ -1,11 +1,13 @@
 'use strict';
 // Ready-to-paste commands that trace one probe with each tracer, its
-// arguments printed by their types. Strings are assumed for `char *|uint64_t`
-// arguments (see types.js): that is what dtrace-provider's `char *` and
-// `json` arguments are.
+// arguments printed by their types: as declared when the library records
+// them (strings and JSON read as strings, integers by their sign, uint64_t
+// unsigned), else from the note, where strings are assumed for
+// `char *|uint64_t` arguments (see types.js): that is what dtrace-provider's
+// `char *` and `json` arguments are.
 
 const shell = require('./shell');
-const { kindOf } = require('./types');
+const { argKinds, STRING_KINDS } = require('./types');
 const { nameProblem, probeProblem } = require('./names');
 
 // How many arguments each tracer reads (bpftrace 0.17, bcc-based, reads 6;
@@ -13,13 +15,15 @@ const { nameProblem, probeProblem } = require('./names');
 const DTRACE_MAX_ARGS = 10;
 const BPFTRACE_STRLEN = 200; // the most bpftrace 0.17 accepts
 
-function bpftraceArg(arg, i) {
-  switch (kindOf(arg)) {
+function bpftraceArg(kind, i) {
+  switch (kind) {
     case 'int':
       return ['%ld', `arg${i}`];
     case 'uint':
     case 'float':
       return ['%lu', `arg${i}`];
+    case 'str':
+    case 'json':
     case 'strint':
       return ['%s', `str(arg${i})`];
     default:
@@ -27,10 +31,12 @@ function bpftraceArg(arg, i) {
   }
 }
 
-function dtraceArg(arg, i) {
-  switch (kindOf(arg)) {
+function dtraceArg(kind, i) {
+  switch (kind) {
     case 'int':
       return ['%d', `arg${i}`];
+    case 'str':
+    case 'json':
     case 'strint':
       return ['%s', `copyinstr(arg${i})`];
     default:
@@ -38,9 +44,10 @@ function dtraceArg(arg, i) {
   }
 }
 
-// `printf("NAME %s %d\n", str(arg0), arg1)` for the first `max` arguments.
-function printfCall(label, args, max, toFormat) {
-  const parts = args.slice(0, max).map(toFormat);
+// `printf("NAME %s %d\n", str(arg0), arg1)` for the first `max` arguments
+// (`kinds`: theirs, from types.js).
+function printfCall(label, kinds, max, toFormat) {
+  const parts = kinds.slice(0, max).map(toFormat);
   const format = [label.replaceAll('%', '%%'), ...parts.map((p) => p[0])].join(' ');
   return `printf(${JSON.stringify(`${format}\n`)}${parts.map((p) => `, ${p[1]}`).join('')})`;
 }
@@ -64,16 +71,17 @@ function bpftrace(pid, entry, probe, opts) {
   const pathProblem = byPath ? nameProblem('path', entry.tracerPath) : null;
   if (pathProblem !== null) return `# bpftrace must attach by library path, and ${pathProblem}`;
   const target = byPath ? entry.tracerPath : '*';
-  const body = printfCall(probe.name, probe.args, opts.bpftraceMaxArgs, bpftraceArg);
+  const kinds = argKinds(probe);
+  const body = printfCall(probe.name, kinds, opts.bpftraceMaxArgs, bpftraceArg);
   const filter = opts.shared ? ` /pid == ${pid}/` : '';
   const program = `usdt:${target}:${entry.provider}:${probe.name}${filter} { ${body}; }`;
-  const env = probe.args.some((a) => kindOf(a) === 'strint') ? `BPFTRACE_STRLEN=${BPFTRACE_STRLEN} ` : '';
+  const env = kinds.some((k) => STRING_KINDS.has(k)) ? `BPFTRACE_STRLEN=${BPFTRACE_STRLEN} ` : '';
   return env + shell.command(['bpftrace', ...(opts.shared ? [] : ['-p', pid]), '-e', program]);
 }
 
 function dtrace(pid, entry, probe, opts) {
   const module = opts.shared && entry.storage === 'file' ? entry.module : '';
-  const body = printfCall(probe.name, probe.args, DTRACE_MAX_ARGS, dtraceArg);
+  const body = printfCall(probe.name, argKinds(probe), DTRACE_MAX_ARGS, dtraceArg);
   const program = `${entry.provider}$target:${module}::${dtraceProbeName(probe.name)} { ${body}; }`;
   return shell.command(['dtrace', '-q', '-n', program, '-p', pid]);
 }
@@ -105,11 +113,10 @@ function x86reg(name) {
   return numbered ? `r${numbered[1]}` : null;
 }
 
-function fetchArg(arg, i) {
+function fetchArg(arg, kind, i) {
   const loc = fetchLocation(arg.location);
   if (loc === null) return null;
-  const kind = kindOf(arg);
-  if (kind === 'strint') return `arg${i}=+0(${loc}):string`;
+  if (STRING_KINDS.has(kind)) return `arg${i}=+0(${loc}):string`;
   const bits = arg.size * 8;
   return `arg${i}=${loc}:${kind === 'int' ? 's' : 'u'}${bits}`;
 }
@@ -135,7 +142,8 @@ function perf(pid, entry, probe) {
   const group = `sdt_${cName(entry.provider)}`;
   const event = cName(probe.name);
   const sema = probe.semaphoreOffset == null ? '' : `(${hex(probe.semaphoreOffset)})`;
-  const fetch = probe.args.map(fetchArg);
+  const kinds = argKinds(probe);
+  const fetch = probe.args.map((arg, i) => fetchArg(arg, kinds[i], i));
   const def = [`p:${group}/${event}`, `${entry.path}:${hex(probe.addressOffset)}${sema}`];
   if (fetch.every((f) => f !== null)) def.push(...fetch);
   const events = '/sys/kernel/tracing/uprobe_events';

@@ -6,8 +6,9 @@
 
 const { safeJson } = require('./names');
 
-// A string that holds a JSON object or array (dtrace-provider's `json`
-// arguments, bunyan's records): its parsed value, else undefined.
+// A string of an argument with no declared type that holds a JSON object or
+// array (dtrace-provider's `json` arguments, bunyan's records, in a library
+// without the record): its parsed value, else undefined.
 function parseJson(text) {
   const t = text.trim();
   if (!(t.startsWith('{') && t.endsWith('}')) && !(t.startsWith('[') && t.endsWith(']'))) return undefined;
@@ -29,10 +30,19 @@ function indent(text, by) {
   return text.replace(/\n/g, `\n${by}`);
 }
 
-// A string argument: JSON shown as JSON (compact as it came, or indented),
-// other strings quoted so that spaces and newlines stay visible.
+// A declared JSON argument: compact, or an object or array indented below
+// the line.
+function formatJsonArg(arg, pretty) {
+  const v = arg.value;
+  if (pretty && v !== null && typeof v === 'object') return `\n    ${indent(safeJson(v, null, 2), '    ')}`;
+  return safeJson(v);
+}
+
+// A string argument quoted, so that spaces and newlines stay visible; one
+// whose type is not known (no record) and that holds JSON shown as JSON
+// (compact as it came, or indented). A declared `char *` is never parsed.
 function formatString(arg, pretty) {
-  const json = parseJson(arg.value);
+  const json = arg.guessed ? parseJson(arg.value) : undefined;
   const mark = arg.truncated ? '…' : '';
   if (json === undefined) return safeJson(arg.value) + mark;
   if (pretty) return `\n    ${indent(safeJson(json, null, 2), '    ')}`;
@@ -44,13 +54,16 @@ function formatString(arg, pretty) {
 
 function formatLine(firing, { pretty = false, pid = null } = {}) {
   const who = pid !== null && firing.tid !== pid ? ` [tid ${firing.tid}]` : '';
-  const args = firing.args.map((a) => (a.type === 'string' ? formatString(a, pretty) : a.value));
+  const args = firing.args.map((a) => {
+    if (a.type === 'string') return formatString(a, pretty);
+    return a.type === 'json' ? formatJsonArg(a, pretty) : a.value;
+  });
   const omitted = firing.probe.omitted > 0 ? ` (+${firing.probe.omitted} not read)` : '';
   return `${clock(firing.time)} ${firing.probe.label}${who}${args.map((a) => (a.startsWith('\n') ? a : ` ${a}`)).join('')}${omitted}`;
 }
 
 function jsonValue(arg) {
-  if (arg.type === 'string') return arg.value;
+  if (arg.type === 'string' || arg.type === 'json') return arg.value;
   const n = Number(arg.value);
   return Number.isSafeInteger(n) ? n : arg.value;
 }

@@ -5,7 +5,7 @@
 const { inspectWithProviders, scan, parsePid } = require('./procs');
 const { forProbe } = require('./commands');
 const { hostBpftraceMaxArgs } = require('./tracers');
-const { kindOf, typeLabel, signature, AMBIGUOUS_NOTE } = require('./types');
+const { argKinds, declaredAt, typeLabel, signature, AMBIGUOUS_NOTE } = require('./types');
 const shell = require('./shell');
 const { probeProblem, visible, safeText, shown, safeJson } = require('./names');
 
@@ -50,7 +50,10 @@ function describe(proc, opts) {
       probes: entry.probes.map((probe) => ({
         name: probe.name,
         argSpec: probe.argSpec,
-        args: probe.args.map((a) => ({ ...a, type: typeLabel(a) })),
+        args: probe.args.map((a, i) => ({ ...a, type: typeLabel(a, declaredAt(probe, i)), declared: declaredAt(probe, i) })),
+        // The types the library records as declared (null: none, or not usable).
+        declared: probe.declared,
+        declaredProblem: probe.declaredProblem,
         omittedArgs: probe.omittedArgs || 0,
         address: probe.address,
         semaphore: probe.semaphore,
@@ -78,7 +81,8 @@ function renderText(procs) {
       for (const probe of entry.probes) {
         out.push(`      ${shown(signature(probe))}`);
         if (probe.refused !== null) out.push(`        ${safeText(probe.refused)}`);
-        ambiguous = ambiguous || probe.args.some((a) => kindOf(a) === 'strint');
+        if (probe.declaredProblem !== null) out.push(`        declared types not used: ${safeText(probe.declaredProblem)}`);
+        ambiguous = ambiguous || argKinds(probe).includes('strint');
       }
       if (entry.tracerPath === null) continue;
       const first = entry.probes.find((p) => p.commands !== null);

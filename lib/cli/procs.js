@@ -7,10 +7,13 @@
 // the mapping process saw it), or a memfd named after the module when no
 // exec-capable directory existed. Only those whose notes hold stapsdt probes
 // count. Reading needs no tracer and no root for the user's own processes.
+// A library's record of its probes' declared types is checked like the rest
+// of what it says (types.js) before anything uses it.
 
 const fs = require('node:fs');
 const path = require('node:path');
 const { CliError } = require('./errors');
+const { checkDeclared } = require('./types');
 
 const CACHE_LAYOUT = /\/[0-9a-f]{40}\/[^/]+$/;
 const MEMFD = /^\/memfd:(.*) \(deleted\)$/;
@@ -192,6 +195,7 @@ function notesOf(lib, files) {
       ...note,
       addressOffset: note.addressOffset ?? null,
       semaphoreOffset: note.semaphoreOffset ?? null,
+      ...checkDeclared(note),
     }));
     notesCache.set(key, result);
   }

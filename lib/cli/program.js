@@ -6,8 +6,10 @@
 //   probe-index, clause, tid, time, raw value of every argument,
 //   then the strings this clause reads
 // Integers are decoded from their raw 64-bit values (dynprobe passes them
-// sign- or zero-extended); a `char *|uint64_t` argument's raw value is also
-// the pointer its string was read from. Strings may hold newlines (bunyan's
+// sign- or zero-extended); a string's raw value is the pointer it was read
+// from. Arguments are read as their declared types say when the library
+// records them (`char *` and `json` as strings, integers as integers);
+// otherwise a `char *|uint64_t` argument is read both ways. Strings may hold newlines (bunyan's
 // records end with one): records are delimited by control characters.
 //
 // bpftrace 0.17 keeps strings on the 512-byte BPF stack, so a firing with
@@ -17,7 +19,7 @@
 // and recovers by itself from a firing caught half-attached. The clauses
 // start only once all are attached (the BEGIN gate).
 
-const { kindOf } = require('./types');
+const { argKinds, STRING_KINDS } = require('./types');
 const { dtraceProbeName, isShared } = require('./commands');
 const { probeProblem, shown } = require('./names');
 
@@ -36,7 +38,7 @@ function stringField(family, i) {
 // The string arguments each clause reads, `perClause` at a time (at least
 // one clause, which also carries the integers).
 function clausesFor(kinds, perClause) {
-  const strings = kinds.flatMap((k, i) => (k === 'strint' ? [i] : []));
+  const strings = kinds.flatMap((k, i) => (STRING_KINDS.has(k) ? [i] : []));
   const clauses = [];
   for (let i = 0; i < strings.length; i += perClause) clauses.push(strings.slice(i, i + perClause));
   return clauses.length > 0 ? clauses : [[]];
@@ -56,7 +58,7 @@ function planProbe(index, { entry, probe }, tracer, providers) {
   if (problem !== null) throw new Error(`probe ${shown(entry.provider)}:${shown(probe.name)} ${problem}`);
   const shared = isShared(entry, providers);
   const readable = probe.args.slice(0, tracer.maxArgs);
-  const kinds = readable.map(kindOf);
+  const kinds = argKinds(probe).slice(0, tracer.maxArgs);
   return {
     index,
     provider: entry.provider,
@@ -86,7 +88,7 @@ function recordFields(family, p, clause, args) {
   const time = family === 'dtrace' ? 'walltimestamp' : 'nsecs';
   const fields = [[`${p.index}`, null], [`${clause}`, null], ['%d', 'tid'], [family === 'dtrace' ? '%d' : '%lu', time]];
   p.kinds.forEach((_, i) => fields.push([family === 'dtrace' ? '%u' : '%lu', `arg${i}`]));
-  for (const i of args) if (p.kinds[i] === 'strint') fields.push(stringField(family, i));
+  for (const i of args) if (STRING_KINDS.has(p.kinds[i])) fields.push(stringField(family, i));
   return fields;
 }
 

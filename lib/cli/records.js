@@ -166,10 +166,24 @@ class Assembler {
     };
   }
 
+  // One argument by its kind (types.js). Declared strings and JSON are
+  // strings whatever they look like; JSON is parsed (one cut short by the
+  // tracer's string limit does not parse, and stays the string it is). Only
+  // without a record (`strint`) is a value guessed to be a string or not.
   decode(kind, raw, string) {
     if (kind === 'int') return { type: 'int', value: String(BigInt.asIntN(64, raw)) };
+    const cut = (s) => Buffer.byteLength(s) >= this.strlen - 1;
+    if (kind === 'str') return { type: 'string', value: string || '', truncated: cut(string || '') };
+    if (kind === 'json') {
+      const text = string || '';
+      try {
+        return { type: 'json', value: JSON.parse(text), truncated: false };
+      } catch {
+        return { type: 'string', value: text, truncated: cut(text), unparsed: true };
+      }
+    }
     if (kind === 'strint' && raw !== 0n && string !== undefined && this.memory.contains(raw)) {
-      return { type: 'string', value: string, truncated: Buffer.byteLength(string) >= this.strlen - 1 };
+      return { type: 'string', value: string, truncated: cut(string), guessed: true };
     }
     return { type: 'uint', value: String(BigInt.asUintN(64, raw)) };
   }

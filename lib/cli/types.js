@@ -1,32 +1,95 @@
 'use strict';
-// How a probe argument is shown and read, from what its stapsdt note says
-// (size, sign, location). A note does not record the declared type: an
-// unsigned 8-byte argument is a string (`char *`, which is also how `json`
-// arguments travel) or a `uint64_t`. Listings say so; `dynprobe trace` reads
-// both forms and decides per firing (see records.js).
+// How a probe argument is shown and read. A dynprobe library records each
+// probe's declared types (`int`, `char *`, `json`, `uint64_t`, ...; see
+// crates/dynprobe-format/src/declared.rs): then they say it. Without that
+// record (a plain sys/sdt.h object) only the stapsdt note's size, sign and
+// location are known, and an unsigned 8-byte argument is a string
+// (`char *`, which is also how `json` arguments travel) or a `uint64_t`:
+// listings say so, and `dynprobe trace` reads both forms and decides per
+// firing (see records.js).
 
-// int: signed integer; uint: unsigned integer; strint: char * or uint64_t;
+// The declared types a library may record, and what a tracer reads for
+// each: its size and sign, and how to show it.
+const DECLARED = new Map([
+  ['int', { size: 8, signed: true, kind: 'int' }],
+  ['int8_t', { size: 1, signed: true, kind: 'int' }],
+  ['uint8_t', { size: 1, signed: false, kind: 'uint' }],
+  ['int16_t', { size: 2, signed: true, kind: 'int' }],
+  ['uint16_t', { size: 2, signed: false, kind: 'uint' }],
+  ['int32_t', { size: 4, signed: true, kind: 'int' }],
+  ['uint32_t', { size: 4, signed: false, kind: 'uint' }],
+  ['int64_t', { size: 8, signed: true, kind: 'int' }],
+  ['uint64_t', { size: 8, signed: false, kind: 'uint' }],
+  ['char *', { size: 8, signed: false, kind: 'str' }],
+  ['json', { size: 8, signed: false, kind: 'json' }],
+]);
+
+// Kinds whose value is read as a string.
+const STRING_KINDS = new Set(['str', 'json', 'strint']);
+
+// A probe's declared types as the reader returned them, checked again here:
+// they come from the traced process's file (and maybe from an older or
+// foreign addon). Returns { declared: [names] | null, declaredProblem }.
+// Anything but a known name of the note's size and sign, one per argument,
+// is treated as absent, saying why.
+function checkDeclared(note) {
+  const problem = typeof note.declaredProblem === 'string' ? note.declaredProblem : null;
+  const types = note.declared;
+  if (types === null || types === undefined) return { declared: null, declaredProblem: problem };
+  const refuse = (why) => ({ declared: null, declaredProblem: `its declared-types record ${why}` });
+  if (!Array.isArray(types)) return refuse('is not a list');
+  const args = Array.isArray(note.args) ? note.args : [];
+  if ((note.omittedArgs || 0) > 0 || types.length !== args.length) {
+    return refuse(`lists ${types.length} types for the ${args.length + (note.omittedArgs || 0)} arguments of its note`);
+  }
+  for (let i = 0; i < types.length; i++) {
+    const t = types[i];
+    const known = typeof t === 'string' ? DECLARED.get(t) : undefined;
+    if (known === undefined) return refuse(`names an unknown type ${JSON.stringify(String(t).slice(0, 32))}`);
+    const arg = args[i];
+    if (arg.float || arg.size !== known.size || Boolean(arg.signed) !== known.signed) {
+      return refuse(`says ${t} for argument ${i}, which its note records as ${JSON.stringify(String(arg.spec).slice(0, 64))}`);
+    }
+  }
+  return { declared: types.slice(), declaredProblem: null };
+}
+
+// int: signed integer; uint: unsigned integer; str: a string (char *);
+// json: a string holding JSON; strint: char * or uint64_t (no record);
 // float: floating point (tracers read the raw bits); unknown: no size.
-function kindOf(arg) {
+function kindOf(arg, declared = null) {
+  if (declared !== null && DECLARED.has(declared)) return DECLARED.get(declared).kind;
   if (arg.float) return 'float';
   if (!arg.size) return 'unknown';
   if (arg.size === 8 && !arg.signed) return 'strint';
   return arg.signed ? 'int' : 'uint';
 }
 
-// `int32_t`, `char *|uint64_t`, or the raw token when nothing better is known.
-function typeLabel(arg) {
+// The declared type of argument `i` of `probe`, or null.
+function declaredAt(probe, i) {
+  return Array.isArray(probe.declared) ? probe.declared[i] : null;
+}
+
+// Every argument's kind.
+function argKinds(probe) {
+  return probe.args.map((arg, i) => kindOf(arg, declaredAt(probe, i)));
+}
+
+// `int`, `json` (declared), `int32_t`, `char *|uint64_t`, or the raw token
+// when nothing better is known.
+function typeLabel(arg, declared = null) {
+  if (declared !== null && DECLARED.has(declared)) return declared;
   return arg.types.length > 0 ? arg.types.join('|') : `? (${arg.spec})`;
 }
 
 function signature(probe) {
   const more = probe.omittedArgs > 0 ? [`... ${probe.omittedArgs} more`] : [];
-  return `${probe.name}(${[...probe.args.map(typeLabel), ...more].join(', ')})`;
+  return `${probe.name}(${[...probe.args.map((a, i) => typeLabel(a, declaredAt(probe, i))), ...more].join(', ')})`;
 }
 
 const AMBIGUOUS_NOTE =
   'char *|uint64_t: the probe note records an unsigned 8-byte value, which is a string ' +
-  '(char *, json) or a uint64_t; the commands above read it as a string, ' +
-  '`dynprobe trace` decides per firing.';
+  '(char *, json) or a uint64_t, and the library records no declared types; the commands ' +
+  'above read it as a string, `dynprobe trace` decides per firing.';
 
-module.exports = { kindOf, typeLabel, signature, AMBIGUOUS_NOTE };
+module.exports = { DECLARED, STRING_KINDS, checkDeclared, kindOf, argKinds, declaredAt, typeLabel, signature, AMBIGUOUS_NOTE };
