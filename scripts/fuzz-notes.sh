@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the stapsdt note reader (dynprobe-format's read_stapsdt) for at least
-# 10 million inputs with each engine:
+# Fuzzes the note reader (dynprobe-format's read_stapsdt: stapsdt notes and
+# the declared-types records of .note.dynprobe) for at least 10 million inputs
+# with each engine:
 #  - driver: crates/dynprobe-format/examples/fuzz_notes.rs (stable Rust):
 #    arbitrary bytes, crafted ELF structures and mutations of valid images,
 #    every input replayable from its seed and index;

@@ -28,10 +28,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crafted::{note, stapsdt, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL, SHT_NOTE, SHT_PROGBITS};
+use crafted::{
+    declared, note, stapsdt, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL, SHT_NOTE, SHT_PROGBITS,
+};
 use dynprobe_format::read::{MAX_ARG_SPEC_LEN, MAX_NAME_LEN, MAX_NOTE_ARGS, MAX_PROBES};
 use dynprobe_format::{
-    build_image, read_stapsdt, ArgType, ProbeDef, ProviderDef, ReadError, SiteKind, Target,
+    build_image, read_stapsdt, ArgType, Declared, DeclaredType, ProbeDef, ProviderDef, ReadError,
+    SiteKind, Target,
 };
 
 // ---------------------------------------------------------------------------
@@ -185,6 +188,10 @@ fn builder_images() -> Vec<Vec<u8>> {
     let mut defs = Vec::new();
     let mut one = ProviderDef::new("nodeapp", "nodeapp");
     one.add_probe(ProbeDef::new("request-start", vec![Str, I32]))
+        .unwrap();
+    // Declared types as the API names them, recorded in .note.dynprobe.
+    let api: Vec<DeclaredType> = DeclaredType::ALL.to_vec();
+    one.add_probe(ProbeDef::with_declared("declared", api))
         .unwrap();
     defs.push(one);
     let mut many = ProviderDef::new("many", "many-probes");
@@ -381,10 +388,23 @@ fn note_string(rng: &mut fastrand::Rng) -> Vec<u8> {
     }
 }
 
+/// A provider or probe name: often one of a few, so that declared-types
+/// records and probes name each other.
+fn pooled_name(rng: &mut fastrand::Rng) -> Vec<u8> {
+    const POOL: [&[u8]; 4] = [b"prov", b"p0", b"p1", b"p\xff"];
+    if rng.bool() {
+        POOL[rng.usize(..POOL.len())].to_vec()
+    } else {
+        note_string(rng)
+    }
+}
+
 fn crafted_file(rng: &mut fastrand::Rng) -> Vec<u8> {
     let mut elf = Crafted::default();
     let names = [
         ".note.stapsdt",
+        ".note.dynprobe",
+        ".note.dynprobe",
         ".stapsdt.base",
         ".text",
         ".note.stapsdt\0x",
@@ -393,8 +413,29 @@ fn crafted_file(rng: &mut fastrand::Rng) -> Vec<u8> {
     for _ in 0..rng.usize(0..6) {
         let mut notes = Vec::new();
         for i in 0..rng.usize(0..40) {
-            notes.extend(match rng.u8(0..10) {
+            notes.extend(match rng.u8(0..13) {
                 0 => note(b"GNU", 3, &[0; 20]),
+                // Declared-types records: for one of the probes (p{i} of
+                // provider "prov" is what note_string often writes), with
+                // type names real, odd, too many or too long.
+                10 | 11 => {
+                    let types: Vec<Vec<u8>> = (0..match rng.u8(0..10) {
+                        0 => 64 + rng.usize(0..3),
+                        _ => rng.usize(0..6),
+                    })
+                        .map(|_| match rng.u8(0..6) {
+                            0 => note_string(rng),
+                            1 => vec![b'u'; 16 + rng.usize(0..2)],
+                            _ => DeclaredType::ALL[rng.usize(..DeclaredType::ALL.len())]
+                                .name()
+                                .as_bytes()
+                                .to_vec(),
+                        })
+                        .collect();
+                    let refs: Vec<&[u8]> = types.iter().map(Vec::as_slice).collect();
+                    declared(&pooled_name(rng), &pooled_name(rng), &refs)
+                }
+                12 => note(b"dynprobe", rng.u32(0..3), &note_string(rng)),
                 1 => note(b"stapsdt", rng.u32(0..5), &note_string(rng)),
                 2 => {
                     let mut desc = vec![0u8; rng.usize(0..30)];
@@ -404,8 +445,8 @@ fn crafted_file(rng: &mut fastrand::Rng) -> Vec<u8> {
                 _ => stapsdt(
                     0x1000 + i as u64 * 16,
                     if rng.bool() { 0x2000 + i as u64 * 2 } else { 0 },
-                    &note_string(rng),
-                    &note_string(rng),
+                    &pooled_name(rng),
+                    &pooled_name(rng),
                     &note_string(rng),
                 ),
             });
@@ -513,6 +554,18 @@ fn check(probes: &[dynprobe_format::StapsdtProbe]) {
         if p.semaphore == 0 {
             assert_eq!(p.semaphore_offset, None);
         }
+        // Declared types are used only when they fit the note, one per argument.
+        match &p.declared {
+            Declared::Types(types) => {
+                assert_eq!(types.len(), p.args.len());
+                for (t, a) in types.iter().zip(&p.args) {
+                    assert!(!a.float && a.size == t.arg_type().size());
+                    assert_eq!(a.signed, t.arg_type().is_signed());
+                }
+            }
+            Declared::Unusable(why) => assert!(why.len() < 512, "{why}"),
+            Declared::Absent => {}
+        }
     }
 }
 
@@ -541,6 +594,9 @@ struct Stats {
     errors: u64,
     too_large: u64,
     probes: u64,
+    /// Probes read with usable declared types, and with a record refused.
+    declared: u64,
+    unusable: u64,
     slowest: Duration,
     slowest_index: u64,
     most_memory: usize,
@@ -572,6 +628,13 @@ fn run_job(
                 check(probes);
                 stats.ok += 1;
                 stats.probes += probes.len() as u64;
+                for p in probes {
+                    match p.declared {
+                        Declared::Types(_) => stats.declared += 1,
+                        Declared::Unusable(_) => stats.unusable += 1,
+                        Declared::Absent => {}
+                    }
+                }
             }
             Err(ReadError::TooLarge(_)) => stats.too_large += 1,
             Err(_) => stats.errors += 1,
@@ -787,6 +850,8 @@ fn main() {
         total.errors += s.errors;
         total.too_large += s.too_large;
         total.probes += s.probes;
+        total.declared += s.declared;
+        total.unusable += s.unusable;
         if s.slowest > total.slowest {
             (total.slowest, total.slowest_index) = (s.slowest, s.slowest_index);
         }
@@ -803,6 +868,10 @@ fn main() {
         total.probes,
         total.errors,
         total.too_large
+    );
+    println!(
+        "fuzz_notes: declared types: {} probes with them, {} with a record refused",
+        total.declared, total.unusable
     );
     println!(
         "fuzz_notes: slowest input {:?} (#{}), most heap {} KiB (#{})",

@@ -199,11 +199,9 @@ pub(crate) fn decode(desc: &[u8]) -> Option<Record<'_>> {
     let types = loop {
         match take(MAX_TYPE_NAME_LEN) {
             Ok(None) => break Ok(types),
-            Err(()) => {
-                break Err(format!(
-                    "its declared-types record has a type name longer than {MAX_TYPE_NAME_LEN} bytes"
-                ))
-            }
+            Err(()) => break Err(format!(
+                "its declared-types record has a type name longer than {MAX_TYPE_NAME_LEN} bytes"
+            )),
             Ok(Some(_)) if types.len() == MAX_NOTE_ARGS => {
                 break Err(format!(
                     "its declared-types record lists more than {MAX_NOTE_ARGS} types"
@@ -245,9 +243,10 @@ pub(crate) fn check_against_note(types: &[DeclaredType], args: &[NoteArg]) -> De
     for (i, (t, arg)) in types.iter().zip(args).enumerate() {
         let a = t.arg_type();
         if arg.float || arg.size != a.size() || arg.signed != a.is_signed() {
+            // The token as the note has it, cut: it may be 8 KiB long.
+            let spec: String = arg.spec.chars().take(64).collect();
             return Declared::Unusable(format!(
-                "its declared-types record says {t} for argument {i}, which its note records as {:?}",
-                arg.spec
+                "its declared-types record says {t} for argument {i}, which its note records as {spec:?}"
             ));
         }
     }
@@ -269,7 +268,16 @@ mod tests {
         for t in DeclaredType::ALL {
             assert_eq!(DeclaredType::from_name(t.name()), Some(t));
         }
-        for loose in ["char*", "string", " int", "int ", "JSON", "int64", "", "uint64_t\0"] {
+        for loose in [
+            "char*",
+            "string",
+            " int",
+            "int ",
+            "JSON",
+            "int64",
+            "",
+            "uint64_t\0",
+        ] {
             assert_eq!(DeclaredType::from_name(loose), None, "{loose:?}");
         }
         let codes: std::collections::HashSet<u8> =
@@ -279,7 +287,11 @@ mod tests {
 
     #[test]
     fn a_record_decodes_to_what_was_encoded() {
-        let types = [DeclaredType::Int, DeclaredType::C(ArgType::Str), DeclaredType::Json];
+        let types = [
+            DeclaredType::Int,
+            DeclaredType::C(ArgType::Str),
+            DeclaredType::Json,
+        ];
         let desc = encode("prov", "probe-1", &types);
         let record = decode(&desc).unwrap();
         assert_eq!((&*record.provider, &*record.name), ("prov", "probe-1"));
@@ -310,8 +322,16 @@ mod tests {
         use DeclaredType::*;
         let args = parse_arg_spec("-8@%rdi 8@%rsi 8@%rdx -4@%ecx");
         let fits = [Int, C(ArgType::Str), Json, C(ArgType::I32)];
-        assert_eq!(check_against_note(&fits, &args), Declared::Types(fits.to_vec()));
-        let u64s = [C(ArgType::I64), C(ArgType::U64), C(ArgType::U64), C(ArgType::I32)];
+        assert_eq!(
+            check_against_note(&fits, &args),
+            Declared::Types(fits.to_vec())
+        );
+        let u64s = [
+            C(ArgType::I64),
+            C(ArgType::U64),
+            C(ArgType::U64),
+            C(ArgType::I32),
+        ];
         assert!(check_against_note(&u64s, &args).types().is_some());
         let Declared::Unusable(why) = check_against_note(&fits[..3], &args) else {
             panic!()
@@ -321,7 +341,10 @@ mod tests {
         let Declared::Unusable(why) = check_against_note(&wrong, &args) else {
             panic!()
         };
-        assert!(why.contains("char * for argument 3") && why.contains("-4@%ecx"), "{why}");
+        assert!(
+            why.contains("char * for argument 3") && why.contains("-4@%ecx"),
+            "{why}"
+        );
         let floats = parse_arg_spec("8f@%xmm0");
         assert!(check_against_note(&[Int], &floats).types().is_none());
     }

@@ -216,7 +216,10 @@ fn check_probe(probe: &ProbeDef) -> Result<(), DefinitionError> {
     }
     if let Some(declared) = &probe.declared {
         let fits = declared.len() == probe.args.len()
-            && declared.iter().zip(&probe.args).all(|(d, &a)| d.arg_type() == a);
+            && declared
+                .iter()
+                .zip(&probe.args)
+                .all(|(d, &a)| d.arg_type() == a);
         if !fits {
             return Err(DefinitionError::DeclaredMismatch(probe.name.clone()));
         }

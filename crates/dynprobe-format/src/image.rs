@@ -416,7 +416,13 @@ fn hash_definition(def: &ProviderDef, target: Target) -> [u8; 20] {
     for probe in &def.probes {
         field(probe.name.as_bytes());
         field(&probe.args.iter().map(|a| a.code()).collect::<Vec<u8>>());
-        field(&probe.declared_types().iter().map(|t| t.code()).collect::<Vec<u8>>());
+        field(
+            &probe
+                .declared_types()
+                .iter()
+                .map(|t| t.code())
+                .collect::<Vec<u8>>(),
+        );
     }
     h.digest().bytes()
 }

@@ -606,7 +606,14 @@ mod tests {
             // What was declared, exactly; C names where nothing else was.
             let declared: Vec<Vec<&str>> = probes
                 .iter()
-                .map(|p| p.declared.types().unwrap().iter().map(|t| t.name()).collect())
+                .map(|p| {
+                    p.declared
+                        .types()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t.name())
+                        .collect()
+                })
                 .collect();
             assert_eq!(
                 declared,

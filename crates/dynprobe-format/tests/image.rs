@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tools::tool_available;
 
 use dynprobe_format::{
-    build_image, Arch, ArgType, DefinitionError, Image, ProbeDef, ProviderDef, SiteKind, Target,
-    MAX_ARGS,
+    build_image, Arch, ArgType, DeclaredType, DefinitionError, Image, ProbeDef, ProviderDef,
+    SiteKind, Target, MAX_ARGS,
 };
 use object::elf;
 use object::read::elf::{
@@ -1077,7 +1077,7 @@ fn edited(def: &ProviderDef, edit: impl FnOnce(&mut ProviderDef)) -> ProviderDef
 #[test]
 fn any_change_to_definition_or_target_changes_the_build_id() {
     let base = sample_fixture().def();
-    let edits: [(&str, Edit); 11] = [
+    let edits: [(&str, Edit); 12] = [
         ("provider", |d| d.name.push('x')),
         ("module", |d| d.module.push('x')),
         ("provider/module boundary", |d| {
@@ -1095,6 +1095,16 @@ fn any_change_to_definition_or_target_changes_the_build_id() {
         ("probes reordered", |d| d.probes.swap(0, 1)),
         ("probe added", |d| d.probes.push(ProbeDef::new("extra", []))),
         ("probe removed", |d| d.probes.truncate(4)),
+        ("declared as int and json", |d| {
+            for p in &mut d.probes {
+                let api_names = p.args.iter().map(|&a| match a {
+                    I64 => DeclaredType::Int,
+                    Str => DeclaredType::Json,
+                    a => DeclaredType::C(a),
+                });
+                p.declared = Some(api_names.collect());
+            }
+        }),
     ];
     let retargeted = CASES.iter().map(|c| (c.label, base.clone(), c.target));
     let nop5 = CASES[0].target;
@@ -1108,6 +1118,16 @@ fn any_change_to_definition_or_target_changes_the_build_id() {
             panic!("{what} has the same build-id as {other}");
         }
     }
+    // Declaring the C names themselves is what no declaration records.
+    let explicit = edited(&base, |d| {
+        for p in &mut d.probes {
+            p.declared = Some(p.declared_types());
+        }
+    });
+    assert_eq!(
+        build_image(&explicit, nop5).unwrap().bytes,
+        build_image(&base, nop5).unwrap().bytes
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -13,12 +13,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crafted::{note, stapsdt, with_notes, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL, SHT_NOTE};
+use crafted::{
+    declared, note, stapsdt, with_notes, with_records, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL,
+    SHT_NOTE,
+};
 use dynprobe_format::read::{
     MAX_ARG_SPEC_LEN, MAX_DECODED_BYTES, MAX_LOAD_SEGMENTS, MAX_NAME_LEN, MAX_NOTES, MAX_NOTE_ARGS,
-    MAX_PROBES,
+    MAX_PROBES, MAX_RECORDS,
 };
-use dynprobe_format::{read_stapsdt, Limit, ReadError, StapsdtProbe};
+use dynprobe_format::{read_stapsdt, Declared, DeclaredType, Limit, ReadError, StapsdtProbe};
 
 /// Counts live heap bytes and their peak. Past `HARD_CAP` an allocation
 /// fails (and the process aborts) rather than take the machine's memory.
@@ -290,7 +293,7 @@ fn overlapping_note_sections_never_repeat_notes() {
     assert_eq!(
         result,
         Err(ReadError::Malformed(
-            "the .note.stapsdt sections overlap".into()
+            "the .note.stapsdt and .note.dynprobe sections overlap".into()
         ))
     );
     // A list of the sections (there are 20,001), not 200,000 probes.
@@ -411,4 +414,114 @@ fn huge_counts_offsets_and_sizes_are_malformed_and_cost_nothing() {
             Err(e) => panic!("{what}: {e}"),
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Declared-types records (.note.dynprobe)
+
+fn unusable(probe: &StapsdtProbe) -> &str {
+    match &probe.declared {
+        Declared::Unusable(why) => why,
+        other => panic!("{}: {other:?}", probe.name),
+    }
+}
+
+#[test]
+fn crafted_records_leave_their_probes_without_declared_types_saying_why() {
+    let _serial = serial();
+    let probe = |name: &[u8], args: &[u8]| stapsdt(0x1000, 0, b"prov", name, args);
+    let notes: Vec<u8> = [
+        probe(b"good", b"-8@%rdi 8@%rsi"),
+        probe(b"unknown", b"-8@%rdi"),
+        probe(b"escape", b"-8@%rdi"),
+        probe(b"count", b"-8@%rdi 8@%rsi"),
+        probe(b"size", b"-4@%edi"),
+        probe(b"twice", b"-8@%rdi"),
+        probe(b"many", b"-8@%rdi"),
+        probe(b"longtype", b"-8@%rdi"),
+        probe(b"none", b"-8@%rdi"),
+        probe(b"float", b"8f@%xmm0"),
+    ]
+    .concat();
+    let many: Vec<&[u8]> = vec![b"int"; 100_000];
+    let long = vec![b'u'; 1 << 20];
+    let records: Vec<u8> = [
+        declared(b"prov", b"good", &[b"int", b"json"]),
+        declared(b"prov", b"unknown", &[b"long double"]),
+        declared(b"prov", b"escape", &[b"\x1b]0;pwned\x07"]),
+        declared(b"prov", b"count", &[b"int"]),
+        declared(b"prov", b"size", &[b"int"]),
+        declared(b"prov", b"twice", &[b"int"]),
+        declared(b"prov", b"twice", &[b"int64_t"]),
+        declared(b"prov", b"many", &many),
+        declared(b"prov", b"longtype", &[&long]),
+        declared(b"prov", b"float", &[b"uint64_t"]),
+        // Records for no probe, and ones naming none at all.
+        declared(b"prov", b"nosuchprobe", &[b"int"]),
+        note(b"dynprobe", 1, b""),
+        note(b"dynprobe", 1, &vec![b'n'; MAX_NAME_LEN + 10]),
+        note(b"dynprobe", 2, b"prov\0none\0int\0"),
+        note(b"other", 1, b"prov\0none\0int\0"),
+    ]
+    .concat();
+    let (result, peak) = measured_read(with_records(&notes, &records));
+    assert!(peak < 256 << 10, "took {peak} bytes");
+    let probes = result.unwrap();
+    let by = |name: &str| probes.iter().find(|p| p.name == name).unwrap();
+    assert_eq!(
+        by("good").declared,
+        Declared::Types(vec![DeclaredType::Int, DeclaredType::Json])
+    );
+    assert!(unusable(by("unknown")).contains(r#"unknown type "long double""#));
+    assert!(unusable(by("escape")).contains(r#""\u{1b}]0;pwned\u{7}""#));
+    assert!(unusable(by("count")).contains("1 types for the 2 arguments"));
+    assert!(unusable(by("size"))
+        .contains("says int for argument 0, which its note records as \"-4@%edi\""));
+    assert!(unusable(by("twice")).contains("more than one declared-types record"));
+    assert!(unusable(by("many")).contains("more than 64 types"));
+    assert!(unusable(by("longtype")).contains("longer than 16 bytes"));
+    assert!(unusable(by("float")).contains("8f@%xmm0"));
+    // Other owners and types are not records.
+    assert_eq!(by("none").declared, Declared::Absent);
+}
+
+#[test]
+fn records_up_to_the_limit_are_read_and_more_are_refused() {
+    let _serial = serial();
+    let record = |i: usize| declared(b"prov", format!("p{i}").as_bytes(), &[b"int32_t"]);
+    let probes = notes(MAX_PROBES, small_probe);
+    let (result, _) = measured_read(with_records(&probes, &notes(MAX_RECORDS, record)));
+    let read = result.unwrap();
+    assert_eq!(read.len(), MAX_PROBES);
+    assert!(read.iter().all(
+        |p| p.declared == Declared::Types(vec![DeclaredType::C(dynprobe_format::ArgType::I32)])
+    ));
+    let (result, peak) = measured_read(with_records(&probes[..], &notes(MAX_RECORDS + 1, record)));
+    assert_eq!(result, too_large(Limit::Records));
+    assert!(peak < 64 << 20, "took {peak} bytes");
+    // Notes of either kind count toward the notes limit.
+    let other = |_| note(b"x", 1, b"");
+    let (result, _) = measured_read(with_records(
+        &notes(MAX_NOTES / 2, other),
+        &notes(MAX_NOTES / 2 + 1, other),
+    ));
+    assert_eq!(result, too_large(Limit::Notes));
+}
+
+#[test]
+fn a_records_section_repeated_or_overlapping_the_probes_is_malformed() {
+    let _serial = serial();
+    let mut elf = Crafted::default();
+    let records = declared(b"prov", b"p0", &[b"int32_t"]);
+    elf.section(".note.stapsdt", SHT_NOTE, 0, &small_probe(0));
+    let shdr = elf.section(".note.dynprobe", SHT_NOTE, 0, &records);
+    for _ in 0..20_000 {
+        elf.sections.push(shdr);
+    }
+    let (result, peak) = measured_read(elf.finish());
+    assert!(
+        matches!(result, Err(ReadError::Malformed(ref m)) if m.contains("overlap")),
+        "{result:?}"
+    );
+    assert!(peak < 4 << 20, "took {peak} bytes");
 }

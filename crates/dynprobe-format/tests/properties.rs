@@ -9,6 +9,8 @@
 //!   crate's reader, the `object` crate's ELF reader and `readelf -n`) with
 //!   the same providers, names, argument specs, and addresses and
 //!   semaphores where the symbols and segments say;
+//! - its declared types (`int`, `json`, ... or the C names of its argument
+//!   types) read back exactly, for every probe;
 //! - an invalid one is refused by `build_image` with the error `validate`
 //!   gives, and that error is about something the definition really has.
 //!
@@ -21,8 +23,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use dynprobe_format::{
-    build_image, read_stapsdt, ArgType, DefinitionError, Image, NameKind, ProbeDef, ProviderDef,
-    SiteKind, StapsdtProbe, Target, MAX_ARGS,
+    build_image, read_stapsdt, ArgType, Declared, DeclaredType, DefinitionError, Image, NameKind,
+    ProbeDef, ProviderDef, SiteKind, StapsdtProbe, Target, MAX_ARGS,
 };
 use object::elf;
 use object::read::elf::{ElfFile64, ProgramHeader};
@@ -89,9 +91,20 @@ fn probe() -> impl Strategy<Value = ProbeDef> {
         9 => proptest::collection::vec(proptest::sample::select(&TYPES[..]), 0..=12),
         1 => proptest::collection::vec(proptest::sample::select(&TYPES[..]), MAX_ARGS - 1..=MAX_ARGS + 2),
     ];
+    let declared =
+        proptest::collection::vec(proptest::sample::select(&DeclaredType::ALL[..]), 0..=12);
     // A small pool of names too, so that duplicates come up.
-    let probe_name = prop_oneof![4 => name(), 1 => "p[0-3]"];
-    (probe_name, args).prop_map(|(name, args)| ProbeDef::new(name, args))
+    let probe_name = || prop_oneof![4 => name(), 1 => "p[0-3]"];
+    prop_oneof![
+        // C types only: the image records their C names.
+        6 => (probe_name(), args).prop_map(|(name, args)| ProbeDef::new(name, args)),
+        // Types as the API declares them (`int`, `json`, ...).
+        3 => (probe_name(), declared.clone())
+            .prop_map(|(name, declared)| ProbeDef::with_declared(name, declared)),
+        // Declared types that are not the argument types: refused.
+        1 => (probe_name(), declared, proptest::collection::vec(proptest::sample::select(&TYPES[..]), 0..=12))
+            .prop_map(|(name, declared, args)| ProbeDef { declared: Some(declared), ..ProbeDef::new(name, args) }),
+    ]
 }
 
 fn definition() -> impl Strategy<Value = ProviderDef> {
@@ -144,6 +157,11 @@ fn check_refusal(def: &ProviderDef, error: &DefinitionError) -> Result<(), TestC
             prop_assert_eq!(provider, &def.name);
         }
         DefinitionError::UnknownType(_) => prop_assert!(false, "no type is parsed here: {error}"),
+        DefinitionError::DeclaredMismatch(name) => {
+            prop_assert!(def.probes.iter().any(|p| &p.name == name
+                && p.declared.as_ref().is_some_and(|d| d.len() != p.args.len()
+                    || d.iter().zip(&p.args).any(|(d, a)| d.arg_type() != *a))));
+        }
     }
     prop_assert!(!error.to_string().is_empty());
     Ok(())
@@ -184,6 +202,7 @@ fn check_round_trip(def: &ProviderDef, image: &Image) -> Result<Vec<StapsdtProbe
         prop_assert_eq!(&read.name, &defined.name);
         prop_assert_eq!(&read.arg_spec, &layout.arg_spec);
         prop_assert_eq!(read.args.len(), defined.args.len());
+        prop_assert_eq!(&read.declared, &Declared::Types(defined.declared_types()));
         for (arg, ty) in read.args.iter().zip(&defined.args) {
             prop_assert_eq!(arg.size, ty.size(), "{}", arg.spec);
             prop_assert_eq!(arg.signed, ty.is_signed(), "{}", arg.spec);
@@ -297,8 +316,9 @@ struct Printed {
     arguments: String,
 }
 
-/// `readelf -n --wide` on several files: the stapsdt notes of each, in order.
-fn readelf_notes(files: &[PathBuf]) -> Vec<Vec<Printed>> {
+/// `readelf -n --wide` on several files: the stapsdt notes of each, in
+/// order, and how many notes of owner `dynprobe` (declared types) it shows.
+fn readelf_notes(files: &[PathBuf]) -> Vec<(Vec<Printed>, usize)> {
     let out = Command::new("readelf")
         .args(["-n", "--wide"])
         .args(files)
@@ -310,7 +330,7 @@ fn readelf_notes(files: &[PathBuf]) -> Vec<Vec<Printed>> {
         "readelf: {stderr}"
     );
     let text = String::from_utf8(out.stdout).expect("readelf printed the names as they are");
-    let mut per_file: Vec<Vec<Printed>> = Vec::new();
+    let mut per_file: Vec<(Vec<Printed>, usize)> = Vec::new();
     let mut current = Printed::default();
     let hex = |v: &str| u64::from_str_radix(v.trim().trim_start_matches("0x"), 16).unwrap();
     for line in text.lines() {
@@ -318,7 +338,9 @@ fn readelf_notes(files: &[PathBuf]) -> Vec<Vec<Printed>> {
         for part in line.split('\t') {
             let part = part.trim_start();
             if part.starts_with("File: ") {
-                per_file.push(Vec::new());
+                per_file.push((Vec::new(), 0));
+            } else if part.starts_with("dynprobe ") {
+                per_file.last_mut().expect("a File: line first").1 += 1;
             } else if let Some(v) = part.strip_prefix("Provider: ") {
                 current.provider = v.to_string();
             } else if let Some(v) = part.strip_prefix("Name: ") {
@@ -336,6 +358,7 @@ fn readelf_notes(files: &[PathBuf]) -> Vec<Vec<Printed>> {
                 per_file
                     .last_mut()
                     .expect("a File: line first")
+                    .0
                     .push(std::mem::take(&mut current));
             }
         }
@@ -399,7 +422,9 @@ fn readelf_reads_every_valid_definition_as_the_reader_does() {
             }
             let printed = readelf_notes(&files);
             prop_assert_eq!(printed.len(), files.len());
-            for (notes, probes) in printed.iter().zip(&expected) {
+            for ((notes, records), probes) in printed.iter().zip(&expected) {
+                // One declared-types note per probe, which readelf parses too.
+                prop_assert_eq!(*records, probes.len());
                 let read: Vec<Printed> = probes
                     .iter()
                     .map(|p| Printed {

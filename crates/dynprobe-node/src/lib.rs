@@ -43,8 +43,9 @@ fn definition(
             let types = declared
                 .iter()
                 .map(|t| {
-                    DeclaredType::from_name(t)
-                        .ok_or_else(|| format!("unknown declared type {t:?} of probe {:?}", spec.name))
+                    DeclaredType::from_name(t).ok_or_else(|| {
+                        format!("unknown declared type {t:?} of probe {:?}", spec.name)
+                    })
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             probe.declared = Some(types);

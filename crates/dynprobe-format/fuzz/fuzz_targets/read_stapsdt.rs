@@ -1,9 +1,11 @@
-//! The note reader on any bytes: no panic, and what it returns is within
+//! The note reader (stapsdt notes and the declared-types records of
+//! `.note.dynprobe`) on any bytes: no panic, and what it returns is within
 //! its limits. libFuzzer's own `-timeout` and `-malloc_limit_mb` (set by
 //! scripts/fuzz-notes.sh) catch hangs and large allocations.
 #![no_main]
 
 use dynprobe_format::read::{MAX_ARG_SPEC_LEN, MAX_NAME_LEN, MAX_NOTE_ARGS, MAX_PROBES};
+use dynprobe_format::Declared;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,6 +18,18 @@ fuzz_target!(|data: &[u8]| {
             assert!(p.args.len() <= MAX_NOTE_ARGS);
             if p.semaphore == 0 {
                 assert_eq!(p.semaphore_offset, None);
+            }
+            // Declared types are used only when they fit the note, one per argument.
+            match &p.declared {
+                Declared::Types(types) => {
+                    assert_eq!(types.len(), p.args.len());
+                    for (t, a) in types.iter().zip(&p.args) {
+                        assert!(!a.float && a.size == t.arg_type().size());
+                        assert_eq!(a.signed, t.arg_type().is_signed());
+                    }
+                }
+                Declared::Unusable(why) => assert!(why.len() < 512),
+                Declared::Absent => {}
             }
         }
     }

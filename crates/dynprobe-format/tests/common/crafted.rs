@@ -228,3 +228,23 @@ pub fn with_notes(notes: &[u8]) -> Vec<u8> {
     elf.section(".note.stapsdt", SHT_NOTE, 0, notes);
     elf.finish()
 }
+
+/// A declared-types record (owner `dynprobe`, type 1): provider, probe and
+/// each type name, NUL-terminated.
+pub fn declared(provider: &[u8], name: &[u8], types: &[&[u8]]) -> Vec<u8> {
+    let mut desc = Vec::new();
+    for s in [provider, name].into_iter().chain(types.iter().copied()) {
+        desc.extend_from_slice(s);
+        desc.push(0);
+    }
+    note(b"dynprobe", 1, &desc)
+}
+
+/// A file with a `.note.stapsdt` section holding `notes` and a
+/// `.note.dynprobe` section holding `records`.
+pub fn with_records(notes: &[u8], records: &[u8]) -> Vec<u8> {
+    let mut elf = Crafted::default();
+    elf.section(".note.stapsdt", SHT_NOTE, 0, notes);
+    elf.section(".note.dynprobe", SHT_NOTE, 0, records);
+    elf.finish()
+}
