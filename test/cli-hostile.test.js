@@ -16,6 +16,7 @@ const path = require('node:path');
 const { gate, bpftraceUnavailable } = require('./fixtures/helpers');
 const { unavailable } = require('./tracers/harness');
 const { writeLibrary, sharedDir, mapper, hiddenMapper, fuseMapper, watchedCli } = require('./fixtures/hostile');
+const { withRecords } = require('./fixtures/hostile/declared');
 
 const ROOT = path.join(__dirname, '..');
 const IS_ROOT = process.getuid() === 0;
@@ -414,6 +415,114 @@ test('crafted libraries (100,000 notes, 1 MiB names, 100,001 arguments, an 80 Mi
   }
 });
 
+test('crafted declared-types records (unknown and escaping type names, 100,000 types, wrong counts and sizes, two records) are listed safely: as absent, saying why, never in a tracer program', { skip: rootGate.skip, timeout: 180000 }, async () => {
+  assert.ok(!rootGate.reason, rootGate.reason);
+  const dir = tempDir();
+  const probes = [
+    { provider: 'decl', name: 'good', args: '-8@%rdi 8@%rsi' },
+    { provider: 'decl', name: 'escape', args: '-8@%rdi' },
+    { provider: 'decl', name: 'inject', args: '8@%rdi' },
+    { provider: 'decl', name: 'huge', args: '-8@%rdi' },
+    { provider: 'decl', name: 'count', args: '-8@%rdi 8@%rsi' },
+    { provider: 'decl', name: 'size', args: '-4@%edi' },
+    { provider: 'decl', name: 'twice', args: '-8@%rdi' },
+    { provider: 'decl', name: 'loose', args: '8@%rdi' },
+    { provider: 'decl', name: 'none', args: '8@%rdi' },
+  ];
+  const lib = withRecords(writeLibrary(dir, 'declared', probes), [
+    { provider: 'decl', name: 'good', types: ['int', 'json'] },
+    { provider: 'decl', name: 'escape', types: ['\x1b]0;pwned\x07'] },
+    { provider: 'decl', name: 'inject', types: ['");system("id'] },
+    { provider: 'decl', name: 'huge', types: Array(100000).fill('int') },
+    { provider: 'decl', name: 'count', types: ['int'] },
+    { provider: 'decl', name: 'size', types: ['uint64_t'] },
+    { provider: 'decl', name: 'twice', types: ['int'] },
+    { provider: 'decl', name: 'twice', types: ['int64_t'] },
+    { provider: 'decl', name: 'loose', types: ['char*'] },
+    // Not records: another owner, another type, and a record for no probe.
+    { provider: 'decl', name: 'none', types: ['json'], owner: 'dynprobf' },
+    { provider: 'decl', name: 'none', types: ['json'], type: 2 },
+    { provider: 'decl', name: 'nosuch', types: ['json'] },
+  ]);
+  const proc = await started(mapper([lib]));
+
+  const text = await watchedCli(['list', proc.pid], { maxRss: 256 << 20 });
+  assert.strictEqual(text.killed, null, text.all);
+  assert.strictEqual(text.status, 0, text.all);
+  assertNoRawControls(text.stdout, 'list');
+  const out = text.stdout;
+  const reasons = {
+    escape: 'names an unknown type "\\u{1b}]0;pwned\\u{7}"',
+    inject: 'names an unknown type "\\");system(\\"id"',
+    huge: 'lists more than 64 types',
+    count: 'lists 1 types for the 2 arguments of its note',
+    size: 'says uint64_t for argument 0, which its note records as "-4@%edi"',
+    twice: 'it has more than one declared-types record',
+    loose: 'names an unknown type "char*"',
+  };
+  assert.match(out, /^ {6}good\(int, json\)$/m);
+  assert.match(out, /^ {6}escape\(int64_t\)\n {8}declared types not used: its declared-types record names an unknown type "\\u\{1b\}\]0;pwned\\u\{7\}"$/m);
+  assert.match(out, /^ {6}size\(int32_t\)$/m);
+  assert.match(out, /^ {6}none\(char \*\|uint64_t\)$/m);
+  for (const [name, why] of Object.entries(reasons)) {
+    const at = out.indexOf(`      ${name}(`);
+    assert.ok(at >= 0, `${name} listed:\n${out}`);
+    const next = out.slice(at).split('\n')[1];
+    assert.ok(next.startsWith('        declared types not used: ') && next.includes(why), `${name}: ${next}`);
+  }
+  // Without a usable record the old reading (and its note) is back.
+  assert.match(out, /char \*\|uint64_t: the probe note records an unsigned 8-byte value/);
+
+  const json = await watchedCli(['list', proc.pid, '--json'], { maxRss: 256 << 20 });
+  assert.strictEqual(json.status, 0, json.all);
+  assertNoRawControls(json.stdout, 'list --json');
+  const [listed] = JSON.parse(json.stdout);
+  const by = Object.fromEntries(listed.providers.flatMap((p) => p.probes).map((p) => [p.name, p]));
+  assert.deepStrictEqual(by.good.declared, ['int', 'json']);
+  assert.deepStrictEqual(by.good.args.map((a) => a.type), ['int', 'json']);
+  assert.strictEqual(by.good.declaredProblem, null);
+  assert.ok(by.good.commands.bpftrace.includes('printf("good %ld %s\\n", arg0, str(arg1))'), by.good.commands.bpftrace);
+  for (const name of [...Object.keys(reasons), 'none']) {
+    assert.strictEqual(by[name].declared, null, name);
+    assert.strictEqual(by[name].args.every((a) => a.declared === null), true, name);
+  }
+  assert.strictEqual(by.none.declaredProblem, null);
+  assert.match(by.escape.declaredProblem, /unknown type "\\u\{1b\}\]0;pwned\\u\{7\}"/);
+  // Nothing of a refused record reaches a command.
+  const commands = Object.values(by).flatMap((p) => [p.commands.bpftrace, p.commands.dtrace, ...p.commands.perf, p.commands.gdb]).join('\n');
+  for (const marker of ['system(', 'pwned', 'char*']) assert.ok(!commands.includes(marker), `${marker} in\n${commands}`);
+  if (!bpftraceGate.skip) {
+    const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'bpftrace']);
+    assert.strictEqual(dry.status, 0, dry.all);
+    for (const marker of ['system(', 'pwned', 'char*']) assert.ok(!dry.stdout.includes(marker), `${marker} in\n${dry.stdout}`);
+  }
+});
+
+test('the CLI checks declared types again, whatever the reader returned', () => {
+  const { checkDeclared } = require('../lib/cli/types');
+  const arg = (spec, size, signed) => ({ spec, size, signed, float: false, types: [] });
+  const args = [arg('-8@%rdi', 8, true), arg('8@%rsi', 8, false)];
+  assert.deepStrictEqual(checkDeclared({ args, declared: ['int', 'json'] }), { declared: ['int', 'json'], declaredProblem: null });
+  assert.deepStrictEqual(checkDeclared({ args }), { declared: null, declaredProblem: null });
+  const refused = (note) => checkDeclared({ args, ...note });
+  for (const [note, why] of [
+    [{ declared: 'int' }, /is not a list/],
+    [{ declared: ['int'] }, /lists 1 types for the 2 arguments/],
+    [{ declared: ['int', 'json'], omittedArgs: 3 }, /for the 5 arguments/],
+    [{ declared: ['int', 'string'] }, /unknown type "string"/],
+    [{ declared: ['int', 7] }, /unknown type "7"/],
+    [{ declared: ['int', '__proto__'] }, /unknown type "__proto__"/],
+    [{ declared: ['int', 'x'.repeat(1000)] }, /unknown type "x{32}"$/],
+    [{ declared: ['uint64_t', 'json'] }, /says uint64_t for argument 0, which its note records as "-8@%rdi"/],
+    [{ declared: ['int', 'int32_t'] }, /says int32_t for argument 1/],
+    [{ declared: null, declaredProblem: 'from the reader' }, /^from the reader$/],
+  ]) {
+    const got = refused(note);
+    assert.strictEqual(got.declared, null, JSON.stringify(note));
+    assert.match(got.declaredProblem, why, JSON.stringify(note));
+  }
+});
+
 test('the API refuses names with invisible or bidirectional characters, with which one provider could pose as another in a listing', () => {
   const { createDTraceProvider } = require('..');
   const invisible = ['\u200b', '\u200d', '\u200e', '\u202e', '\u2066', '\ufeff', '\u00ad', '\u{e0041}', '\u3164'];
@@ -470,7 +579,12 @@ test('trace prints what a probe fires without a raw control or formatting charac
   const { formatLine, formatJson } = require('../lib/cli/format');
   const probe = { provider: 'p', probe: 'x', module: 'p', label: 'p:x', omitted: 0 };
   const values = ['csi \u009b2J', 'rlo \u202egnp.exe', 'esc \x1b]0;t\x07', 'zw\u200bsp', '{"a":1,\r"b":"\u009b"}', '[1,\r\n2]'];
-  const firing = { probe, tid: 1, time: 1700000000000000000n, args: values.map((value) => ({ type: 'string', value, truncated: false })) };
+  // As declared strings, as strings of unknown type (JSON is then parsed),
+  // and as declared JSON.
+  const strings = values.map((value) => ({ type: 'string', value, truncated: false }));
+  const guessed = values.map((value) => ({ type: 'string', value, truncated: false, guessed: true }));
+  const parsed = [{ a: '\u009b\x1b]0;t\x07', b: ['\u202e'] }, '\u200b'].map((value) => ({ type: 'json', value }));
+  const firing = { probe, tid: 1, time: 1700000000000000000n, args: [...strings, ...guessed, ...parsed] };
   for (const pretty of [false, true]) {
     const line = formatLine(firing, { pretty, pid: 1 });
     assertNoRawControls(line, `trace${pretty ? ' --pretty' : ''}`);
@@ -478,5 +592,5 @@ test('trace prints what a probe fires without a raw control or formatting charac
   }
   const json = formatJson(firing, 1);
   assertNoRawControls(json, 'trace --json');
-  assert.deepStrictEqual(JSON.parse(json).args, values, 'the same strings, escaped');
+  assert.deepStrictEqual(JSON.parse(json).args, [...values, ...values, ...parsed.map((a) => a.value)], 'the same values, escaped');
 });

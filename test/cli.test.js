@@ -20,6 +20,24 @@ const AS_NOBODY = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-grou
 const LIBRARY = /\/[0-9a-f]{40}\/clitest$/;
 
 const rootGate = gate('CLI tests as user nobody', IS_ROOT ? null : 'they need root (setpriv)');
+
+// A plain sys/sdt.h program (test/fixtures/sdt-program.c), built where the
+// CLI looks for probe libraries (DIR/<40 hex>/NAME): its notes have no
+// declared types. Null, with the reason, without a compiler or sys/sdt.h.
+function buildSdtProgram() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-sdt-'));
+  const sub = path.join(dir, 'e'.repeat(40));
+  fs.mkdirSync(sub);
+  const bin = path.join(sub, 'sdtprog');
+  const r = spawnSync('cc', ['-O1', '-pthread', '-o', bin, path.join(__dirname, 'fixtures', 'sdt-program.c')], { encoding: 'utf8' });
+  if (r.status === 0) return { dir, bin, why: null };
+  fs.rmSync(dir, { recursive: true, force: true });
+  const why = /sdt\.h/.test(r.stderr || '') ? 'no sys/sdt.h (apt-get install systemtap-sdt-dev)' : `cc failed: ${r.stderr || r.error}`;
+  return { dir: null, bin: null, why };
+}
+const sdtProgram = buildSdtProgram();
+test.after(() => sdtProgram.dir && fs.rmSync(sdtProgram.dir, { recursive: true, force: true }));
+const sdtGate = gate('CLI tests with a plain sys/sdt.h program', sdtProgram.why);
 const bpftraceGate = gate('CLI trace tests', bpftraceUnavailable());
 const sidGate = gate('CLI trace tests with bpftrace 0.27', unavailable('bpftrace-0.27'));
 const dtraceGate = gate('CLI trace tests with DTrace', unavailable('dtrace'));
@@ -132,7 +150,7 @@ test('program: bpftrace 0.17 reads one string per clause behind a gate; DTrace o
   assert.strictEqual((dtrace.text.match(/copyinstr/g) || []).length, 2);
 });
 
-test('list shows a process, its providers, probes with types, and tracer commands', async () => {
+test('list shows a process, its providers, probes with their declared types, and tracer commands that read each type its way', async () => {
   const target = await startTarget();
   try {
     const pid = target.pid;
@@ -142,19 +160,48 @@ test('list shows a process, its providers, probes with types, and tracer command
     assert.match(out, new RegExp(`^PID ${pid}  ${process.execPath} .*target\\.js$`, 'm'));
     assert.match(out, /^ {2}provider clitest {2}\(module clitest, file\)$/m);
     assert.match(out, /^ {4}library {2}\/\S+\/[0-9a-f]{40}\/clitest$/m);
-    assert.match(out, /^ {6}tick\(int64_t, char \*\|uint64_t, char \*\|uint64_t\)$/m);
-    assert.match(out, /^ {6}tock\(uint8_t, int32_t, char \*\|uint64_t\)$/m);
-    assert.match(out, /^ {6}seven\(int64_t(, int64_t){6}\)$/m);
-    assert.match(out, /^ {6}ping\(char \*\|uint64_t\)$/m);
+    // As declared (the library records it), not as the note's sizes say.
+    assert.match(out, /^ {6}tick\(int, char \*, json\)$/m);
+    assert.match(out, /^ {6}tock\(uint8_t, int32_t, uint64_t\)$/m);
+    assert.match(out, /^ {6}seven\(int(, int){6}\)$/m);
+    assert.match(out, /^ {6}ping\(char \*\)$/m);
     assert.ok(out.includes(`dynprobe trace ${pid} 'clitest:*'`), out);
     assert.ok(out.includes(`bpftrace -p ${pid} -e 'usdt:*:clitest:tick { printf("tick %ld %s %s\\n", arg0, str(arg1), str(arg2)); }'`), out);
     assert.ok(out.includes(`dtrace -q -n 'clitest$target:::tick { printf("tick %d %s %s\\n", arg0, copyinstr(arg1), copyinstr(arg2)); }' -p ${pid}`), out);
     assert.match(out, new RegExp(`perf probe -x \\S+/clitest sdt_clitest:tick\\n\\s+perf record -e sdt_clitest:tick -p ${pid}`));
     assert.ok(out.includes(`gdb -p ${pid} -ex 'break -probe-stap clitest:tick' -ex continue`), out);
-    assert.match(out, /char \*\|uint64_t: the probe note records an unsigned 8-byte value/);
+    assert.doesNotMatch(out, /char \*\|uint64_t/);
+    assert.doesNotMatch(out, /declared types not used/);
   } finally {
     await finish(target);
   }
+});
+
+test('records: declared strings are never taken for JSON, declared JSON is parsed, JSON cut short stays the string it is', () => {
+  const { formatLine, formatJson } = require('../lib/cli/format');
+  const a = assemblerFor(['str', 'json', 'uint']);
+  a.plan.probes[0].clauses = [[0, 1]];
+  const json = '{"n":1,"ok":true}';
+  // A declared char * holding JSON, a declared json, and a uint64_t that
+  // equals a mapped address (still a number).
+  const [f] = a.add(['0', '0', '7', '5', String(MAPPED), String(MAPPED), String(MAPPED), json, json]);
+  assert.deepStrictEqual(f.args.map((x) => x.type), ['string', 'json', 'uint']);
+  assert.deepStrictEqual(f.args[1].value, { n: 1, ok: true });
+  assert.match(formatLine(f), / p:x "\{\\"n\\":1,\\"ok\\":true\}" \{"n":1,"ok":true\} \d+$/);
+  assert.match(formatLine(f, { pretty: true }), / p:x "\{.*\}"\n {4}\{\n {6}"n": 1,\n {6}"ok": true\n {4}\} \d+$/);
+  assert.deepStrictEqual(JSON.parse(formatJson(f, 1)).args, [json, { n: 1, ok: true }, Number(MAPPED)]);
+  assert.deepStrictEqual(JSON.parse(formatJson(f, 1)).types, ['string', 'json', 'uint']);
+  // Cut at the tracer's string limit (200 bytes here): not JSON any more.
+  const long = JSON.stringify({ s: 'x'.repeat(300) }).slice(0, 199);
+  const [cut] = a.add(['0', '0', '7', '6', '1', '1', '1', 'a', long]);
+  assert.deepStrictEqual([cut.args[1].type, cut.args[1].truncated, cut.args[1].value], ['string', true, long]);
+  assert.ok(formatLine(cut).endsWith('…'), formatLine(cut));
+  // Without a record (strint), JSON-looking strings are shown as JSON, as before.
+  const old = assemblerFor(['strint']);
+  old.plan.probes[0].clauses = [[0]];
+  const [g] = old.add(['0', '0', '7', '5', String(MAPPED), json]);
+  assert.deepStrictEqual(g.args[0], { type: 'string', value: json, truncated: false, guessed: true });
+  assert.match(formatLine(g), / p:x \{"n":1,"ok":true\}$/);
 });
 
 test('list --json describes every probe for scripts', async () => {
@@ -173,7 +220,19 @@ test('list --json describes every probe for scripts', async () => {
     assert.strictEqual(clitest.tracerPath, clitest.path);
     const probes = Object.fromEntries(clitest.probes.map((p) => [p.name, p]));
     assert.deepStrictEqual(Object.keys(probes), ['tick', 'tock', 'seven']);
-    assert.deepStrictEqual(probes.tock.args.map((a) => a.type), ['uint8_t', 'int32_t', 'char *|uint64_t']);
+    assert.deepStrictEqual(probes.tock.args.map((a) => a.type), ['uint8_t', 'int32_t', 'uint64_t']);
+    assert.deepStrictEqual(probes.tick.declared, ['int', 'char *', 'json']);
+    assert.deepStrictEqual(probes.tick.args.map((a) => [a.type, a.declared, a.types.join('|')]), [
+      ['int', 'int', 'int64_t'],
+      ['char *', 'char *', 'char *|uint64_t'],
+      ['json', 'json', 'char *|uint64_t'],
+    ]);
+    assert.strictEqual(probes.tick.declaredProblem, null);
+    // Each argument read its way: strings and JSON with str(), integers by
+    // sign, the uint64_t unsigned (not as a string).
+    assert.strictEqual(probes.tock.commands.bpftrace, `bpftrace -p ${target.pid} -e 'usdt:*:clitest:tock { printf("tock %lu %ld %lu\\n", arg0, arg1, arg2); }'`);
+    assert.strictEqual(probes.tock.commands.dtrace, `dtrace -q -n 'clitest$target:::tock { printf("tock %u %d %u\\n", arg0, arg1, arg2); }' -p ${target.pid}`);
+    assert.ok(probes.tick.commands.perf.every((l) => !l.includes('undefined')));
     assert.deepStrictEqual(probes.tock.args.map((a) => [a.size, a.signed]), [[1, false], [4, true], [8, false]]);
     assert.strictEqual(probes.tick.argSpec, '-8@%rdi 8@%rsi 8@%rdx');
     assert.strictEqual(probes.seven.args.length, 7);
@@ -236,7 +295,7 @@ test('as user nobody: list shows its own process; trace says it needs root', { s
 
     const text = cli(['list', target.pid], { root: copy, nobody: true });
     assert.strictEqual(text.status, 0, text.all);
-    assert.match(text.stdout, /^ {6}tick\(int64_t, char \*\|uint64_t, char \*\|uint64_t\)$/m);
+    assert.match(text.stdout, /^ {6}tick\(int, char \*, json\)$/m);
 
     // Every process it can read: its own, and none of root's.
     const all = cli(['list', '--json'], { root: copy, nobody: true });
@@ -276,8 +335,9 @@ test('trace --count prints decoded firings, as JSON and as lines', { skip: bpftr
     firings.forEach((f, i) => {
       const n = first + i;
       assert.deepStrictEqual([f.provider, f.probe, f.module, f.pid], ['clitest', 'tick', 'clitest', pid]);
-      assert.deepStrictEqual(f.args, [n, `tick ${n}`, JSON.stringify({ n, ok: true })]);
-      assert.deepStrictEqual(f.types, ['int', 'string', 'string']);
+      // The json argument decoded as JSON; the char * one stays a string.
+      assert.deepStrictEqual(f.args, [n, `tick ${n}`, { n, ok: true }]);
+      assert.deepStrictEqual(f.types, ['int', 'string', 'json']);
       assert.ok(Math.abs(Date.parse(f.time) - Date.now()) < 60000, f.time);
     });
 
@@ -355,7 +415,7 @@ test('trace errors: no such process, no providers, no match (listing what exists
     const r = cli(['trace', target.pid, 'nope:*']);
     assert.strictEqual(r.status, 1, r.all);
     assert.match(r.stderr, new RegExp(`^dynprobe: no probe matches nope:\\* in process ${target.pid}; its probes are:$`, 'm'));
-    for (const p of ['clitest:tick(int64_t, char *|uint64_t, char *|uint64_t)', 'clitest:seven(', 'cliother:ping(char *|uint64_t)']) {
+    for (const p of ['clitest:tick(int, char *, json)', 'clitest:seven(', 'cliother:ping(char *)']) {
       assert.ok(r.stderr.includes(`  ${p}`), r.all);
     }
 
@@ -422,6 +482,17 @@ test('trace picks bpftrace 0.27 for a probe with more than 6 arguments', { skip:
     assert.deepStrictEqual(f.args, [1, 2, 3, 4, 5, 6, 7]);
     assert.strictEqual(f.omitted, 0);
 
+    // A json argument decoded as JSON under 0.27 too, and a uint64_t as a number.
+    const json = cli(['trace', target.pid, 'clitest:t*', '--count', 4, '--json', '--tracer', 'bpftrace-sid']);
+    assert.strictEqual(json.status, 0, json.all);
+    const firings = jsonLines(json.stdout);
+    const tick = firings.find((x) => x.probe === 'tick');
+    const tock = firings.find((x) => x.probe === 'tock');
+    assert.ok(tick && tock, json.all);
+    assert.deepStrictEqual(tick.args, [tick.args[0], `tick ${tick.args[0]}`, { n: tick.args[0], ok: true }]);
+    assert.deepStrictEqual(tick.types, ['int', 'string', 'json']);
+    assert.deepStrictEqual(tock.args, [255, -7, '18446744073709551615']);
+
     // The host's 0.17 reads six, and says so.
     const old = cli(['trace', target.pid, 'clitest:seven', '--count', 1, '--tracer', 'bpftrace']);
     assert.strictEqual(old.status, 0, old.all);
@@ -445,10 +516,67 @@ test('trace with Oracle DTrace', { skip: dtraceGate.skip, timeout: 120000 }, asy
     const tick = firings.find((f) => f.probe === 'tick');
     assert.ok(tock && tick, r.all);
     assert.deepStrictEqual(tock.args, [255, -7, '18446744073709551615']);
-    assert.deepStrictEqual(tick.args, [tick.args[0], `tick ${tick.args[0]}`, JSON.stringify({ n: tick.args[0], ok: true })]);
+    assert.deepStrictEqual(tick.args, [tick.args[0], `tick ${tick.args[0]}`, { n: tick.args[0], ok: true }]);
+    assert.deepStrictEqual(tick.types, ['int', 'string', 'json']);
+    assert.deepStrictEqual(tock.types, ['uint', 'int', 'uint']);
     const seven = firings.find((f) => f.probe === 'seven');
     if (seven) assert.deepStrictEqual(seven.args, [1, 2, 3, 4, 5, 6, 7]);
   } finally {
     await finish(target);
+  }
+});
+
+test('a plain sys/sdt.h program: list shows what its notes say (char *|uint64_t) and trace decides per firing, as before', { skip: sdtGate.skip, timeout: 120000 }, async () => {
+  assert.ok(!sdtGate.reason, sdtGate.reason);
+  const proc = start([sdtProgram.bin], {});
+  try {
+    const pid = Number((await proc.waitFor(/^READY \d+$/, 30000, 'sdt program')).split(' ')[1]);
+    const r = cli(['list', pid]);
+    assert.strictEqual(r.status, 0, r.all);
+    assert.match(r.stdout, /^ {2}provider sdtprog {2}\(module sdtprog, file\)$/m);
+    assert.match(r.stdout, /^ {6}fire\(int32_t, char \*\|uint64_t, char \*\|uint64_t, char \*\|uint64_t\)$/m);
+    assert.match(r.stdout, /char \*\|uint64_t: the probe note records an unsigned 8-byte value, which is a string \(char \*, json\) or a uint64_t, and the library records no declared types/);
+    assert.ok(r.stdout.includes(`bpftrace -p ${pid} -e 'usdt:*:sdtprog:fire { printf("fire %ld %s %s %s\\n", arg0, str(arg1), str(arg2), str(arg3)); }'`), r.stdout);
+    const [listed] = JSON.parse(cli(['list', pid, '--json']).stdout);
+    const [fire] = listed.providers[0].probes;
+    assert.strictEqual(fire.declared, null);
+    assert.strictEqual(fire.declaredProblem, null);
+    assert.deepStrictEqual(fire.args.map((a) => a.declared), [null, null, null, null]);
+
+    if (bpftraceGate.skip) return;
+    assert.ok(!bpftraceGate.reason, bpftraceGate.reason);
+    const traced = cli(['trace', pid, 'sdtprog:fire', '--count', 2, '--json', '--tracer', 'bpftrace']);
+    assert.strictEqual(traced.status, 0, traced.all);
+    for (const f of jsonLines(traced.stdout)) {
+      // Pointers into the process are strings (JSON stays a string in --json), the rest numbers.
+      assert.deepStrictEqual(f.args, [-7, 'hello', '{"n":1,"ok":true}', '18446744073709551615']);
+      assert.deepStrictEqual(f.types, ['int', 'string', 'string', 'uint']);
+    }
+    const lines = cli(['trace', pid, 'sdtprog:fire', '--count', 1, '--tracer', 'bpftrace']);
+    assert.match(lines.stdout, /sdtprog:fire -7 "hello" \{"n":1,"ok":true\} 18446744073709551615$/m);
+  } finally {
+    proc.child.stdin.end();
+    await stop(proc, 5000);
+  }
+});
+
+test('dynprobe/node (node -r ./node.js) lists its probes with their declared types', async () => {
+  const app = start([process.execPath, '-r', path.join(ROOT, 'node.js'), '-e', 'console.log(`READY ${process.pid}`); process.stdin.resume(); process.stdin.on("end", () => process.exit(0))'], {
+    env: (({ NODE_TEST_CONTEXT, ...env }) => env)(process.env),
+  });
+  try {
+    const pid = Number((await app.waitFor(/^READY \d+$/, 30000, 'node -r node.js')).split(' ')[1]);
+    const r = cli(['list', pid]);
+    assert.strictEqual(r.status, 0, r.all);
+    assert.match(r.stdout, /^ {6}http__server__request\(uint64_t, uint64_t, char \*, int32_t, char \*, char \*, int32_t\)$/m);
+    assert.match(r.stdout, /^ {6}gc__start\(uint32_t, uint32_t, uint64_t, uint64_t, uint64_t\)$/m);
+    assert.match(r.stdout, /^ {6}child__process__spawn\(int32_t, char \*, json\)$/m);
+    assert.doesNotMatch(r.stdout, /char \*\|uint64_t|declared types not used/);
+    const [listed] = JSON.parse(cli(['list', pid, '--json']).stdout);
+    const node = listed.providers.find((p) => p.provider === 'node');
+    assert.ok(node.probes.every((p) => Array.isArray(p.declared) && p.declared.length === p.args.length), JSON.stringify(node.probes.map((p) => p.declared)));
+  } finally {
+    app.child.stdin.end();
+    await stop(app, 5000);
   }
 });
