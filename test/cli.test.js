@@ -195,7 +195,7 @@ test('records: declared strings are never taken for JSON, declared JSON is parse
   const long = JSON.stringify({ s: 'x'.repeat(300) }).slice(0, 199);
   const [cut] = a.add(['0', '0', '7', '6', '1', '1', '1', 'a', long]);
   assert.deepStrictEqual([cut.args[1].type, cut.args[1].truncated, cut.args[1].value], ['string', true, long]);
-  assert.ok(formatLine(cut).endsWith('…" 1'), formatLine(cut));
+  assert.ok(formatLine(cut).endsWith('"… 1'), formatLine(cut));
   // Without a record (strint), JSON-looking strings are shown as JSON, as before.
   const old = assemblerFor(['strint']);
   old.plan.probes[0].clauses = [[0]];
