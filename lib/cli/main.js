@@ -7,13 +7,15 @@ const { safeText } = require('./names');
 const USAGE = `Usage:
   dynprobe list [PID...] [--json]
       Processes with dynprobe providers (all you can read, or the given ones):
-      providers, modules, libraries, probes with their argument types, and
-      commands that trace them with bpftrace, DTrace, perf and gdb.
+      providers, modules, libraries, probes with their argument types (as
+      declared, when the library records them), and commands that trace
+      them with bpftrace, DTrace, perf and gdb.
       Needs no tracer, and no root for your own processes.
 
   dynprobe trace PID [PROVIDER[:PROBE]] [options]
       Attaches a tracer (bpftrace; DTrace where found) and prints every
-      firing: time, provider:probe, arguments decoded by type. Globs are
+      firing: time, provider:probe, arguments decoded by type (json
+      arguments as JSON). Globs are
       allowed: 'bunyan:log-*', 'restify', '*:request-done'. Needs root.
         --count N        stop after N firings
         --duration S     stop after S seconds
