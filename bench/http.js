@@ -19,6 +19,7 @@
 // round. Printed: the median ratio over the rounds and its 95% bootstrap
 // confidence interval (rounds resampled), and whether that interval lies
 // within 1% of 1. Nothing is asserted (shared machines are noisy).
+// BENCH_HTTP_JSON=FILE writes every round's numbers there.
 
 const fs = require('node:fs');
 const http = require('node:http');
@@ -27,9 +28,9 @@ const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 
 const ROOT = path.join(__dirname, '..');
-const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS) || 30;
-const REQUESTS = Number(process.env.BENCH_HTTP_REQUESTS) || 4000; // per server and round, measured
-const WARMUP = 2000; // per server and round, before
+const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS) || 24;
+const REQUESTS = Number(process.env.BENCH_HTTP_REQUESTS) || 6000; // per server and round, measured
+const WARMUP = 1500; // per server and round, before
 const BURST = 50; // requests per turn
 const CONCURRENCY = 8;
 const COST_NS = Number(process.env.BENCH_HTTP_COST_NS) || 400;
@@ -281,13 +282,15 @@ async function main() {
   const aa = stats[variants.findIndex((v) => v.control === 'aa')];
   const loaded = stats[variants.findIndex((v) => v.loaded)];
   const cost = stats[variants.findIndex((v) => v.control === 'cost')];
+  const spread = (r) => `±${(((r.hi - r.lo) / 2) * 100).toFixed(1)}%`;
+  const shown = (r) => (within1(r) ? 'within 1%: shown' : r.lo > 1 || r.hi < 1 ? 'differs from base' : 'within 1%: not shown at this noise');
+  const seen = (r, slower) => (slower(r) ? 'seen' : 'not seen');
+  console.log(`  the noise (A/A, two identical servers): req/s ${spread(aa.rate)}, CPU/request ${spread(aa.cpu)} (half the 95% interval)`);
+  console.log(`  loaded, untraced: req/s ${shown(loaded.rate)}; CPU/request ${shown(loaded.cpu)}`);
   const expected = 1 + COST_NS / median(cpu[0]);
-  const verdict = (r) => (within1(r) ? 'within 1%: yes' : r.lo > 1 || r.hi < 1 ? 'differs from 1' : 'within 1%: not shown at this noise');
-  console.log(`  A/A control: req/s ${verdict(aa.rate)}, CPU/request ${verdict(aa.cpu)}`);
-  console.log(`  loaded, untraced vs base: req/s ${verdict(loaded.rate)}, CPU/request ${verdict(loaded.cpu)}`);
   console.log(
-    `  known cost (expected CPU/request ${expected.toFixed(3)}x): CPU/request ${cost.cpu.lo > 1 ? 'seen' : 'not seen'} (${fmt(cost.cpu)}), ` +
-      `req/s ${cost.rate.hi < 1 ? 'seen' : 'not seen'} (${fmt(cost.rate)})`,
+    `  known cost (${COST_NS} ns, ${((expected - 1) * 100).toFixed(1)}% of base's CPU/request): CPU/request ${seen(cost.cpu, (r) => r.lo > 1)}, ` +
+      `req/s ${seen(cost.rate, (r) => r.hi < 1)}`,
   );
 
   // What dynprobe/node does while untraced: the semaphore check, four times a
@@ -308,6 +311,10 @@ async function main() {
     console.log('  traced: SKIPPED: needs root and bpftrace (scripts/provision-tracers.sh)');
   }
   console.log(`  load average at the end ${os.loadavg()[0].toFixed(2)}`);
+  if (process.env.BENCH_HTTP_JSON) {
+    const byVariant = variants.map((v, i) => ({ label: v.label, rates: rates[i], cpuNsPerRequest: cpu[i] }));
+    fs.writeFileSync(process.env.BENCH_HTTP_JSON, `${JSON.stringify({ node: process.version, ROUNDS, REQUESTS, WARMUP, BURST, COST_NS, variants: byVariant })}\n`);
+  }
 }
 
 if (PIN && !PINNED) {
