@@ -1,7 +1,9 @@
 'use strict';
 // `npm run demo` end to end (the addon is built by `npm test` first): the
-// service starts, `dynprobe list` finds it, bpftrace shows a latency
-// histogram for every route, and nothing is left running afterwards. Needs
+// service starts, `dynprobe list` finds it (its demoapp provider and Node's
+// own, from -r dynprobe/node), bpftrace shows a latency histogram for every
+// route, Node 18's one-liner sees every request, and nothing is left running
+// afterwards. Needs
 // root and bpftrace: skipped loudly without them, failing under CI=true.
 
 const test = require('node:test');
