@@ -3,8 +3,8 @@
 // service starts, `dynprobe list` finds it (its demoapp provider and Node's
 // own, from -r dynprobe/node), bpftrace shows a latency histogram for every
 // route, Node 18's one-liner sees every request, and nothing is left running
-// afterwards. Needs
-// root and bpftrace: skipped loudly without them, failing under CI=true.
+// afterwards. Needs root and bpftrace: skipped loudly without them, failing
+// under CI=true.
 
 const test = require('node:test');
 const assert = require('node:assert');
