@@ -122,6 +122,11 @@ function cpuNs(pid) {
   return total;
 }
 
+function rssMiB(pid) {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
 // The traced servers use a dynprobe directory of their own, so their `node`
 // library has a path no other process maps; one bpftrace attached to that
 // path for the whole run traces each traced server from its first
@@ -190,7 +195,7 @@ async function runRound(variants, round) {
       ns[i] += t;
     });
     const cpu = servers.map((s, i) => cpuNs(s.child.pid) - cpu0[i]);
-    return { rates: ns.map((t) => (REQUESTS * 1e9) / t), cpuNs: cpu.map((c) => c / REQUESTS) };
+    return { rates: ns.map((t) => (REQUESTS * 1e9) / t), cpuNs: cpu.map((c) => c / REQUESTS), rss: servers.map((s) => rssMiB(s.child.pid)) };
   } finally {
     for (const s of servers) {
       if (!s) continue;
@@ -254,6 +259,7 @@ async function main() {
   }
   const rates = variants.map(() => []);
   const cpu = variants.map(() => []);
+  const rss = variants.map(() => []);
   let counts = {};
   try {
     for (let round = 0; round < ROUNDS; round++) {
@@ -261,6 +267,7 @@ async function main() {
       variants.forEach((_, i) => {
         rates[i].push(result.rates[i]);
         cpu[i].push(result.cpuNs[i]);
+        rss[i].push(result.rss[i]);
       });
     }
   } finally {
@@ -272,11 +279,12 @@ async function main() {
     cpu: medianWithInterval(ratios(cpu, i)),
   }));
   console.log(`  medians over the rounds; ratios to base in the same round, with their 95% confidence interval (bootstrap over rounds)`);
-  console.log(`  ${''.padEnd(38)} ${'req/s'.padStart(6)}  ${'vs base'.padEnd(24)}  ${'server CPU/req'.padStart(14)}  vs base`);
+  console.log(`  ${''.padEnd(38)} ${'req/s'.padStart(6)}  ${'vs base'.padEnd(24)}  ${'server CPU/req'.padStart(14)}  ${'vs base'.padEnd(24)}  RSS`);
   variants.forEach((v, i) => {
     const rate = median(rates[i]).toFixed(0).padStart(6);
     const us = `${(median(cpu[i]) / 1000).toFixed(2)} us`.padStart(14);
-    console.log(`  ${v.label.padEnd(38)} ${rate}  ${(i ? fmt(stats[i].rate) : '').padEnd(24)}  ${us}  ${i ? fmt(stats[i].cpu) : ''}`);
+    const mem = `${median(rss[i]).toFixed(1)} MiB`;
+    console.log(`  ${v.label.padEnd(38)} ${rate}  ${(i ? fmt(stats[i].rate) : '').padEnd(24)}  ${us}  ${(i ? fmt(stats[i].cpu) : '').padEnd(24)}  ${mem}`);
   });
 
   const aa = stats[variants.findIndex((v) => v.control === 'aa')];
@@ -312,7 +320,7 @@ async function main() {
   }
   console.log(`  load average at the end ${os.loadavg()[0].toFixed(2)}`);
   if (process.env.BENCH_HTTP_JSON) {
-    const byVariant = variants.map((v, i) => ({ label: v.label, rates: rates[i], cpuNsPerRequest: cpu[i] }));
+    const byVariant = variants.map((v, i) => ({ label: v.label, rates: rates[i], cpuNsPerRequest: cpu[i], rssMiB: rss[i] }));
     fs.writeFileSync(process.env.BENCH_HTTP_JSON, `${JSON.stringify({ node: process.version, ROUNDS, REQUESTS, WARMUP, BURST, COST_NS, variants: byVariant })}\n`);
   }
 }
