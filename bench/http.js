@@ -11,9 +11,11 @@
 //   traced      node -r dynprobe/node server.js with bpftrace counting five
 //               of its probes
 // Each round starts all of them fresh (a process's own luck with JIT and
-// memory layout is then spread over the rounds, not baked into one), warms
-// them up, then drives them in short bursts taking turns in a rotating order,
-// so that whatever else loads the machine at a moment falls on all alike.
+// memory layout is then spread over the rounds, not baked into one; on the
+// project's VM it weighed little, the machine's load moment to moment much
+// more), warms them up, then drives them in short bursts taking turns in a
+// rotating order, so that whatever else loads the machine at a moment falls
+// on all alike.
 // Per round and server: requests/s (its requests over its bursts' time) and
 // the server's CPU time per request, both as ratios to the round's base
 // servers. Printed: the median ratio over the rounds and its 95% bootstrap
