@@ -312,11 +312,18 @@ async function main() {
   const shown = (r) => (within1(r) ? 'within 1%: shown' : r.lo > 1 || r.hi < 1 ? 'differs from base' : 'within 1%: not shown at this noise');
   const seen = (r, slower) => (slower(r) ? 'seen' : 'not seen');
   console.log(`  the noise (A/A, two identical servers): req/s ${spread(aa.rate)}, CPU/request ${spread(aa.cpu)} (half the 95% interval)`);
-  console.log(`  loaded, untraced: req/s ${shown(loaded.rate)}; CPU/request ${shown(loaded.cpu)}`);
+  // The cost, at worst: how much lower req/s and how much higher CPU/request
+  // can be, at the interval's bound.
+  const worst = (r, sign) => {
+    const bound = sign > 0 ? r.hi - 1 : 1 - r.lo;
+    return bound > 0 ? `at most ${(bound * 100).toFixed(1)}% ${sign > 0 ? 'higher' : 'lower'}` : `no ${sign > 0 ? 'higher' : 'lower'}`;
+  };
+  console.log(`  loaded, untraced: req/s ${worst(loaded.rate, -1)}, CPU/request ${worst(loaded.cpu, 1)} (95% bounds)`);
+  console.log(`  loaded, untraced, both ways: req/s ${shown(loaded.rate)}; CPU/request ${shown(loaded.cpu)}`);
   const expected = 1 + COST_NS / median(cpu[0]);
   console.log(
     `  known cost (at least ${COST_NS} ns, ${((expected - 1) * 100).toFixed(1)}% of base's CPU/request): CPU/request ${seen(cost.cpu, (r) => r.lo > 1)}, ` +
-      `req/s ${seen(cost.rate, (r) => r.hi < 1)}`,
+      `req/s ${seen(cost.rate, (r) => r.hi < 1)} (requests/s also carry the client's work)`,
   );
 
   // What dynprobe/node does while untraced: the semaphore check, four times a
