@@ -1,34 +1,54 @@
 'use strict';
-// `node bench/http.js`: what dynprobe/node costs a real HTTP service. A real
-// client (node:http, keep-alive, CONCURRENCY requests in flight) sends a
-// bounded number of requests to a real server on 127.0.0.1, each server in
-// its own process:
-//   baseline   node server.js
-//   loaded     node -r dynprobe/node server.js, nothing traces it
-//   traced     the same, with bpftrace counting its http, net and gc probes
-// Each turn starts fresh servers, two of them baselines (their ratio is the
-// noise between two identical processes), and measures them one after
-// another in a rotating order; each ratio is the median of the turns' ratios
-// against the first baseline of the same turn. Prints requests/s and ratios; nothing is asserted (shared machines
-// are noisy).
+// `node bench/http.js` (or `npm run bench:http`): what dynprobe/node costs a
+// real HTTP service. A real client (node:http, keep-alive, CONCURRENCY
+// requests in flight) sends a bounded number of requests to real servers on
+// 127.0.0.1, each server its own process:
+//   base        node server.js
+//   base again  the same: the A/A control, whose spread is the noise
+//   loaded      node -r dynprobe/node server.js, nothing traces it
+//   known cost  node server.js spending COST_NS more per request: the
+//               positive control, a cost of known size the method must see
+//   traced      node -r dynprobe/node server.js with bpftrace counting five
+//               of its probes
+// Each round starts all of them fresh (a process's own luck with JIT and
+// memory layout is then spread over the rounds, not baked into one; on the
+// project's VM it weighed little, the machine's load moment to moment much
+// more), warms them up, then drives them in short bursts taking turns in a
+// random order, so that whatever else loads the machine at a moment falls
+// on all alike.
+// Per round and server: requests/s (its requests over its bursts' time) and
+// the server's CPU time per request, both as ratios to the round's base
+// servers. Printed: the median ratio over the rounds and its 95% bootstrap
+// confidence interval (rounds resampled), and whether that interval lies
+// within 1% of 1. Nothing is asserted (shared machines are noisy).
+// BENCH_HTTP_JSON=FILE writes every round's numbers there.
 
 const fs = require('node:fs');
 const http = require('node:http');
+const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 
 const ROOT = path.join(__dirname, '..');
-const REQUESTS = Number(process.env.BENCH_HTTP_REQUESTS) || 6000;
-const BURSTS = 20;
-const TURNS = Number(process.env.BENCH_HTTP_TURNS) || 8;
-const WARMUP = 2000;
+const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS) || 24;
+const REQUESTS = Number(process.env.BENCH_HTTP_REQUESTS) || 6000; // per server and round, measured
+const WARMUP = 1500; // per server and round, before
+const BURST = 50; // requests per turn
 const CONCURRENCY = 8;
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const COST_NS = Number(process.env.BENCH_HTTP_COST_NS) || 400;
+const RESAMPLES = 10000;
 const canTrace = process.getuid() === 0 && spawnSync('bpftrace', ['--version']).status === 0;
 
 const SERVER = `
   const http = require('node:http');
+  const costNs = BigInt(process.env.DYNPROBE_BENCH_COST_NS || 0);
+  const spend = () => {
+    if (costNs === 0n) return;
+    const until = process.hrtime.bigint() + costNs;
+    while (process.hrtime.bigint() < until);
+  };
   const server = http.createServer((req, res) => {
+    spend();
     req.resume();
     req.on('end', () => res.end('hello ' + req.url));
   });
@@ -36,13 +56,13 @@ const SERVER = `
   server.listen(0, '127.0.0.1', () => console.log('PORT ' + server.address().port));
 `;
 
-// The client runs on one CPU and every server on another (only one server
-// is busy at a time): where the scheduler puts a process would otherwise
-// differ from process to process, and weigh more than what is measured.
+// The client and every server run on one CPU: a request is a CPU-bound
+// ping-pong, and cross-CPU wake-ups in a VM weighed more than what is
+// measured. Only one server is busy at a time.
 const CPUS = allowedCpus();
-const PINNED = process.env.DYNPROBE_BENCH_SERVER_CPU !== undefined; // this is the re-run on the client's CPU
-const PIN = PINNED || (CPUS.length >= 2 && spawnSync('taskset', ['--version']).status === 0);
-const SERVER_CPU = PINNED ? process.env.DYNPROBE_BENCH_SERVER_CPU : String(CPUS[0]);
+const PINNED = process.env.DYNPROBE_BENCH_CPU !== undefined; // this is the re-run on that CPU
+const PIN = PINNED || (CPUS.length >= 1 && spawnSync('taskset', ['--version']).status === 0);
+const CPU = PINNED ? process.env.DYNPROBE_BENCH_CPU : String(CPUS[0]);
 function allowedCpus() {
   const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
   if (!m) return [];
@@ -52,24 +72,25 @@ function allowedCpus() {
   });
 }
 
-function startServer(preload) {
-  const args = [...(preload ? ['-r', path.join(ROOT, 'node.js')] : []), '-e', SERVER];
-  const command = PIN ? ['taskset', '-c', SERVER_CPU, process.execPath, ...args] : [process.execPath, ...args];
-  const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+function startServer(variant) {
+  const args = [...(variant.preload ? ['-r', path.join(ROOT, 'node.js')] : []), '-e', SERVER];
+  const command = PIN ? ['taskset', '-c', CPU, process.execPath, ...args] : [process.execPath, ...args];
+  const env = { ...process.env, ...variant.env };
+  const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'], env });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (chunk) => {
       out += chunk;
       const m = /PORT (\d+)/.exec(out);
-      if (m) resolve({ child, port: Number(m[1]) });
+      if (m) resolve({ child, port: Number(m[1]), agent: new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY }) });
     });
     child.on('exit', (code) => reject(new Error(`server exited (${code})`)));
   });
 }
 
-// Sends `n` GET requests through `agent`, CONCURRENCY at a time; resolves
-// with the seconds they took.
-function drive(port, agent, n) {
+// Sends `n` GET requests through the server's agent, CONCURRENCY at a time;
+// resolves with the nanoseconds they took.
+function drive(server, n) {
   let sent = 0;
   let done = 0;
   const t0 = process.hrtime.bigint();
@@ -78,53 +99,23 @@ function drive(port, agent, n) {
       if (sent === n) return;
       const i = sent++;
       http
-        .get({ host: '127.0.0.1', port, path: `/item/${i}?q=${i & 7}`, agent }, (res) => {
+        .get({ host: '127.0.0.1', port: server.port, path: `/item/${i}?q=${i & 7}`, agent: server.agent }, (res) => {
           res.resume();
           res.on('end', () => {
-            if (++done === n) resolve(Number(process.hrtime.bigint() - t0) / 1e9);
+            if (++done === n) resolve(Number(process.hrtime.bigint() - t0));
             else one();
           });
         })
         .on('error', reject);
     };
-    for (let c = 0; c < CONCURRENCY; c++) one();
+    for (let c = 0; c < Math.min(CONCURRENCY, n); c++) one();
   });
 }
 
-// bpftrace counting the node provider's probes in `pid`, once it has
-// attached; stop() resolves with the counts by probe.
-function trace(pid) {
-  const probes = ['http__server__request', 'http__server__response', 'net__server__connection', 'net__stream__end', 'gc__start'];
-  const program = `BEGIN { printf("ATTACHED\\n"); } ${probes.map((p) => `usdt:*:node:${p}`).join(', ')} { @[probe] = count(); }`;
-  const bt = spawn('bpftrace', ['-p', String(pid), '-e', program], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  bt.stdout.setEncoding('utf8').on('data', (c) => (out += c));
-  bt.stderr.setEncoding('utf8').on('data', (c) => (out += c));
-  const exited = new Promise((resolve) => bt.on('close', resolve));
-  return new Promise((resolve, reject) => {
-    const timer = setInterval(() => {
-      if (!out.includes('ATTACHED')) return;
-      clearInterval(timer);
-      resolve({
-        async stop() {
-          bt.kill('SIGINT');
-          await exited;
-          const counts = {};
-          for (const m of out.matchAll(/^@\[usdt:.*:node:(\w+)\]: (\d+)$/gm)) counts[m[1]] = Number(m[2]);
-          return counts;
-        },
-      });
-    }, 20);
-    bt.on('close', () => {
-      clearInterval(timer);
-      reject(new Error(`bpftrace exited: ${out}`));
-    });
-  });
-}
-
-// CPU time the process has used, all its threads, in ns (the scheduler's
-// own account: exact, and much less disturbed by other load on the machine
-// than requests/s).
+// CPU time the process has used, all its threads, in ns: what
+// process.cpuUsage() (user + system) would report inside it, read from the
+// scheduler's own account (/proc/PID/task/*/schedstat) without disturbing
+// the server.
 function cpuNs(pid) {
   let total = 0;
   for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
@@ -133,76 +124,213 @@ function cpuNs(pid) {
   return total;
 }
 
-// One turn: fresh server processes (a process's own luck with JIT and
-// placement would otherwise bias every turn alike), warmed up, then driven in
-// short bursts, taking turns in a rotating order, so that the machine's load
-// at any moment falls on all of them alike; resolves with requests/s for
-// each variant.
-async function runTurn(variants, turn) {
-  const servers = [];
-  let tracer = null;
-  try {
-    for (const v of variants) {
-      const s = await startServer(v.preload);
-      s.agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-      servers.push(s);
-    }
-    for (const s of servers) await drive(s.port, s.agent, WARMUP);
-    const tracedIndex = variants.findIndex((v) => v.traced);
-    if (tracedIndex >= 0) {
-      tracer = await trace(servers[tracedIndex].child.pid);
-      // dynprobe/node sees the tracer within a quarter of a second.
-      await new Promise((r) => setTimeout(r, 600));
-    }
-    // Warm up again, every server alike, now that the traced path runs.
-    for (const s of servers) await drive(s.port, s.agent, WARMUP);
-    const seconds = servers.map(() => 0);
-    const cpu = servers.map(() => 0);
-    for (let round = 0; round < BURSTS; round++) {
-      for (let k = 0; k < servers.length; k++) {
-        const i = (k + round + turn) % servers.length;
-        const before = cpuNs(servers[i].child.pid);
-        seconds[i] += await drive(servers[i].port, servers[i].agent, REQUESTS / BURSTS);
-        cpu[i] += cpuNs(servers[i].child.pid) - before;
+function rssMiB(pid) {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+// The traced servers use a dynprobe directory of their own, so their `node`
+// library has a path no other process maps; one bpftrace attached to that
+// path for the whole run traces each traced server from its first
+// instruction (the kernel enables the probes in every process that maps the
+// file, later ones too), while the loaded servers' library stays untraced.
+const PROBES = ['http__server__request', 'http__server__response', 'net__server__connection', 'net__stream__end', 'gc__start'];
+async function startTracer() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-bench-http-'));
+  const made = spawnSync(process.execPath, ['-r', path.join(ROOT, 'node.js'), '-e', '0'], { env: { ...process.env, DYNPROBE_DIR: dir }, encoding: 'utf8' });
+  const build = fs.readdirSync(dir).find((f) => /^[0-9a-f]{40}$/.test(f) && fs.existsSync(path.join(dir, f, 'node')));
+  if (made.status !== 0 || !build) throw new Error(`no node library in ${dir}: ${made.stderr}`);
+  const library = path.join(dir, build, 'node');
+  const program = `BEGIN { printf("ATTACHED\\n"); } ${PROBES.map((p) => `usdt:${library}:node:${p}`).join(', ')} { @[probe] = count(); }`;
+  const bt = spawn('bpftrace', ['-e', program], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  bt.stdout.setEncoding('utf8').on('data', (c) => (out += c));
+  bt.stderr.setEncoding('utf8').on('data', (c) => (out += c));
+  const exited = new Promise((resolve) => bt.on('close', resolve));
+  const cleanUp = () => fs.rmSync(dir, { recursive: true, force: true });
+  await new Promise((resolve, reject) => {
+    const timer = setInterval(() => {
+      if (out.includes('ATTACHED')) {
+        clearInterval(timer);
+        resolve();
       }
-    }
-    const counts = tracer ? await tracer.stop() : null;
-    tracer = null;
-    return { rates: seconds.map((t) => REQUESTS / t), cpuUs: cpu.map((ns) => ns / 1000 / REQUESTS), counts };
+    }, 20);
+    bt.on('close', () => {
+      clearInterval(timer);
+      cleanUp();
+      reject(new Error(`bpftrace exited: ${out}`));
+    });
+  });
+  return {
+    env: { DYNPROBE_DIR: dir },
+    async stop() {
+      bt.kill('SIGINT');
+      await exited;
+      cleanUp();
+      const counts = {};
+      for (const m of out.matchAll(/^@\[usdt:.*:node:(\w+)\]: (\d+)$/gm)) counts[m[1]] = Number(m[2]);
+      return counts;
+    },
+  };
+}
+
+// One round: fresh servers, warmed up, then REQUESTS each in bursts of BURST
+// taking turns; resolves with requests/s and CPU ns per request for each.
+async function runRound(variants, round) {
+  const servers = [];
+  try {
+    // Started in a rotating order too (who starts first gets the warmer caches).
+    const order = variants.map((_, k) => (k + round) % variants.length);
+    for (const i of order) servers[i] = await startServer(variants[i]);
+    // Each turn in a fresh random order: in a fixed rotation each server
+    // always follows the same one, and that alone moved requests/s by 1%.
+    const next = random(round + 1);
+    const turns = async (total, each) => {
+      const order = servers.map((_, i) => i);
+      for (let b = 0; b < total / BURST; b++) {
+        for (let k = order.length - 1; k > 0; k--) {
+          const j = Math.floor(next() * (k + 1));
+          [order[k], order[j]] = [order[j], order[k]];
+        }
+        for (const i of order) await each(i, await drive(servers[i], BURST));
+      }
+    };
+    await turns(WARMUP, async () => {});
+    const ns = servers.map(() => 0);
+    const cpu0 = servers.map((s) => cpuNs(s.child.pid));
+    await turns(REQUESTS, async (i, t) => {
+      ns[i] += t;
+    });
+    const cpu = servers.map((s, i) => cpuNs(s.child.pid) - cpu0[i]);
+    return { rates: ns.map((t) => (REQUESTS * 1e9) / t), cpuNs: cpu.map((c) => c / REQUESTS), rss: servers.map((s) => rssMiB(s.child.pid)) };
   } finally {
-    if (tracer) await tracer.stop();
     for (const s of servers) {
+      if (!s) continue;
       s.agent.destroy();
       s.child.kill();
     }
   }
 }
 
-async function main() {
-  console.log(`Loopback HTTP: ${TURNS} turns, each with fresh servers, ${REQUESTS} requests to each in ${BURSTS} bursts taking turns (after ${WARMUP} to warm up), ${CONCURRENCY} in flight, keep-alive, Node ${process.version}${PIN ? `, client on CPU ${CPUS[0]}, servers on CPU ${SERVER_CPU}` : ''}`);
-  const variants = [
-    { label: 'baseline: node server.js', preload: false },
-    { label: 'baseline again (the noise between two processes)', preload: false },
-    { label: 'loaded: node -r dynprobe/node, untraced', preload: true },
-  ];
-  if (canTrace) variants.push({ label: 'traced: the same, bpftrace counting 5 probes', preload: true, traced: true });
-  const rates = variants.map(() => []);
-  const cpuUs = variants.map(() => []);
-  const counts = {};
-  for (let turn = 0; turn < TURNS; turn++) {
-    const result = await runTurn(variants, turn);
-    result.rates.forEach((r, i) => rates[i].push(r));
-    result.cpuUs.forEach((c, i) => cpuUs[i].push(c));
-    for (const [probe, n] of Object.entries(result.counts || {})) counts[probe] = (counts[probe] || 0) + n;
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+// A small seeded generator (mulberry32), so that a run's intervals can be
+// recomputed from its numbers.
+function random(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// The Hodges-Lehmann median of ratios `xs`: the median of the means of
+// every pair of their logarithms (each with itself too), back as a ratio. A
+// median (one bad round moves it little) that uses the data about as well as
+// a mean; with its 95% percentile-bootstrap interval, rounds resampled.
+function pairMedian(logs) {
+  const means = [];
+  for (let i = 0; i < logs.length; i++) for (let j = i; j < logs.length; j++) means.push((logs[i] + logs[j]) / 2);
+  return median(means);
+}
+function medianWithInterval(xs) {
+  const logs = xs.map(Math.log);
+  const next = random(0x5eed);
+  const medians = new Float64Array(RESAMPLES);
+  const sample = new Array(logs.length);
+  for (let r = 0; r < RESAMPLES; r++) {
+    for (let i = 0; i < logs.length; i++) sample[i] = logs[Math.floor(next() * logs.length)];
+    medians[r] = pairMedian(sample);
   }
-  const ratio = (xs, i) => median(xs[i].map((r, t) => r / xs[0][t]));
-  console.log(`  ${''.padEnd(50)} ${'req/s'.padStart(7)}  ${'vs base'.padStart(7)}  ${'server CPU/request'.padStart(18)}  ${'vs base'.padStart(7)}`);
-  variants.forEach((v, i) =>
-    console.log(
-      `  ${v.label.padEnd(50)} ${median(rates[i]).toFixed(0).padStart(7)}  ${(i ? `${ratio(rates, i).toFixed(3)}x` : '').padStart(7)}` +
-        `  ${`${median(cpuUs[i]).toFixed(1)} us`.padStart(18)}  ${(i ? `${ratio(cpuUs, i).toFixed(3)}x` : '').padStart(7)}`,
-    ),
+  medians.sort();
+  const at = (q) => Math.exp(medians[Math.min(RESAMPLES - 1, Math.floor(q * RESAMPLES))]);
+  return { median: Math.exp(pairMedian(logs)), lo: at(0.025), hi: at(0.975) };
+}
+
+const fmt = (r) => `${r.median.toFixed(3)}x [${r.lo.toFixed(3)}, ${r.hi.toFixed(3)}]`;
+const within1 = (r) => r.lo >= 0.99 && r.hi <= 1.01;
+
+async function main() {
+  const load = os.loadavg()[0];
+  console.log(
+    `Loopback HTTP: ${ROUNDS} rounds, each with fresh servers, ${REQUESTS} requests to each in bursts of ${BURST} taking turns (after ${WARMUP} to warm up), ` +
+      `${CONCURRENCY} in flight, keep-alive, Node ${process.version}${PIN ? `, client and servers on CPU ${CPU}` : ''}, load average ${load.toFixed(2)}`,
   );
+  const variants = [
+    { label: 'base: node server.js', env: {} },
+    { label: 'base again (A/A: the noise)', env: {}, control: 'aa' },
+    { label: 'loaded: -r dynprobe/node, untraced', preload: true, env: {}, loaded: true },
+    { label: `known cost: base + ${COST_NS} ns/request`, env: { DYNPROBE_BENCH_COST_NS: String(COST_NS) }, control: 'cost' },
+  ];
+  let tracer = null;
+  if (canTrace) {
+    tracer = await startTracer();
+    variants.push({ label: 'traced: bpftrace counting 5 probes', preload: true, env: tracer.env, traced: true });
+  }
+  const rates = variants.map(() => []);
+  const cpu = variants.map(() => []);
+  const rss = variants.map(() => []);
+  let counts = {};
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      const result = await runRound(variants, round);
+      variants.forEach((_, i) => {
+        rates[i].push(result.rates[i]);
+        cpu[i].push(result.cpuNs[i]);
+        rss[i].push(result.rss[i]);
+      });
+    }
+  } finally {
+    if (tracer) counts = await tracer.stop();
+  }
+  // The A/A control compares the two base servers of each round; the others
+  // are compared with both (their geometric mean), which halves the variance
+  // the reference adds. The control's interval is then, if anything, wider
+  // than the noise in the others'.
+  const aaIndex = variants.findIndex((v) => v.control === 'aa');
+  const ratios = (xs, i) => xs[i].map((x, r) => x / (i === aaIndex ? xs[0][r] : Math.sqrt(xs[0][r] * xs[aaIndex][r])));
+  const stats = variants.map((_, i) => ({
+    rate: medianWithInterval(ratios(rates, i)),
+    cpu: medianWithInterval(ratios(cpu, i)),
+  }));
+  console.log('  per round, each server against the two base servers of the round (base again: against base); over the rounds:');
+  console.log('  the median ratio (Hodges-Lehmann) and its 95% confidence interval (bootstrap); req/s, CPU and RSS: medians');
+  console.log(`  ${''.padEnd(38)} ${'req/s'.padStart(6)}  ${'vs base'.padEnd(24)}  ${'server CPU/req'.padStart(14)}  ${'vs base'.padEnd(24)}  RSS`);
+  variants.forEach((v, i) => {
+    const rate = median(rates[i]).toFixed(0).padStart(6);
+    const us = `${(median(cpu[i]) / 1000).toFixed(2)} us`.padStart(14);
+    const mem = `${median(rss[i]).toFixed(1)} MiB`;
+    console.log(`  ${v.label.padEnd(38)} ${rate}  ${(i ? fmt(stats[i].rate) : '').padEnd(24)}  ${us}  ${(i ? fmt(stats[i].cpu) : '').padEnd(24)}  ${mem}`);
+  });
+
+  const aa = stats[aaIndex];
+  const loaded = stats[variants.findIndex((v) => v.loaded)];
+  const cost = stats[variants.findIndex((v) => v.control === 'cost')];
+  const spread = (r) => `±${(((r.hi - r.lo) / 2) * 100).toFixed(1)}%`;
+  const shown = (r) => (within1(r) ? 'within 1%: shown' : r.lo > 1 || r.hi < 1 ? 'differs from base' : 'within 1%: not shown at this noise');
+  const seen = (r, slower) => (slower(r) ? 'seen' : 'not seen');
+  console.log(`  the noise (A/A, two identical servers): req/s ${spread(aa.rate)}, CPU/request ${spread(aa.cpu)} (half the 95% interval)`);
+  // The cost, at worst: how much lower req/s and how much higher CPU/request
+  // can be, at the interval's bound.
+  const worst = (r, sign) => {
+    const bound = sign > 0 ? r.hi - 1 : 1 - r.lo;
+    return bound > 0 ? `at most ${(bound * 100).toFixed(1)}% ${sign > 0 ? 'higher' : 'lower'}` : `no ${sign > 0 ? 'higher' : 'lower'}`;
+  };
+  console.log(`  loaded, untraced: req/s ${worst(loaded.rate, -1)}, CPU/request ${worst(loaded.cpu, 1)} (95% bounds)`);
+  console.log(`  loaded, untraced, both ways: req/s ${shown(loaded.rate)}; CPU/request ${shown(loaded.cpu)}`);
+  const expected = 1 + COST_NS / median(cpu[0]);
+  console.log(
+    `  known cost (at least ${COST_NS} ns, ${((expected - 1) * 100).toFixed(1)}% of base's CPU/request): CPU/request ${seen(cost.cpu, (r) => r.lo > 1)}, ` +
+      `req/s ${seen(cost.rate, (r) => r.hi < 1)} (requests/s also carry the client's work)`,
+  );
+
   // What dynprobe/node does while untraced: the semaphore check, four times a
   // second. Its cost, measured here, bounds the untraced overhead.
   const node = require('../node');
@@ -210,20 +338,28 @@ async function main() {
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i++) node.refresh();
   const refreshNs = Number(process.hrtime.bigint() - t0) / n;
-  console.log(`  untraced, dynprobe/node runs one semaphore check (${refreshNs.toFixed(0)} ns) every 250 ms: ${((refreshNs * 4) / 1e9 * 100).toFixed(5)}% of one CPU`);
-  if (canTrace) {
-    const expected = (REQUESTS + WARMUP) * TURNS; // the traced server's, after the tracer attached
-    console.log(`  bpftrace counted http__server__request ${counts.http__server__request || 0}, http__server__response ${counts.http__server__response || 0} (of ${expected} requests), net__server__connection ${counts.net__server__connection || 0}, gc__start ${counts.gc__start || 0}`);
+  console.log(`  untraced, dynprobe/node subscribes to nothing and runs one semaphore check (${refreshNs.toFixed(0)} ns) every 250 ms: ${(((refreshNs * 4) / 1e9) * 100).toFixed(5)}% of one CPU`);
+  if (tracer) {
+    const fired = (WARMUP + REQUESTS) * ROUNDS; // the traced servers', traced from their start
+    console.log(
+      `  bpftrace counted http__server__request ${counts.http__server__request || 0}, http__server__response ${counts.http__server__response || 0} ` +
+        `(of ${fired} requests), net__server__connection ${counts.net__server__connection || 0}, gc__start ${counts.gc__start || 0}`,
+    );
   } else {
     console.log('  traced: SKIPPED: needs root and bpftrace (scripts/provision-tracers.sh)');
+  }
+  console.log(`  load average at the end ${os.loadavg()[0].toFixed(2)}`);
+  if (process.env.BENCH_HTTP_JSON) {
+    const byVariant = variants.map((v, i) => ({ label: v.label, rates: rates[i], cpuNsPerRequest: cpu[i], rssMiB: rss[i] }));
+    fs.writeFileSync(process.env.BENCH_HTTP_JSON, `${JSON.stringify({ node: process.version, ROUNDS, REQUESTS, WARMUP, BURST, COST_NS, variants: byVariant })}\n`);
   }
 }
 
 if (PIN && !PINNED) {
-  // Run again on the client's CPU.
-  const r = spawnSync('taskset', ['-c', String(CPUS[0]), process.execPath, __filename], {
+  // Run again on that CPU.
+  const r = spawnSync('taskset', ['-c', CPU, process.execPath, __filename], {
     stdio: 'inherit',
-    env: { ...process.env, DYNPROBE_BENCH_SERVER_CPU: SERVER_CPU },
+    env: { ...process.env, DYNPROBE_BENCH_CPU: CPU },
   });
   process.exitCode = r.status === null ? 1 : r.status;
 } else {

@@ -51,4 +51,4 @@ async function drive(port, { seconds = 5, concurrency = 8 } = {}) {
   return answered;
 }
 
-module.exports = { drive };
+module.exports = { drive, MIX };

@@ -1,8 +1,10 @@
 'use strict';
 // `npm run demo` end to end (the addon is built by `npm test` first): the
-// service starts, `dynprobe list` finds it, bpftrace shows a latency
-// histogram for every route, and nothing is left running afterwards. Needs
-// root and bpftrace: skipped loudly without them, failing under CI=true.
+// service starts, `dynprobe list` finds it (its demoapp provider and Node's
+// own, from -r dynprobe/node), bpftrace shows a latency histogram for every
+// route, Node 18's one-liner sees every request, and nothing is left running
+// afterwards. Needs root and bpftrace: skipped loudly without them, failing
+// under CI=true.
 
 const test = require('node:test');
 const assert = require('node:assert');
@@ -10,6 +12,7 @@ const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const { gate, bpftraceUnavailable } = require('./fixtures/helpers');
+const { MIX } = require('../demo/load');
 
 const ROUTES = ['/', '/api/users/:id', '/api/search', '/api/orders', '/api/report', '(none)'];
 const demoGate = gate('demo test', bpftraceUnavailable());
@@ -58,6 +61,30 @@ test('npm run demo: live latency histograms per route from a real tracer, under 
   const slow = r.stdout.slice(r.stdout.indexOf('The slowest requests')).split('\n').filter((l) => /^ {4}#\d+/.test(l));
   assert.ok(slow.length > 0, all);
   for (const line of slow) assert.match(line, /^ {4}#\d+\s+GET\s+\/api\/report\s+(200|500)\s+\d+\.\d ms$/);
+
+  // Step 6: the service was started with -r dynprobe/node, so `dynprobe list`
+  // shows Node's own provider too, and Node 18's one-liner, unchanged, sees
+  // the load generator's requests: method and path as sent, every one.
+  assert.match(r.stdout, /^ {6}provider node {2}\(module node, /m);
+  for (const probe of ['http__server__request', 'http__server__response', 'net__server__connection', 'gc__start']) {
+    assert.match(r.stdout, new RegExp(`^ {10}${probe}\\(`, 'm'), `dynprobe list shows node:${probe}`);
+  }
+  const step6 = r.stdout.slice(r.stdout.indexOf("== 6. Node's own probes"));
+  assert.ok(step6.length > 30, all);
+  assert.ok(
+    step6.includes(`bpftrace -p ${pid} -e 'usdt:*:node:http__server__request { printf("%s %s %s\\n", str(arg2), str(arg4), str(arg5)); }'`),
+    `step 6 shows Node 18's one-liner:\n${step6}`,
+  );
+  const sentPairs = new Set(MIX.map(([p, method]) => `${method} ${p}`));
+  const fired = step6.split('\n').filter((l) => /^ {4}127\.0\.0\.1 /.test(l));
+  assert.ok(fired.length > 0, all);
+  for (const line of fired) {
+    const pair = line.slice('    127.0.0.1 '.length);
+    assert.ok(sentPairs.has(pair), `${line}: not a request the load generator sends`);
+  }
+  const nodeCounted = /bpftrace saw (\d+) http__server__request firings for (\d+) requests/.exec(step6);
+  assert.ok(nodeCounted && Number(nodeCounted[2]) > 100, all);
+  assert.strictEqual(nodeCounted[1], nodeCounted[2], 'the node provider fired for every request');
 
   // `dynprobe trace` printed decoded firings.
   assert.match(r.stdout, /^ {4}\d\d:\d\d:\d\d\.\d{6} demoapp:request-done "(GET|POST)" "\S+" \d{3} \d+ \d+$/m);

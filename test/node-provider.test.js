@@ -2,8 +2,9 @@
 // dynprobe/node: how it is loaded (-r dynprobe/node, NODE_OPTIONS, require),
 // the probes' notes (Node 18's names, argument order and sizes), that it
 // changes nothing while untraced (no subscriber, no wrapper, no timer keeping
-// the process alive), that a tracer turns its sources on and off, and the old
-// one-liner on every provisioned Node major. The tracer cases proper are in
+// the process alive), that a tracer turns its sources on and off, that a
+// request sent a second after a tracer attaches fires, and the old one-liner
+// on every provisioned Node major. The tracer cases proper are in
 // test/tracers/cases/node-provider.js.
 
 const test = require('node:test');
@@ -165,6 +166,54 @@ test('a tracer turns the sources on while it traces and off when it leaves', { s
   } finally {
     if (tracer) await tracer.stop();
     program.child.stdin.end('x\n');
+    await stop(program, 5000);
+  }
+});
+
+// Sources are on only while traced (above), so a tracer's first events wait
+// for the next semaphore check: at most 250 ms. A request sent this long after
+// the tracer has attached must fire, though nothing in the program waits for
+// the probe or pokes dynprobe/node.
+const FIRST_REQUEST_AFTER_MS = 1000;
+const ONE_REQUEST = `
+  const http = require('node:http');
+  require(${JSON.stringify(NODE_JS)});
+  const server = http.createServer((req, res) => res.end('ok')).listen(0, '127.0.0.1', () => {
+    console.log('READY ' + process.pid);
+    process.stdin.once('data', () => {
+      http.get({ host: '127.0.0.1', port: server.address().port, path: '/first', agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => { console.log('DONE'); server.close(); process.stdin.destroy(); });
+      });
+    });
+  });
+`;
+
+test(`a probe fires for the first request sent ${FIRST_REQUEST_AFTER_MS} ms after a tracer attaches`, { skip: bpf.skip, timeout: 120000 }, async () => {
+  assert.ok(!bpf.reason, bpf.reason);
+  const program = start([process.execPath, '-e', ONE_REQUEST], { env: process.env });
+  let tracer;
+  try {
+    const ready = await program.waitFor(/^READY /, 30000, 'program');
+    // bpftrace runs BEGIN once every probe is attached.
+    tracer = attachBpftrace(
+      parseReady(ready).pid,
+      'BEGIN { printf("ATTACHED\\n"); } usdt:*:node:http__server__request { printf("%s %s\\n", str(arg4), str(arg5)); }',
+    );
+    const t0 = Date.now();
+    while (!tracer.out.stdout.includes('ATTACHED')) {
+      assert.ok(Date.now() - t0 < 60000, `bpftrace never attached: ${tracer.out.stderr}`);
+      await sleep(10);
+    }
+    await sleep(FIRST_REQUEST_AFTER_MS);
+    program.child.stdin.write('go\n');
+    await program.waitFor(/^DONE$/, 30000, 'the request');
+    await sleep(200);
+    const out = await tracer.stop();
+    tracer = null;
+    assert.deepStrictEqual(out.split('\n').filter((l) => l.startsWith('GET ')), ['GET /first'], `${out}\n${program.stderr}`);
+  } finally {
+    if (tracer) await tracer.stop();
     await stop(program, 5000);
   }
 });
