@@ -244,18 +244,14 @@ impl DofMapping {
             return Err(HelperError::Map(io::Error::from_raw_os_error(libc::EINVAL)));
         }
         let map_err = |_| HelperError::Map(io::Error::last_os_error());
-        // SAFETY: a valid C string; the result is checked.
-        let fd = unsafe {
-            libc::memfd_create(
-                c"dynprobe-dof".as_ptr(),
-                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-            )
-        };
-        if fd < 0 {
-            return Err(map_err(()));
-        }
-        // SAFETY: a descriptor we just made and own.
-        let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // rustix makes the system call itself: glibc before 2.27 has no
+        // memfd_create to import (see the loader).
+        let memfd = rustix::fs::memfd_create(
+            "dynprobe-dof",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(|e| HelperError::Map(e.into()))?;
+        let fd = memfd.as_raw_fd();
         let mut written = 0;
         while written < dof.len() {
             // SAFETY: the slice bounds are checked above.

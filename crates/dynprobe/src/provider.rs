@@ -386,6 +386,12 @@ impl<'a> Probe<'a> {
         self.site.slot as *const u16
     }
 
+    /// Address of the probe site (its stub's first instruction) in this
+    /// process: where a uprobe at the probe goes.
+    pub fn site_address(&self) -> usize {
+        self.site.stub
+    }
+
     /// Address of the probe's 16-bit DTrace flag, the site watcher's (the
     /// second half of its slot): 1 while a uprobe is at the site of a
     /// watched provider.
