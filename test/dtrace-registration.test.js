@@ -11,6 +11,12 @@
 //   dtrace_register.rs) is seen by the seed's exact command, started before
 //   the program; it is listed while registered, and gone after
 //   DTRACEHIOC_REMOVE and after the process exits.
+// - Node: one boot runs every Node case (test/fixtures/dtrace-vm-node/
+//   guest.sh) with this process's node binary, dynprobe and bunyan in the
+//   share: the seed's exact command started before the seed's example, the
+//   listing while it runs and after disable() and exit, bunyan's -Z and
+//   README commands, the fire callbacks run only while traced, and a refused
+//   registration is a warning while the stapsdt probes go on working.
 //
 // Without root, the VM or the tracers these tests are skipped loudly; with
 // CI=true they fail.
@@ -27,6 +33,8 @@ const ROOT = path.join(__dirname, '..');
 const VM = process.env.DYNPROBE_DTRACE_VM || '/var/lib/dynprobe/dtrace-vm';
 const RUN = path.join(ROOT, 'scripts', 'dtrace-vm');
 const FIXTURES = path.join(__dirname, 'fixtures');
+const ADDON = path.join(ROOT, 'build', 'dynprobe.node');
+const NODE_FIXTURES = path.join(FIXTURES, 'dtrace-vm-node');
 const EXAMPLE = path.join(ROOT, 'target', 'release', 'examples', 'dtrace_register');
 const SID_INCLUDE = path.join(
   process.env.DYNPROBE_SID_ROOT || '/var/lib/dynprobe/sid',
@@ -48,8 +56,10 @@ const vmGate = gate('DTrace VM tests', vmUnavailable());
 
 // Runs `script` in the VM with `files` in its share; its output by "== name"
 // section, with the exit code and the runner's own lines.
-function inVm(script, files) {
-  const r = spawnSync(RUN, ['--timeout', '420', script, ...files], { encoding: 'utf8', timeout: 900000 });
+// With `share`, the files are already in that directory.
+function inVm(script, files, share = null) {
+  const args = share === null ? ['--timeout', '420'] : ['--timeout', '420', '--share', share];
+  const r = spawnSync(RUN, [...args, script, ...files], { encoding: 'utf8', timeout: 900000 });
   // The runner's timing lines, for the log.
   process.stderr.write(r.stderr || '');
   const sections = {};
@@ -149,4 +159,111 @@ test("DTrace VM: the seed's exact command sees a dynprobe provider registered wi
   // DTrace's registered probes to turn it on.
   assert.match(program, /^state: probe1 semaphore=0 site=cc, probe2 semaphore=0 site=cc$/m, r.why);
   assert.doesNotMatch(program, /semaphore=[1-9]/, r.why);
+});
+
+// The share of the Node cases: this process's node (it needs only libc,
+// libstdc++ and libgcc_s, which the guest's sid root has), dynprobe as the
+// package would install it, bunyan with what its library requires, and
+// node_modules/dtrace-provider pointing at dynprobe, as the project's own
+// node_modules does.
+function nodeShare() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-vm-node-'));
+  const put = (from, to = path.basename(from)) => fs.cpSync(from, path.join(dir, to), { recursive: true });
+  put(process.execPath, 'node');
+  put(path.join(ROOT, 'index.js'));
+  put(path.join(ROOT, 'package.json'));
+  put(path.join(ROOT, 'lib'));
+  put(ADDON, path.join('build', 'dynprobe.node'));
+  const bunyan = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', 'bunyan', 'package.json'), 'utf8'));
+  for (const name of ['bunyan', ...Object.keys(bunyan.dependencies || {}), 'safe-json-stringify']) {
+    put(path.join(ROOT, 'node_modules', name), path.join('node_modules', name));
+  }
+  fs.symlinkSync('..', path.join(dir, 'node_modules', 'dtrace-provider'));
+  for (const f of fs.readdirSync(NODE_FIXTURES)) put(path.join(NODE_FIXTURES, f));
+  return dir;
+}
+
+function nodeCasesUnavailable() {
+  if (!fs.existsSync(ADDON)) return `${ADDON} is missing: node scripts/build-addon.js`;
+  if (!fs.existsSync(path.join(ROOT, 'node_modules', 'bunyan', 'package.json'))) return 'bunyan is missing: npm ci';
+  return null;
+}
+
+test('DTrace VM, Node: the seed example under the seed command, listings, bunyan, is-enabled, a refused registration', { skip: vmGate.skip, timeout: 900000 }, (t) => {
+  assert.ok(!vmGate.reason, vmGate.reason);
+  const missing = nodeCasesUnavailable();
+  assert.ok(missing === null, missing);
+  const share = nodeShare();
+  let r;
+  try {
+    r = inVm(path.join(NODE_FIXTURES, 'guest.sh'), [], share);
+  } finally {
+    fs.rmSync(share, { recursive: true, force: true });
+  }
+  assert.strictEqual(r.status, 0, r.why);
+  assert.match(r.text('node version'), new RegExp(`^${process.version.replace(/\./g, '\\.')}$`, 'm'), `node did not run in the guest${r.why}`);
+
+  // Nobody traces: enable() registered the provider, and the callbacks never ran.
+  assert.match(r.text('untraced'), /^pid \d+ enabled/m, r.why);
+  assert.match(r.text('untraced'), /^calls probe1 0 probe2 0 rounds 20$/m, `a fire callback ran untraced${r.why}`);
+
+  // The seed's exact command, started before the program, with no -p.
+  assert.match(r.text('seed errors'), /description 'nodeapp\*:::probe1' matched 0 probes/, r.why);
+  assert.match(r.text('seed errors'), /description 'nodeapp\*:::probe2' matched 0 probes/, r.why);
+  const first = r.text('first output');
+  const second = r.text('second output');
+  const latency = (out) => {
+    const m = /^traced (\d+) ms after enable\(\)$/m.exec(out);
+    assert.ok(m, `the -Z enabling never turned the probes on${r.why}`);
+    return Number(m[1]);
+  };
+  t.diagnostic(`enable() to the first traced fire under the -Z enabling (TCG guest): ${latency(first)} ms, then ${latency(second)} ms`);
+  const seed = r.text('seed output');
+  assert.match(seed, /:probe1\s+1\s+2\s*$/m, r.why);
+  assert.match(seed, /:probe2\s+hello, dtrace\s*$/m, r.why);
+  // Both processes (the second started while -Z ran): one probe id each.
+  const ids = new Set([...seed.matchAll(/^\s*\d+\s+(\d+)\s+\S*:probe1\s/gm)].map((m) => m[1]));
+  assert.strictEqual(ids.size, 2, `one probe1 id per process expected${r.why}`);
+
+  // Listed while it runs; gone after disable(), and after the second exits.
+  const pid = /^pid (\d+) enabled/m.exec(first)[1];
+  assert.deepStrictEqual(
+    listed(r.text('listing while running')).map((p) => `${p.provider}:${p.module}:${p.name}`).sort(),
+    [`nodeapp${pid}:nodeapp:probe1`, `nodeapp${pid}:nodeapp:probe2`],
+    r.why,
+  );
+  assert.deepStrictEqual(listed(r.text('listing after disable')), [], `still listed after disable()${r.why}`);
+  assert.match(second, /^traced /m, r.why);
+  assert.deepStrictEqual(listed(r.text('listing after exit')), [], `still listed after the process exited${r.why}`);
+
+  // Is-enabled: the callbacks ran while the seed command traced, and not
+  // once after disable().
+  const atDisable = /^disabled; calls (probe1 (\d+) probe2 (\d+)) rounds \d+$/m.exec(first);
+  assert.ok(atDisable, r.why);
+  assert.ok(Number(atDisable[2]) > 0 && Number(atDisable[3]) > 0, `callbacks did not run while traced${r.why}`);
+  assert.match(first, new RegExp(`^exiting; calls ${atDisable[1]} rounds \\d+$`, 'm'), `a callback ran after disable()${r.why}`);
+
+  // bunyan: a debug record that no stream gets (the logger is at info) is
+  // seen by the -Z command started before it, and by the README's command.
+  const loggerPid = /^pid (\d+) logging$/m.exec(r.text('bunyan-app output'));
+  assert.ok(loggerPid, r.why);
+  assert.doesNotMatch(r.text('bunyan-app output'), /only a tracer/, r.why);
+  const records = r
+    .text('bunyan -Z output')
+    .split('\n')
+    .map((l) => /(\{.*\})\s*$/.exec(l))
+    .filter(Boolean)
+    .map((m) => JSON.parse(m[1]));
+  assert.ok(
+    records.some((rec) => rec.name === 'vmapp' && rec.level === 20 && rec.msg === 'a record only a tracer sees' && rec.pid === Number(loggerPid[1])),
+    `no bunyan record seen by the -Z command${r.why}`,
+  );
+  assert.match(r.text('bunyan readme output'), new RegExp(`${loggerPid[1]}: \\S*log-debug\\S*: \\{"name":"vmapp"`), r.why);
+
+  // The refused registration: a warning that says why; the stapsdt probes
+  // still fire for `dtrace -p`.
+  const refused = r.text('refused output');
+  assert.match(refused, /^warning DYNPROBE_\w+: .*DTrace.*63 bytes/m, `no warning for the refused registration${r.why}`);
+  assert.match(refused, /^traced$/m, r.why);
+  assert.match(r.text('refused dtrace output'), /:probe1\s+1\s+2\s*$/m, r.why);
 });
