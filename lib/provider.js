@@ -2,15 +2,24 @@
 // The dtrace-provider API over dynprobe's native providers.
 //
 // The hot path is a disabled probe: `probe.fire(cb)` reads the probe's
-// semaphore through a Uint16Array over the library's own memory and returns,
-// without calling into native code. Only a probe that a tracer is watching
+// semaphore slot through a Uint32Array over the library's own memory and
+// returns, without calling into native code. The slot is the kernel's u16
+// semaphore (set by tracers that attach through the stapsdt note) and a u16
+// flag that the addon sets while a plain uprobe is at the site (DTrace's
+// probes from its own registration, which set no semaphore): one load sees
+// both. Only a probe that a tracer is watching
 // runs its callback and makes one native call (two when a value is an
 // object, which the addon refuses and this layer converts).
 
 const MAX_ARGS = 32;
 const EXACT_INTS = new Set(['int8_t', 'uint8_t', 'int16_t', 'uint16_t', 'int32_t', 'uint32_t', 'int64_t', 'uint64_t']);
-// The semaphore a probe reads while it is not loaded: always 0.
-const NOT_LOADED = new Uint16Array(1);
+// The semaphore slot a probe reads while it is not loaded: always 0.
+const NOT_LOADED = new Uint32Array(1);
+// Bytes per probe in the addon's semaphore buffer.
+const SLOT_BYTES = 4;
+// One warning per process for a provider DTrace's helper refused, even with
+// several copies of dynprobe loaded (as index.js does for a missing addon).
+const DTRACE_WARNED = Symbol.for('dynprobe.dtraceRegistrationWarned');
 // A provider's own string-keyed properties are its probes (a probe may be
 // named `_name` or `enable`); its state lives under a symbol.
 const STATE = Symbol('dynprobe.provider');
@@ -68,8 +77,8 @@ function createApi(addon) {
       this._ctypes = types.map(nativeType);
       this._kinds = this._ctypes.map(kindOf);
       this._json = this._kinds.includes(JSON_ARG); // JSON values are always converted here
-      // A view of this probe's own semaphore in the loaded library: checking
-      // it is one typed-array load at a constant index.
+      // A view of this probe's own semaphore slot in the loaded library:
+      // checking it is one typed-array load at a constant index.
       this._sema = NOT_LOADED;
       this._handle = null; // its handle for addon.fire
       this._warned = false;
@@ -284,9 +293,10 @@ function createApi(addon) {
       state.native = native;
       state.loaded = probes;
       probes.forEach((probe, index) => {
-        probe._sema = new Uint16Array(buffer, 2 * index, 1);
+        probe._sema = new Uint32Array(buffer, SLOT_BYTES * index, 1);
         probe._handle = native.handle(index);
       });
+      warnIfNotRegistered(state.name, native);
       return undefined;
     }
 
@@ -321,6 +331,21 @@ function createApi(addon) {
       }
       return true;
     }
+  }
+
+  // Where DTrace's helper device exists, enable() also registered the
+  // provider with DTrace; a refusal leaves the USDT probes working and is
+  // said once per process.
+  function warnIfNotRegistered(name, native) {
+    const registration = native.dtraceRegistration();
+    if (typeof registration !== 'string' || globalThis[DTRACE_WARNED]) return;
+    globalThis[DTRACE_WARNED] = true;
+    process.emitWarning(
+      `provider ${name} is not registered with DTrace: ${registration}. Its USDT probes work as before ` +
+        '(DTrace sees them through the process id, e.g. nodeapp$target; bpftrace as usdt probes); ' +
+        'this warning is shown once per process',
+      { code: 'DYNPROBE_DTRACE_REGISTRATION_FAILED' },
+    );
   }
 
   function createDTraceProvider(name, module) {

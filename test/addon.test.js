@@ -51,11 +51,11 @@ test("unload() given another provider's buffer still detaches its own", () => {
   const r = run(`
     const a = load('rawunloada');
     const b = load('rawunloadb');
-    const aView = new Uint16Array(a.semaphores());
+    const aView = new Uint32Array(a.semaphores());
     const bBuffer = b.semaphores();
     a.unload(bBuffer);
     const readA = aView[0]; // unmapped memory, if the view were still attached
-    const bView = new Uint16Array(bBuffer);
+    const bView = new Uint32Array(bBuffer);
     report({ aDetached: aView.length === 0, readA: readA === undefined, bStillLoaded: bView.length === 2 && bView[0] === 0 });
     b.unload();
   `);
@@ -65,7 +65,7 @@ test("unload() given another provider's buffer still detaches its own", () => {
 test('every buffer a provider handed out is detached by unload()', () => {
   const r = run(`
     const a = load('rawunloadall');
-    const views = [a.semaphores(), a.semaphores(), a.semaphores()].map((b) => new Uint16Array(b));
+    const views = [a.semaphores(), a.semaphores(), a.semaphores()].map((b) => new Uint32Array(b));
     a.unload();
     a.unload(); // idempotent
     report({ lengths: views.map((v) => v.length), reads: views.map((v) => v[0] === undefined) });
@@ -80,7 +80,7 @@ test('the buffer of a provider that was garbage-collected is detached with it', 
     (() => {
       for (let i = 0; i < 5; i++) {
         const p = load('rawgc');
-        views.push(new Uint16Array(p.semaphores()));
+        views.push(new Uint32Array(p.semaphores()));
         p.handle(0);
       }
     })();

@@ -7,7 +7,10 @@
 //! 0     R+X  ELF and program headers, build-id note, .stapsdt.base,
 //!            .dynsym, .hash, .dynstr, then
 //!            .text: one 16-byte stub per probe (NOP site, then return)
-//! P     R+W  .dynamic, then .probes (one u16 semaphore per probe)
+//! P     R+W  .dynamic, then .probes (one 4-byte slot per probe: the u16
+//!            semaphore the kernel counts tracers in, then a u16 flag that
+//!            the loader sets while a tracer that knows no semaphore, such
+//!            as DTrace's own registration, has a uprobe at the site)
 //! ...        .note.stapsdt, .shstrtab, section headers (not loaded)
 //! ```
 //!
@@ -35,7 +38,8 @@ pub struct ProbeLayout {
     pub name: String,
     /// Address of the stub function, which is also the probe site.
     pub stub: u64,
-    /// Address of the probe's 16-bit semaphore.
+    /// Address of the probe's 16-bit semaphore, the first half of its
+    /// [`Image::SEMAPHORE_SLOT`]-byte slot (the loader's flag is the second).
     pub semaphore: u64,
     /// The stapsdt argument string, as tracers will read it.
     pub arg_spec: String,
@@ -49,13 +53,18 @@ pub struct Image {
     pub bytes: Vec<u8>,
     /// SHA-1 of the definition and target; also the GNU build-id.
     pub build_id: [u8; 20],
-    /// Address of the first semaphore; the others follow, 2 bytes apart, in
-    /// the order of the probes.
+    /// Address of the first semaphore slot; the others follow,
+    /// [`Image::SEMAPHORE_SLOT`] bytes apart, in the order of the probes.
     pub semaphores: u64,
     pub probes: Vec<ProbeLayout>,
 }
 
 impl Image {
+    /// Bytes per probe in the semaphore block, 4-aligned: the kernel's u16
+    /// semaphore (the stapsdt note's address), then a u16 the loader owns.
+    /// Reading the slot as one u32 tells whether either is set.
+    pub const SEMAPHORE_SLOT: u64 = 4;
+
     pub fn build_id_hex(&self) -> String {
         self.build_id.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -63,9 +72,9 @@ impl Image {
 
 /// In the build-id: a layout change must give existing definitions new
 /// file names, or a cache would keep serving files of the old layout.
-const FORMAT_VERSION: &[u8] = b"dynprobe-image-2";
+const FORMAT_VERSION: &[u8] = b"dynprobe-image-3";
 const NT_STAPSDT: u32 = 3;
-const SEMAPHORE_SIZE: u64 = 2;
+const SEMAPHORE_SLOT: u64 = Image::SEMAPHORE_SLOT;
 
 /// Builds the image for `def` on `target`. The same inputs always give the
 /// same bytes, which is what lets loaders share one file between processes.
@@ -120,7 +129,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     let data_off = w.reserved_len();
     const DYNAMIC_ENTRIES: usize = 7;
     let dynamic_off = w.reserve_dynamic(DYNAMIC_ENTRIES);
-    let probes_off = w.reserve(n as u64 * SEMAPHORE_SIZE, 8);
+    let probes_off = w.reserve(n as u64 * SEMAPHORE_SLOT, 8);
     let rw_end = w.reserved_len();
 
     // The probe notes point at final addresses, known now.
@@ -128,7 +137,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     let mut layouts = Vec::with_capacity(n);
     for (i, probe) in def.probes.iter().enumerate() {
         let stub = text_off + i as u64 * Target::STUB_ALIGN;
-        let semaphore = probes_off + i as u64 * SEMAPHORE_SIZE;
+        let semaphore = probes_off + i as u64 * SEMAPHORE_SLOT;
         let mut desc = Vec::new();
         for addr in [stub, base_off, semaphore] {
             desc.extend_from_slice(&addr.to_le_bytes());
@@ -274,7 +283,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     w.write_dynamic(elf::DT_NULL, 0)
         .map_err(|_| unreachable_write())?;
     w.pad_until(probes_off);
-    w.write(&vec![0u8; n * SEMAPHORE_SIZE as usize]);
+    w.write(&vec![0u8; n * SEMAPHORE_SLOT as usize]);
 
     w.write_align(4);
     w.write(&stapsdt);
@@ -330,7 +339,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         elf::SHT_PROGBITS,
         alloc | elf::SHF_WRITE,
         probes_off,
-        n as u64 * SEMAPHORE_SIZE,
+        n as u64 * SEMAPHORE_SLOT,
         8,
     ));
     let mut stapsdt_header = header(

@@ -26,7 +26,8 @@ type Phdr = elf::ProgramHeader64<Endianness>;
 type Shdr = elf::SectionHeader64<Endianness>;
 
 const NT_STAPSDT: elf::NoteType = elf::NoteType(3);
-const SEMAPHORE_SIZE: u64 = 2;
+/// A probe's slot: the kernel's u16 semaphore, then the loader's u16 flag.
+const SEMAPHORE_SLOT: u64 = 4;
 const STUB_SIZE: u64 = 16;
 /// The smallest page any supported kernel uses: a probe site must not cross one.
 const SMALL_PAGE: u64 = 4096;
@@ -833,12 +834,16 @@ fn note_pcs_are_the_stubs_in_text() {
 }
 
 #[test]
-fn semaphores_are_distinct_two_byte_slots_inside_probes_section() {
+fn semaphores_are_distinct_four_byte_aligned_slots_inside_probes_section() {
+    assert_eq!(Image::SEMAPHORE_SLOT, SEMAPHORE_SLOT);
     for_each_image(|s| {
         let elf = s.elf();
         let probes = section_span(&elf, ".probes");
         let n = s.fixture.probes.len() as u64;
-        assert_eq!(probes.end - probes.start, n * SEMAPHORE_SIZE, "{}", s.ctx());
+        assert_eq!(probes.end - probes.start, n * SEMAPHORE_SLOT, "{}", s.ctx());
+        // The whole block is zero in the file: no tracer, no flag.
+        let bytes = &s.image.bytes[probes.start as usize..probes.end as usize];
+        assert!(bytes.iter().all(|&b| b == 0), "{}", s.ctx());
         assert_eq!(s.image.semaphores, probes.start, "{}", s.ctx());
         let notes = stapsdt_notes(&elf);
         let mut seen = HashSet::new();
@@ -846,13 +851,13 @@ fn semaphores_are_distinct_two_byte_slots_inside_probes_section() {
             let sem = note.semaphore;
             assert_eq!(
                 sem,
-                s.image.semaphores + i as u64 * SEMAPHORE_SIZE,
+                s.image.semaphores + i as u64 * SEMAPHORE_SLOT,
                 "{}",
                 s.ctx()
             );
-            assert_eq!(sem % SEMAPHORE_SIZE, 0, "{}: misaligned semaphore", s.ctx());
+            assert_eq!(sem % SEMAPHORE_SLOT, 0, "{}: misaligned semaphore", s.ctx());
             assert!(
-                contains(&probes, &(sem..sem + SEMAPHORE_SIZE)),
+                contains(&probes, &(sem..sem + SEMAPHORE_SLOT)),
                 "{}",
                 s.ctx()
             );

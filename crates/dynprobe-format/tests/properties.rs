@@ -207,7 +207,8 @@ fn check_round_trip(def: &ProviderDef, image: &Image) -> Result<Vec<StapsdtProbe
             read.address
         );
         prop_assert_eq!(read.address_offset, Some(offset));
-        // The semaphore: two zero bytes of its own, in writable memory
+        // The semaphore slot: four zero bytes of its own (the kernel's
+        // semaphore, then the loader's flag), 4-aligned, in writable memory
         // backed by the file.
         prop_assert_eq!(read.semaphore, layout.semaphore);
         prop_assert!(read.semaphore != 0);
@@ -216,7 +217,8 @@ fn check_round_trip(def: &ProviderDef, image: &Image) -> Result<Vec<StapsdtProbe
             "semaphore {:#x} shared",
             read.semaphore
         );
-        let (flags, offset) = segment_of(read.semaphore, 2)
+        prop_assert_eq!(read.semaphore % 4, 0);
+        let (flags, offset) = segment_of(read.semaphore, 4)
             .ok_or_else(|| TestCaseError::fail(format!("{:#x} is not loaded", read.semaphore)))?;
         prop_assert!(
             flags.0 & elf::PF_W.0 != 0,
@@ -224,12 +226,12 @@ fn check_round_trip(def: &ProviderDef, image: &Image) -> Result<Vec<StapsdtProbe
             read.semaphore
         );
         prop_assert_eq!(read.semaphore_offset, Some(offset));
-        prop_assert_eq!(&image.bytes[offset as usize..offset as usize + 2], &[0, 0]);
+        prop_assert_eq!(&image.bytes[offset as usize..offset as usize + 4], &[0; 4]);
     }
-    let semaphore_pairs: Vec<u64> = semaphores.iter().flat_map(|&s| [s, s + 1]).collect();
+    let semaphore_slots: Vec<u64> = semaphores.iter().flat_map(|&s| s..s + 4).collect();
     prop_assert_eq!(
-        semaphore_pairs.iter().collect::<HashSet<_>>().len(),
-        2 * semaphores.len(),
+        semaphore_slots.iter().collect::<HashSet<_>>().len(),
+        4 * semaphores.len(),
         "semaphores overlap"
     );
     Ok(probes)

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::ffi::CStr;
 use std::ptr;
 
-use dynprobe::Provider;
+use dynprobe::{DtraceRegistration, Image, Provider};
 use napi::bindgen_prelude::*;
 use napi::sys;
 
@@ -248,7 +248,9 @@ unsafe extern "C" fn construct(
     call.this
 }
 
-/// `semaphores()`: an ArrayBuffer over the semaphores (one u16 per probe),
+/// `semaphores()`: an ArrayBuffer over the semaphore slots (one 4-byte slot
+/// per probe: the kernel's u16 semaphore, then the site watcher's u16 DTrace
+/// flag; a probe is traced when its slot read as one Uint32 is not 0),
 /// detached by `unload()` (or when the provider is collected) before the
 /// memory goes away.
 unsafe extern "C" fn semaphores(
@@ -281,7 +283,7 @@ unsafe extern "C" fn semaphores(
         let created = sys::napi_create_external_arraybuffer(
             env,
             address as *mut std::ffi::c_void,
-            count * 2,
+            count * Image::SEMAPHORE_SLOT as usize,
             None,
             ptr::null_mut(),
             &mut buffer,
@@ -309,6 +311,49 @@ unsafe extern "C" fn semaphores(
         return missing(env, Missing::Unloaded, 0);
     }
     buffer
+}
+
+/// `dtraceRegistration()`: what became of registering the provider with
+/// DTrace's helper device: `true` (registered), `false` (no helper device,
+/// nothing tried) or a string, the reason it failed.
+unsafe extern "C" fn dtrace_registration(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: a method of the class.
+    let Some(call) = (unsafe { call_info::<0>(env, info) }) else {
+        return throw(env, true, "dtraceRegistration: bad call");
+    };
+    let id = match provider_id(env, call.this) {
+        Ok(id) => id,
+        Err(why) => return not_loaded(env, why),
+    };
+    let Ok(registry) = call.shared.try_borrow() else {
+        return busy(env);
+    };
+    let registration = match registry.provider(id) {
+        Ok(provider) => provider.dtrace_registration().clone(),
+        Err(why) => return missing(env, why, 0),
+    };
+    drop(registry);
+    let mut value = ptr::null_mut();
+    // SAFETY: the live env; the string is copied by N-API.
+    let status = unsafe {
+        match &registration {
+            DtraceRegistration::NoHelper => sys::napi_get_boolean(env, false, &mut value),
+            DtraceRegistration::Registered => sys::napi_get_boolean(env, true, &mut value),
+            DtraceRegistration::Failed(reason) => sys::napi_create_string_utf8(
+                env,
+                reason.as_ptr().cast(),
+                reason.len() as isize,
+                &mut value,
+            ),
+        }
+    };
+    if status != sys::Status::napi_ok {
+        return throw(env, false, "cannot report the DTrace registration");
+    }
+    value
 }
 
 /// `handle(index)`: the handle that `fire` takes for probe `index`, an
@@ -429,6 +474,7 @@ pub(crate) fn register(env: sys::napi_env, exports: &mut Object) -> Result<()> {
     let methods = [
         method(c"semaphores", Some(semaphores)),
         method(c"handle", Some(handle)),
+        method(c"dtraceRegistration", Some(dtrace_registration)),
         method(c"unload", Some(unload)),
     ];
     let mut class = ptr::null_mut();

@@ -44,6 +44,15 @@ struct DofHelper {
     dof: u64,
 }
 
+/// The variable that turns registration off, as it does for DTrace's own
+/// runtime: set (to anything), no provider is registered.
+pub const DISABLE_ENV: &str = "DTRACE_DOF_INIT_DISABLE";
+
+/// Whether `$DTRACE_DOF_INIT_DISABLE` turns registration off.
+pub fn registration_disabled() -> bool {
+    std::env::var_os(DISABLE_ENV).is_some()
+}
+
 /// The device's path: `$DTRACE_DOF_INIT_DEVNAME`, else [`DEFAULT_DEVICE`].
 pub fn device_path() -> PathBuf {
     std::env::var_os(DEVICE_ENV)
@@ -65,14 +74,18 @@ pub struct Helper {
 
 impl Helper {
     /// Opens the device at [`device_path`]; `Ok(None)` when there is none
-    /// (no DTrace with a helper daemon here), which is not an error.
+    /// (no DTrace with a helper daemon here) or [`DISABLE_ENV`] is set,
+    /// which is not an error.
     pub fn open() -> Result<Option<Helper>, HelperError> {
+        if registration_disabled() {
+            return Ok(None);
+        }
         match Helper::open_path(&device_path()) {
             Ok(h) => Ok(Some(h)),
             Err(HelperError::Open { source, .. })
                 if matches!(
                     source.raw_os_error(),
-                    Some(libc::ENOENT | libc::ENXIO | libc::ENODEV)
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ENXIO | libc::ENODEV)
                 ) =>
             {
                 Ok(None)
@@ -81,23 +94,61 @@ impl Helper {
         }
     }
 
+    /// Opens the helper device at `path`. Anything but a character device
+    /// is refused before it is opened, and the open does not wait (a FIFO
+    /// put there cannot hang the caller).
     pub fn open_path(path: &Path) -> Result<Helper, HelperError> {
-        let c =
-            CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| HelperError::Open {
-                path: path.to_path_buf(),
-                source: io::Error::from_raw_os_error(libc::EINVAL),
-            })?;
+        let open_error = |source: io::Error| HelperError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let not_a_device = || HelperError::NotADevice {
+            path: path.to_path_buf(),
+        };
+        let c = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| open_error(io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let is_char_device = |mode: libc::mode_t| mode & libc::S_IFMT == libc::S_IFCHR;
+        // SAFETY: a valid C string and a struct to fill; the result is checked.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::stat(c.as_ptr(), &mut st) } < 0 {
+            return Err(open_error(io::Error::last_os_error()));
+        }
+        if !is_char_device(st.st_mode) {
+            return Err(not_a_device());
+        }
+        // O_NONBLOCK: the open of a device (or of what replaced it since the
+        // stat) must not wait; O_NOCTTY: a terminal is not taken over.
         // SAFETY: a valid C string; the result is checked.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY,
+            )
+        };
         if fd < 0 {
-            return Err(HelperError::Open {
-                path: path.to_path_buf(),
-                source: io::Error::last_os_error(),
-            });
+            return Err(open_error(io::Error::last_os_error()));
+        }
+        // SAFETY: a descriptor we just opened and own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // What was opened, not what the path named a moment before.
+        // SAFETY: our descriptor and a struct to fill.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+            return Err(open_error(io::Error::last_os_error()));
+        }
+        if !is_char_device(st.st_mode) {
+            return Err(not_a_device());
+        }
+        // The helper's requests then block as they do for DTrace's own
+        // runtime, which opens the device without O_NONBLOCK.
+        // SAFETY: plain fcntl on our descriptor.
+        unsafe {
+            let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
         }
         Ok(Helper {
-            // SAFETY: a descriptor we just opened and own.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd,
             path: path.to_path_buf(),
         })
     }
@@ -193,18 +244,14 @@ impl DofMapping {
             return Err(HelperError::Map(io::Error::from_raw_os_error(libc::EINVAL)));
         }
         let map_err = |_| HelperError::Map(io::Error::last_os_error());
-        // SAFETY: a valid C string; the result is checked.
-        let fd = unsafe {
-            libc::memfd_create(
-                c"dynprobe-dof".as_ptr(),
-                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-            )
-        };
-        if fd < 0 {
-            return Err(map_err(()));
-        }
-        // SAFETY: a descriptor we just made and own.
-        let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // rustix makes the system call itself: glibc before 2.27 has no
+        // memfd_create to import (see the loader).
+        let memfd = rustix::fs::memfd_create(
+            "dynprobe-dof",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(|e| HelperError::Map(e.into()))?;
+        let fd = memfd.as_raw_fd();
         let mut written = 0;
         while written < dof.len() {
             // SAFETY: the slice bounds are checked above.
@@ -333,6 +380,11 @@ pub enum HelperError {
         path: PathBuf,
         source: io::Error,
     },
+    /// The path names something other than a character device (a file, a
+    /// FIFO, a directory), which cannot be DTrace's helper.
+    NotADevice {
+        path: PathBuf,
+    },
     /// The helper (its daemon) refused the request; on Linux `dtprobed`'s
     /// log says why.
     Refused {
@@ -351,6 +403,11 @@ impl fmt::Display for HelperError {
             HelperError::Open { path, source } => {
                 write!(f, "cannot open DTrace's helper device {}: {source}", path.display())
             }
+            HelperError::NotADevice { path } => write!(
+                f,
+                "{} is not DTrace's helper device: not a character device",
+                path.display()
+            ),
             HelperError::Refused { request, path, source } => write!(
                 f,
                 "DTrace's helper ({}) refused {request}: {source}{}",
@@ -375,7 +432,7 @@ impl std::error::Error for HelperError {
         match self {
             HelperError::Open { source, .. } | HelperError::Refused { source, .. } => Some(source),
             HelperError::Map(e) => Some(e),
-            HelperError::BadModule(_) => None,
+            HelperError::BadModule(_) | HelperError::NotADevice { .. } => None,
         }
     }
 }

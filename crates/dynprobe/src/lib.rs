@@ -25,11 +25,12 @@ mod error;
 mod loader;
 mod provider;
 mod site;
+mod site_watch;
 
 pub use dynprobe_format::{
     build_image, Arch, ArgType, DefinitionError, Image, ProbeDef, ProbeLayout, ProviderDef,
     SiteKind, Target, MAX_ARGS,
 };
 pub use error::Error;
-pub use provider::{Arg, Probe, Provider, SiteCall, Storage};
+pub use provider::{Arg, DtraceRegistration, Probe, Provider, SiteCall, Storage};
 pub use site::native_target;

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use dynprobe_format::{build_image, ArgType, Image, ProviderDef, Target, MAX_ARGS, MAX_MODULE_LEN};
 
+use crate::dtrace_helper::Registration;
 use crate::loader::{self, Loaded};
+use crate::site_watch::{self, Site, Watch};
 use crate::{native_target, Error};
 
 /// A provider mapped into this process: its probes are visible to tracers
@@ -18,7 +20,15 @@ pub struct Provider {
     module: String,
     build_id: [u8; 20],
     probes: Vec<ProbeSite>,
-    semaphores: *const u16,
+    /// The semaphore slots, one u32 per probe (see [`Provider::semaphores`]).
+    semaphores: *const u32,
+    /// The three below are declared before `loaded`, so that dropping the
+    /// provider takes its sites out of the watcher and its registration out
+    /// of DTrace before the library is unmapped ([`Provider::unload`] does
+    /// the same in the same order).
+    watch: Option<Watch>,
+    registration: Option<Registration>,
+    dtrace: DtraceRegistration,
     loaded: Loaded,
 }
 
@@ -31,7 +41,25 @@ struct ProbeSite {
     name: String,
     args: Vec<ArgType>,
     stub: usize,
-    semaphore: *const u16,
+    /// The probe's semaphore slot: the kernel's u16, then the watcher's.
+    slot: *const u32,
+    /// The site's first byte while no uprobe is there.
+    idle: u8,
+}
+
+/// What became of registering a provider with DTrace's helper device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DtraceRegistration {
+    /// No helper device here (no DTrace with its helper daemon), or
+    /// `$DTRACE_DOF_INIT_DISABLE` is set: nothing was tried.
+    NoHelper,
+    /// Registered: DTrace's provider globs and `-Z` see the probes, and
+    /// [`Probe::is_enabled`] turns on under DTrace's probes too.
+    Registered,
+    /// The helper is there but the registration failed, for this reason
+    /// (the DOF refused, the device not DTrace's, ...). The stapsdt probes
+    /// work as before.
+    Failed(String),
 }
 
 /// How tracers find a provider's library.
@@ -83,24 +111,125 @@ impl Provider {
                     name: probe.name.clone(),
                     args: probe.args.clone(),
                     stub: at(layout.stub),
-                    semaphore: at(layout.semaphore) as *const u16,
+                    slot: at(layout.semaphore) as *const u32,
+                    idle: image.bytes[layout.stub as usize],
                 })
                 .collect();
-            return Ok(Provider {
-                name: def.name,
-                module: def.module,
+            let mut provider = Provider {
+                name: def.name.clone(),
+                module: def.module.clone(),
                 build_id: image.build_id,
                 probes,
-                semaphores: at(image.semaphores) as *const u16,
+                semaphores: at(image.semaphores) as *const u32,
+                watch: None,
+                registration: None,
+                dtrace: DtraceRegistration::NoHelper,
                 loaded,
-            });
+            };
+            provider.register_with_dtrace(&def, &image);
+            return Ok(provider);
         }
         unreachable!("instance numbers run out")
     }
 
-    /// Unmaps the library. Dropping does the same, ignoring errors.
+    /// Takes the provider out of DTrace (when registered) and unmaps the
+    /// library. Dropping does the same, ignoring errors.
     pub fn unload(self) -> Result<(), Error> {
-        self.loaded.close()
+        let Provider {
+            watch,
+            registration,
+            loaded,
+            ..
+        } = self;
+        // Before the library goes: the watcher must not read its sites, and
+        // DTrace must not look for probes in it.
+        drop(watch);
+        if let Some(registration) = registration {
+            // DTrace forgets the probes with the process anyway; a helper
+            // that refuses now has nothing the caller can act on.
+            let _ = registration.remove();
+        }
+        loaded.close()
+    }
+
+    /// Registers the provider with DTrace's helper device where there is one
+    /// (Oracle DTrace's `dtprobed` on Linux), and watches its sites so that
+    /// `is_enabled()` sees DTrace's probes. Nothing happens without the
+    /// device; a failure is kept in `self.dtrace`, and the stapsdt probes
+    /// work as before.
+    fn register_with_dtrace(&mut self, def: &ProviderDef, image: &Image) {
+        use dynprobe_format::dof::{build_image_dof, DofFlavor};
+        let helper = match crate::dtrace_helper::Helper::open() {
+            Ok(Some(helper)) => helper,
+            Ok(None) => return,
+            Err(e) => {
+                self.dtrace = DtraceRegistration::Failed(e.to_string());
+                return;
+            }
+        };
+        let registered = build_image_dof(def, image, DofFlavor::OracleLinux)
+            .map_err(|e| format!("its DOF cannot be made: {e}"))
+            .and_then(|dof| {
+                Registration::register_with(helper, &def.module, self.loaded.base as u64, &dof)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|registration| {
+                // A registration whose probes is_enabled() cannot see would
+                // fire nothing under DTrace: both, or neither.
+                let watch = self
+                    .start_watching()
+                    .map_err(|e| format!("cannot start the thread that watches its probe sites: {e}"))?;
+                Ok((registration, watch))
+            });
+        match registered {
+            Ok((registration, watch)) => {
+                self.watch = Some(watch);
+                self.registration = Some(registration);
+                self.dtrace = DtraceRegistration::Registered;
+            }
+            Err(reason) => self.dtrace = DtraceRegistration::Failed(reason),
+        }
+    }
+
+    fn start_watching(&self) -> std::io::Result<Watch> {
+        let sites = self
+            .probes
+            .iter()
+            .map(|p| Site {
+                byte: p.stub as *const u8,
+                idle: p.idle,
+                // SAFETY: the slot is 4 bytes, so its second u16 is in it.
+                flag: unsafe { (p.slot as *const u16).add(1) }.cast(),
+            })
+            .collect();
+        // SAFETY: the sites and flags stay mapped until `self.watch` is
+        // dropped, which happens before the library is unmapped.
+        unsafe { site_watch::watch(sites) }
+    }
+
+    /// What became of registering this provider with DTrace.
+    pub fn dtrace_registration(&self) -> &DtraceRegistration {
+        &self.dtrace
+    }
+
+    /// For tests: watches the probe sites as a registration does, without
+    /// one, so that a plain uprobe at a site turns `is_enabled()` on. A
+    /// registered provider is watched already.
+    #[doc(hidden)]
+    pub fn watch_sites_for_tests(&mut self) -> Result<(), Error> {
+        if self.watch.is_none() {
+            let watch = self
+                .start_watching()
+                .map_err(|e| Error::io("start the site watcher for", &self.loaded.path, e))?;
+            self.watch = Some(watch);
+        }
+        Ok(())
+    }
+
+    /// For tests: whether this process has started the site watcher's thread.
+    #[doc(hidden)]
+    pub fn site_watcher_started() -> bool {
+        site_watch::thread_started()
     }
 
     pub fn name(&self) -> &str {
@@ -142,7 +271,7 @@ impl Provider {
         let site = self.probes.get(index)?;
         Some(Probe {
             site,
-            semaphore: site.semaphore,
+            slot: site.slot,
             index,
         })
     }
@@ -151,10 +280,15 @@ impl Provider {
         (0..self.probes.len()).filter_map(move |index| self.probe_at(index))
     }
 
-    /// The semaphores of all probes, one `u16` each in probe order, as one
-    /// block: a caller (the Node binding) can read them without a call.
-    /// Valid until the provider is unloaded.
-    pub fn semaphores(&self) -> (*const u16, usize) {
+    /// The semaphore slots of all probes, in probe order, as one block: a
+    /// caller (the Node binding) can read them without a call. Each slot is
+    /// a 4-aligned `u32`: the kernel's u16 semaphore (the address in the
+    /// probe's stapsdt note), then a u16 flag that the site watcher sets
+    /// while a tracer that knows no semaphore (DTrace's own registration)
+    /// has a uprobe at the site. A probe is enabled when its slot, read as
+    /// one `u32`, is not 0. Valid until the provider is unloaded; nothing
+    /// but the kernel and the watcher may write it.
+    pub fn semaphores(&self) -> (*const u32, usize) {
         (self.semaphores, self.probes.len())
     }
 }
@@ -169,6 +303,7 @@ impl std::fmt::Debug for Provider {
                 "probes",
                 &self.probes.iter().map(|p| &p.name).collect::<Vec<_>>(),
             )
+            .field("dtrace", &self.dtrace)
             .finish()
     }
 }
@@ -214,7 +349,7 @@ fn numbered_module(module: &str, instance: u32) -> String {
 pub struct Probe<'a> {
     site: &'a ProbeSite,
     /// A copy of the site's, so that checking it is one load.
-    semaphore: *const u16,
+    slot: *const u32,
     index: usize,
 }
 
@@ -232,17 +367,37 @@ impl<'a> Probe<'a> {
         self.index
     }
 
-    /// Whether a tracer is attached: one load of the probe's semaphore.
+    /// Whether a tracer is attached: one load of the probe's semaphore
+    /// slot, which is not 0 while the kernel's semaphore counts a tracer
+    /// (a USDT probe made from the stapsdt note) or the site watcher's flag
+    /// is set (a plain uprobe at the site, as DTrace's registered probes
+    /// make, on a provider registered with DTrace).
     #[inline(always)]
     pub fn is_enabled(&self) -> bool {
-        // SAFETY: the semaphore stays mapped while the provider lives, and
-        // the kernel updates it with single aligned writes.
-        unsafe { std::ptr::read_volatile(self.semaphore) != 0 }
+        // SAFETY: the slot stays mapped while the provider lives, is
+        // 4-aligned, and each of its halves is updated with single aligned
+        // 16-bit writes.
+        unsafe { std::ptr::read_volatile(self.slot) != 0 }
     }
 
-    /// Address of the probe's 16-bit semaphore.
+    /// Address of the probe's 16-bit semaphore, the kernel's (the first
+    /// half of its slot).
     pub fn semaphore(&self) -> *const u16 {
-        self.site.semaphore
+        self.site.slot as *const u16
+    }
+
+    /// Address of the probe site (its stub's first instruction) in this
+    /// process: where a uprobe at the probe goes.
+    pub fn site_address(&self) -> usize {
+        self.site.stub
+    }
+
+    /// Address of the probe's 16-bit DTrace flag, the site watcher's (the
+    /// second half of its slot): 1 while a uprobe is at the site of a
+    /// watched provider.
+    pub fn dtrace_flag(&self) -> *const u16 {
+        // SAFETY: the slot is 4 bytes.
+        unsafe { (self.site.slot as *const u16).add(1) }
     }
 
     /// Fires the probe if a tracer is attached; returns whether it fired.

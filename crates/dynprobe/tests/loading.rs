@@ -86,7 +86,8 @@ fn probes_are_present_disabled_and_callable() {
     assert_eq!(count, ARITIES.len());
     // SAFETY: the block stays mapped while the provider lives.
     let block = unsafe { std::slice::from_raw_parts(first, count) };
-    assert_eq!(block, vec![0u16; count]);
+    assert_eq!(block, vec![0u32; count]);
+    assert_eq!(first as usize % 4, 0, "semaphore slots are 4-aligned");
 
     for (i, (probe, probe_def)) in provider.probes().zip(&def.probes).enumerate() {
         assert_eq!(provider.probe(&probe_def.name).unwrap().index(), i);
@@ -94,7 +95,9 @@ fn probes_are_present_disabled_and_callable() {
             (probe.name(), probe.args()),
             (&*probe_def.name, &*probe_def.args)
         );
-        assert_eq!(probe.semaphore(), &block[i] as *const u16);
+        // The slot: the kernel's semaphore, then the site watcher's flag.
+        assert_eq!(probe.semaphore(), &block[i] as *const u32 as *const u16);
+        assert_eq!(probe.dtrace_flag(), probe.semaphore().wrapping_add(1));
         assert!(!probe.is_enabled());
         let values = ArgValues::new(probe.args());
         assert!(

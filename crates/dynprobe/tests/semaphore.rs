@@ -13,10 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
-use dynprobe::{Arg, ArgType, Probe, Provider, ProviderDef};
+use dynprobe::{Arg, ArgType, DtraceRegistration, Probe, Provider, ProviderDef};
 
 const BPFTRACE: &str = "/usr/bin/bpftrace";
 /// How long a child waits for the tracer to attach or detach (bpftrace
@@ -158,7 +158,15 @@ fn semaphores(probes: &[Probe<'_>]) -> Vec<u16> {
 /// waits for the tracer to let go. The parent sees `path`, `enabled=true`,
 /// `fired`, `enabled=false`.
 fn traced_child(def: &ProviderDef, traced: &[&str], fire: impl Fn(&[Probe<'_>]) -> u64) {
-    let provider = Provider::load(def).unwrap();
+    traced_provider_child(&Provider::load(def).unwrap(), traced, fire)
+}
+
+/// [`traced_child`] for a provider already loaded.
+fn traced_provider_child(
+    provider: &Provider,
+    traced: &[&str],
+    fire: impl Fn(&[Probe<'_>]) -> u64,
+) {
     let (watched, others): (Vec<Probe>, Vec<Probe>) =
         provider.probes().partition(|p| traced.contains(&p.name()));
     assert_eq!(watched.len(), traced.len(), "no such probes: {traced:?}");
@@ -191,18 +199,29 @@ static ONE_TRACER: Mutex<()> = Mutex::new(());
 /// has loaded, waits for the child to fire and for the tracer's output to
 /// satisfy `done`, and returns the number of fires and the tracer's output.
 fn trace_child(test: &str, program: &str, done: impl Fn(&str) -> bool) -> (u64, String) {
+    let (fired, output, _) = trace_child_at(test, |_| program.to_string(), done);
+    (fired, output)
+}
+
+/// [`trace_child`] with the program made from the library's path, and the
+/// child's whole report.
+fn trace_child_at(
+    test: &str,
+    program: impl FnOnce(&str) -> String,
+    done: impl Fn(&str) -> bool,
+) -> (u64, String, Report) {
     let _one = ONE_TRACER.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("traced");
     let mut child = LiveChild::spawn(child_command(test, "traced", &dir.join("cache")));
-    child.expect("path");
-    let tracer = Bpftrace::attach(child.pid(), program);
+    let path = child.expect("path");
+    let tracer = Bpftrace::attach(child.pid(), &program(&path));
     assert_eq!(child.expect("enabled"), "true");
     let fired = child.expect("fired").parse().unwrap();
     tracer.await_output(done);
     let output = tracer.stop();
     assert_eq!(child.expect("enabled"), "false");
-    child.finish();
-    (fired, output)
+    let report = child.finish();
+    (fired, output, report)
 }
 
 #[test]
@@ -386,4 +405,129 @@ fn the_tracer_reads_every_argument() {
             assert_eq!(seen, [line.as_str()], "bpftrace printed:\n{output}");
         }
     }
+}
+
+#[test]
+fn a_registration_the_helper_refuses_leaves_the_probes_traced() {
+    const TEST: &str = "a_registration_the_helper_refuses_leaves_the_probes_traced";
+    const FIRES: u64 = 500;
+    if role().is_some() {
+        // /dev/null as DTrace's helper: it refuses the registration (ENOTTY).
+        std::env::set_var("DTRACE_DOF_INIT_DEVNAME", "/dev/null");
+        let provider = Provider::load(&simple_def("refusedprov", "refusedprov", 2)).unwrap();
+        let registration = provider.dtrace_registration();
+        assert!(
+            matches!(registration, DtraceRegistration::Failed(r) if r.contains("DTRACEHIOC_ADDDOF")),
+            "{registration:?}"
+        );
+        return traced_provider_child(&provider, &["p1"], |probes| {
+            for i in 0..FIRES {
+                assert!(probes[0].fire(&[Arg::from(i), Arg::from(c"x")]));
+            }
+            FIRES
+        });
+    }
+    if !tracer_available(TEST) {
+        return;
+    }
+    let (fired, output) = trace_child(TEST, "usdt:*:refusedprov:p1 { @c = count(); }", |_| true);
+    assert_eq!(fired, FIRES);
+    assert_eq!(printed_count(&output, "@c"), fired);
+}
+
+/// The longest the site watcher may take to see a uprobe come or go: a few
+/// of its 25 ms periods, with room for a loaded machine.
+const WATCH_BOUND: Duration = Duration::from_secs(1);
+
+/// In a child: how long after `changed` holds `enabled` does, polling both
+/// every 100 us (the kernel's write of the site, then the watcher's flag).
+fn latency(probe: &Probe<'_>, changed: impl Fn() -> bool, enabled: bool) -> Duration {
+    let poll = Duration::from_micros(100);
+    assert!(wait_until_every(PATIENCE, poll, &changed), "the site never changed");
+    let start = Instant::now();
+    assert!(
+        wait_until_every(PATIENCE, poll, || probe.is_enabled() == enabled),
+        "is_enabled() never became {enabled}"
+    );
+    start.elapsed()
+}
+
+fn wait_until_every(timeout: Duration, poll: Duration, cond: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(poll);
+    }
+    cond()
+}
+
+#[test]
+fn a_plain_uprobe_at_the_site_turns_a_watched_probe_on_and_off() {
+    const TEST: &str = "a_plain_uprobe_at_the_site_turns_a_watched_probe_on_and_off";
+    const FIRES: u64 = 1000;
+    let def = simple_def("plainprov", "plainprov", 2);
+    if role().is_some() {
+        // What a DTrace registration does, without DTrace: the sites are
+        // watched. A plain uprobe (DTrace's registered probes are plain
+        // uprobes) sets no semaphore.
+        let mut provider = Provider::load(&def).unwrap();
+        provider.watch_sites_for_tests().unwrap();
+        let (probe, other) = (provider.probe("p0").unwrap(), provider.probe("p1").unwrap());
+        let site = probe.site_address() as *const u8;
+        // SAFETY: the site is mapped while the provider is loaded.
+        let byte = || unsafe { site.read_volatile() };
+        let idle = byte();
+        assert!(!probe.is_enabled());
+        report("path", provider.path().display());
+
+        let on = latency(&probe, || byte() != idle, true);
+        report("enabled", true);
+        report("on_us", on.as_micros());
+        report("site", format!("{:#04x}", byte()));
+        // SAFETY: the slot is mapped while the provider is loaded.
+        let (semaphore, flag) = unsafe {
+            (
+                probe.semaphore().read_volatile(),
+                probe.dtrace_flag().read_volatile(),
+            )
+        };
+        report("semaphore", semaphore);
+        report("flag", flag);
+        assert!(!other.is_enabled(), "the probe without a uprobe is enabled");
+        std::thread::sleep(SETTLE);
+        for i in 0..FIRES {
+            assert!(probe.fire(&[Arg::from(i), Arg::from(c"x")]));
+        }
+        report("fired", FIRES);
+
+        let off = latency(&probe, || byte() == idle, false);
+        report("off_us", off.as_micros());
+        report("enabled", false);
+        return;
+    }
+    if !tracer_available(TEST) {
+        return;
+    }
+    let image = dynprobe::build_image(&def, dynprobe::native_target()).unwrap();
+    // The site's address in the file (the image's addresses are its offsets).
+    let site = image.probes[0].stub;
+    let (fired, output, report) = trace_child_at(
+        TEST,
+        |path| format!("uprobe:{path}:{site:#x} {{ @c = count(); }}"),
+        |_| true,
+    );
+    let (on, off) = (
+        Duration::from_micros(report.parse("on_us")),
+        Duration::from_micros(report.parse("off_us")),
+    );
+    eprintln!(
+        "site {}: is_enabled() on {on:?} after the uprobe was written, off {off:?} after it went",
+        report.get("site")
+    );
+    assert_eq!(report.get("semaphore"), "0", "a plain uprobe sets no semaphore");
+    assert_eq!(report.get("flag"), "1");
+    assert_eq!(printed_count(&output, "@c"), fired);
+    assert!(on <= WATCH_BOUND && off <= WATCH_BOUND, "on {on:?}, off {off:?}");
 }
