@@ -7,9 +7,9 @@
 // semaphore (set by tracers that attach through the stapsdt note) and a u16
 // flag that the addon sets while a plain uprobe is at the site (DTrace's
 // probes from its own registration, which set no semaphore): one load sees
-// both. Only a probe that a tracer is watching
-// runs its callback and makes one native call (two when a value is an
-// object, which the addon refuses and this layer converts).
+// both. Only a probe that a tracer is watching runs its callback and makes
+// one native call (two when a value is an object, which the addon refuses
+// and this layer converts).
 
 const MAX_ARGS = 32;
 const EXACT_INTS = new Set(['int8_t', 'uint8_t', 'int16_t', 'uint16_t', 'int32_t', 'uint32_t', 'int64_t', 'uint64_t']);

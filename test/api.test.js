@@ -427,6 +427,37 @@ describe('fire without a tracer', () => {
   }
 });
 
+describe('the disabled check reads the whole semaphore slot', () => {
+  // Each probe's slot is 4 bytes: the kernel's u16 semaphore (tracers that
+  // attach through the stapsdt note count in it), then the u16 flag the
+  // addon's site watcher sets while a plain uprobe is at the site (DTrace's
+  // registered probes set no semaphore). Either half turns the probe on;
+  // here each is set by hand, as the kernel and the watcher would.
+  for (const [half, name] of [[0, 'semaphore'], [1, 'DTrace flag']]) {
+    test(`the ${name} alone enables the probe, and only that probe`, (t) => {
+      const dtp = createDTraceProvider('apislot');
+      const probes = ['a', 'b', 'c'].map((n) => dtp.addProbe(n, 'int'));
+      dtp.enable();
+      t.after(() => dtp.disable());
+      const halves = new Uint16Array(probes[0]._sema.buffer);
+      assert.equal(halves.length, 2 * probes.length, 'two u16 halves per probe');
+      const ran = [];
+      const fireAll = () => probes.forEach((p, i) => p.fire(() => (ran.push(i), null)));
+      fireAll();
+      assert.deepEqual(ran, []);
+      halves[2 * 1 + half] = 1; // probe b
+      try {
+        fireAll();
+        assert.deepEqual(ran, [1]);
+      } finally {
+        halves[2 * 1 + half] = 0;
+      }
+      fireAll();
+      assert.deepEqual(ran, [1]);
+    });
+  }
+});
+
 // The traced path with the real bpftrace attached to this very process.
 const tracer = h.gate('api traced-path tests (bpftrace)', h.bpftraceUnavailable());
 

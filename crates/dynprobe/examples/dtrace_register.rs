@@ -1,23 +1,24 @@
-//! Registers a dynprobe provider with DTrace's helper device and fires it,
-//! for the DTrace VM test (test/dtrace-registration.test.js):
+//! Loads a dynprobe provider where DTrace's helper device exists, which
+//! registers it with DTrace, and fires it, for the DTrace VM test
+//! (test/dtrace-registration.test.js):
 //!
 //!     dtrace_register CONTROL_DIR
 //!
-//! Loads the seed's `nodeapp` provider (probe1(int, int), probe2(char *)),
-//! registers its DOF with `DTRACEHIOC_ADDDOF`, then every 200 ms fires
-//! probe1(1, 2) and probe2("hello, dtrace") whether or not they are traced,
-//! and prints each probe's semaphore and the first byte of its site whenever
-//! they change (a uprobe replaces the site's NOP). It removes the
-//! registration once CONTROL_DIR/remove exists, and exits once
+//! Loads the seed's `nodeapp` provider (probe1(int, int), probe2(char *)):
+//! `Provider::load` registers its DOF with `DTRACEHIOC_ADDDOF`. Every 200 ms
+//! it fires probe1(1, 2) and probe2("hello, dtrace") through the checked
+//! `fire`, which calls the site only while `is_enabled()` says a tracer is
+//! there, and prints each probe's semaphore, the site watcher's flag,
+//! `is_enabled()` and the first byte of its site whenever they change (a
+//! uprobe replaces the site's NOP). It unloads the provider (which removes
+//! the registration) once CONTROL_DIR/remove exists, and exits once
 //! CONTROL_DIR/exit does.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dynprobe::dtrace_helper::Registration;
-use dynprobe::{build_image, native_target, Arg, ArgType, ProbeDef, Provider, ProviderDef};
-use dynprobe_format::dof::{build_image_dof, DofFlavor};
+use dynprobe::{Arg, ArgType, DtraceRegistration, ProbeDef, Provider, ProviderDef};
 
 fn main() {
     let Some(control) = std::env::args_os().nth(1).map(PathBuf::from) else {
@@ -29,81 +30,72 @@ fn main() {
         .unwrap();
     def.add_probe(ProbeDef::new("probe2", vec![ArgType::Str]))
         .unwrap();
-    let provider = Provider::load(&def).expect("load the provider");
-    // The loader maps this very image (same definition, same target).
-    let image = build_image(&def, native_target()).unwrap();
-    assert_eq!(image.build_id, provider.build_id());
-    let probe1 = provider.probe("probe1").unwrap();
-    let probe2 = provider.probe("probe2").unwrap();
-    let base = probe1.semaphore() as u64 - image.probes[0].semaphore;
-    let dof = build_image_dof(&def, &image, DofFlavor::OracleLinux).unwrap();
+    let mut provider = Some(Provider::load(&def).expect("load the provider"));
+    let loaded = provider.as_ref().unwrap();
     say(&format!(
-        "pid {} loaded {} at {base:#x}; DOF {} bytes",
+        "pid {} loaded {}",
         std::process::id(),
-        provider.path().display(),
-        dof.len()
+        loaded.path().display(),
     ));
-    let mut registration = match Registration::register(provider.module(), base, &dof) {
-        Ok(Some(r)) => {
-            say(&format!("registered, generation {}", r.generation().0));
-            Some(r)
-        }
-        Ok(None) => {
-            say("no DTrace helper device: not registered");
-            None
-        }
-        Err(e) => {
-            say(&format!("warning: not registered with DTrace: {e}"));
-            None
-        }
-    };
+    match loaded.dtrace_registration() {
+        DtraceRegistration::Registered => say("registered"),
+        DtraceRegistration::NoHelper => say("no DTrace helper device: not registered"),
+        DtraceRegistration::Failed(e) => say(&format!("warning: not registered with DTrace: {e}")),
+    }
 
-    let sites: Vec<*const u8> = image
-        .probes
-        .iter()
-        .map(|p| (base + p.stub) as *const u8)
-        .collect();
-    let state = || {
-        [probe1, probe2]
-            .iter()
-            .zip(&sites)
-            .map(|(p, &site)| {
-                // SAFETY: both stay mapped while `provider` lives.
-                let (sem, byte) = unsafe {
+    let state = |provider: &Provider| {
+        provider
+            .probes()
+            .map(|p| {
+                // SAFETY: all stay mapped while `provider` lives.
+                let (sem, flag, byte) = unsafe {
                     (
                         std::ptr::read_volatile(p.semaphore()),
-                        std::ptr::read_volatile(site),
+                        std::ptr::read_volatile(p.dtrace_flag()),
+                        std::ptr::read_volatile(p.site_address() as *const u8),
                     )
                 };
-                format!("{} semaphore={sem} site={byte:02x}", p.name())
+                format!(
+                    "{} semaphore={sem} flag={flag} enabled={} site={byte:02x}",
+                    p.name(),
+                    p.is_enabled()
+                )
             })
             .collect::<Vec<_>>()
             .join(", ")
     };
     let mut last = String::new();
-    let mut fires = 0u64;
+    let (mut fires, mut traced) = (0u64, 0u64);
     let mut next_fire = Instant::now();
     let hello = c"hello, dtrace";
     loop {
-        let now = state();
-        if now != last {
-            say(&format!("state: {now}"));
-            last = now;
+        if let Some(provider) = &provider {
+            let now = state(provider);
+            if now != last {
+                say(&format!("state: {now}"));
+                last = now;
+            }
+            if Instant::now() >= next_fire {
+                let (probe1, probe2) =
+                    (provider.probe_at(0).unwrap(), provider.probe_at(1).unwrap());
+                traced += u64::from(probe1.fire(&[Arg::from(1i64), Arg::from(2i64)]));
+                traced += u64::from(probe2.fire(&[Arg::from(hello)]));
+                fires += 1;
+                next_fire += Duration::from_millis(200);
+            }
         }
-        if Instant::now() >= next_fire {
-            probe1.fire_unchecked(&[Arg::from(1i64), Arg::from(2i64)]);
-            probe2.fire_unchecked(&[Arg::from(hello)]);
-            fires += 1;
-            next_fire += Duration::from_millis(200);
-        }
-        if registration.is_some() && control.join("remove").exists() {
-            match registration.take().unwrap().remove() {
-                Ok(()) => say(&format!("removed after {fires} fires")),
-                Err(e) => say(&format!("remove failed: {e}")),
+        if provider.is_some() && control.join("remove").exists() {
+            match provider.take().unwrap().unload() {
+                Ok(()) => say(&format!(
+                    "removed after {fires} rounds, {traced} traced fires"
+                )),
+                Err(e) => say(&format!("unload failed: {e}")),
             }
         }
         if control.join("exit").exists() {
-            say(&format!("exiting after {fires} fires"));
+            say(&format!(
+                "exiting after {fires} rounds, {traced} traced fires"
+            ));
             break;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -6,6 +6,17 @@
 //! so every tracer that reads stapsdt notes (bpftrace, DTrace, bcc, perf, gdb)
 //! sees its probes exactly as it sees probes compiled into C.
 //!
+//! Where DTrace's helper device exists (Oracle DTrace's `dtprobed` on Linux,
+//! `/dev/dtrace/helper` or `$DTRACE_DOF_INIT_DEVNAME`), loading also
+//! registers the provider with DTrace ([`dtrace_helper`]), so that provider
+//! globs and `dtrace -Z` see it; [`Provider::dtrace_registration`] says what
+//! became of that, and a failure never fails the load.
+//! `$DTRACE_DOF_INIT_DISABLE` turns it off, as for DTrace's own programs.
+//! DTrace's registered probes set no semaphore: while a provider is
+//! registered, a background thread reads its probe sites every 50 ms and
+//! sets a flag beside each semaphore, so that [`Probe::is_enabled`] (one
+//! load of both) sees them too.
+//!
 //! ```no_run
 //! use dynprobe::{Arg, ArgType, ProbeDef, Provider, ProviderDef};
 //!

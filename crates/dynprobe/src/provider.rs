@@ -176,9 +176,9 @@ impl Provider {
             .and_then(|registration| {
                 // A registration whose probes is_enabled() cannot see would
                 // fire nothing under DTrace: both, or neither.
-                let watch = self
-                    .start_watching()
-                    .map_err(|e| format!("cannot start the thread that watches its probe sites: {e}"))?;
+                let watch = self.start_watching().map_err(|e| {
+                    format!("cannot start the thread that watches its probe sites: {e}")
+                })?;
                 Ok((registration, watch))
             });
         match registered {

@@ -16,14 +16,22 @@
 //! with it running). A provider is taken out of the set under the lock
 //! before its library is unmapped, so the thread never reads a page that is
 //! gone.
+//!
+//! A child made by `fork` (without exec) has no copy of the thread: there
+//! the watched set starts empty and the flags of the providers it inherited
+//! are 0 (DTrace does not know the child either: it is not registered
+//! again), and the lock is never left held by a thread the child lacks.
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How often the sites are read: the longest a DTrace enabling waits before
-/// `is_enabled()` sees it (fires before that are not made).
-pub const PERIOD: Duration = Duration::from_millis(25);
+/// `is_enabled()` sees it (fires before that are not made). Each wake-up
+/// costs what any timer's does (here about 35 us of CPU in a virtual
+/// machine, a few on bare metal); DTrace itself takes over half a second to
+/// take up a new process.
+pub const PERIOD: Duration = Duration::from_millis(50);
 
 const THREAD_NAME: &str = "dynprobe-sites";
 
@@ -84,6 +92,7 @@ impl std::fmt::Debug for Watch {
 pub(crate) unsafe fn watch(sites: Vec<Site>) -> std::io::Result<Watch> {
     let mut state = lock();
     if !state.thread_started {
+        register_fork_handlers();
         std::thread::Builder::new()
             .name(THREAD_NAME.into())
             .stack_size(64 * 1024)
@@ -156,4 +165,50 @@ fn block_signals() {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
     }
+}
+
+/// The lock, held across a `fork` by the forking thread: the watcher is then
+/// between two updates in the child, which gets the state unlocked.
+static mut HELD_ACROSS_FORK: Option<MutexGuard<'static, State>> = None;
+
+fn register_fork_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: handlers with C linkage that live as long as this code.
+        // (glibc drops them if the object that holds this code is unloaded.)
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_in_parent),
+                Some(after_fork_in_child),
+            )
+        };
+    });
+}
+
+extern "C" fn before_fork() {
+    let guard = lock();
+    // SAFETY: only the forking thread runs the fork handlers, one after the
+    // other; nothing else touches the static.
+    unsafe { *std::ptr::addr_of_mut!(HELD_ACROSS_FORK) = Some(guard) };
+}
+
+extern "C" fn after_fork_in_parent() {
+    // SAFETY: as in before_fork.
+    drop(unsafe { (*std::ptr::addr_of_mut!(HELD_ACROSS_FORK)).take() });
+}
+
+extern "C" fn after_fork_in_child() {
+    // SAFETY: as in before_fork; the child has only the forking thread.
+    let Some(mut state) = (unsafe { (*std::ptr::addr_of_mut!(HELD_ACROSS_FORK)).take() }) else {
+        return;
+    };
+    // No watcher here: nothing would keep these flags current.
+    for watched in state.watched.drain(..) {
+        for site in watched.sites.iter() {
+            // SAFETY: the libraries are mapped in the child as in the parent.
+            unsafe { &*site.flag }.store(0, Ordering::Relaxed);
+        }
+    }
+    state.thread_started = false;
 }

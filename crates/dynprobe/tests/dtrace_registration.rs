@@ -113,7 +113,10 @@ fn no_helper_device_is_no_registration_and_no_change() {
     assert_nothing_registered(&child_with(TEST, &[(DEVICE_VAR, &through_file)]));
     // The default path, where this machine has no DTrace helper.
     if Path::new(dynprobe::dtrace_helper::DEFAULT_DEVICE).exists() {
-        skip(TEST, "this machine has DTrace's helper device: the default case is not 'none'");
+        skip(
+            TEST,
+            "this machine has DTrace's helper device: the default case is not 'none'",
+        );
     } else {
         assert_nothing_registered(&child_with(TEST, &[]));
     }
@@ -147,10 +150,7 @@ fn a_file_fifo_or_directory_as_the_helper_is_refused_without_waiting() {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
     for path in [&file, &fifo, dir.path()] {
         let r = child_with(TEST, &[(DEVICE_VAR, path)]);
-        assert_refused(
-            &r,
-            &[&path.display().to_string(), "not a character device"],
-        );
+        assert_refused(&r, &[&path.display().to_string(), "not a character device"]);
         // A FIFO with no writer would block an open() without O_NONBLOCK
         // for good; with it, loading is as fast as ever.
         let ms: u64 = r.parse("load_ms");
@@ -205,8 +205,13 @@ fn the_site_watcher_starts_once_and_sleeps_while_nothing_is_watched() {
     const TEST: &str = "the_site_watcher_starts_once_and_sleeps_while_nothing_is_watched";
     if role().is_some() {
         let mut provider = Provider::load(&simple_def("watchprov", "watchprov", 3)).unwrap();
-        assert!(watcher_task().is_none(), "no thread before anything is watched");
+        assert!(
+            watcher_task().is_none(),
+            "no thread before anything is watched"
+        );
         provider.watch_sites_for_tests().unwrap();
+        // (A thread names itself once it runs.)
+        wait_until(Duration::from_secs(5), || watcher_task().is_some());
         let task = watcher_task().expect("the watcher's thread");
         // Watching: it wakes every period.
         let before = voluntary_switches(&task);
@@ -231,8 +236,15 @@ fn the_site_watcher_starts_once_and_sleeps_while_nothing_is_watched() {
     let dir = TempDir::new("watch-idle");
     let r = run_child(TEST, "watch", &dir.join("cache"));
     let watching: u64 = r.parse("switches_watching");
-    assert!(watching >= 2, "the watcher woke {watching} times in 500 ms of watching");
-    assert_eq!(r.get("switches_idle"), "0", "the watcher woke with nothing to watch");
+    assert!(
+        watching >= 2,
+        "the watcher woke {watching} times in 500 ms of watching"
+    );
+    assert_eq!(
+        r.get("switches_idle"),
+        "0",
+        "the watcher woke with nothing to watch"
+    );
     assert_eq!(r.get("watcher_threads"), "1");
 }
 
@@ -307,8 +319,90 @@ fn measure_the_site_watchers_idle_cost() {
         return;
     }
     let dir = TempDir::new("watch-cost");
-    let r = run_child(TEST, "cost", &dir.join("cache"));
-    for key in ["nothing_watched", "watching_8_probes", "watching_1000_probes"] {
+    // (The child runs this ignored test too.)
+    let r = finish_output(
+        child_command(TEST, "cost", &dir.join("cache"))
+            .arg("--ignored")
+            .output()
+            .unwrap(),
+    );
+    for key in [
+        "nothing_watched",
+        "watching_8_probes",
+        "watching_1000_probes",
+    ] {
         eprintln!("site watcher, idle process, {key}: {}", r.get(key));
     }
+}
+
+#[test]
+fn a_forked_child_inherits_no_watcher_and_can_watch_again() {
+    const TEST: &str = "a_forked_child_inherits_no_watcher_and_can_watch_again";
+    const FORKS: usize = 50;
+    if role().is_some() {
+        let mut provider = Provider::load(&simple_def("forkprov", "forkprov", 1000)).unwrap();
+        provider.watch_sites_for_tests().unwrap();
+        let flag = provider.probe_at(0).unwrap().dtrace_flag() as *mut u16;
+        let mut children = Vec::new();
+        for round in 0..FORKS {
+            // A flag left on, as if a uprobe had been there: the child, with
+            // no watcher to clear it, must not inherit it.
+            // SAFETY: the flag is in the provider's writable segment.
+            unsafe { flag.write_volatile(1) };
+            // SAFETY: the child only uses this process's own state, then _exits.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork");
+            if pid == 0 {
+                let inherited_on = provider.probe_at(0).unwrap().is_enabled();
+                // Loading and watching work in the child (a new thread), and
+                // unloading never waits for a lock the parent's thread held.
+                let mut fresh = Provider::load(&simple_def("forkprov2", "forkprov2", 2)).unwrap();
+                fresh.watch_sites_for_tests().unwrap();
+                // (A thread names itself once it runs.)
+                wait_until(Duration::from_secs(5), || watcher_threads() == 1);
+                let threads = watcher_threads();
+                fresh.unload().unwrap();
+                drop(provider);
+                // SAFETY: leaves the child at once, without the harness.
+                unsafe {
+                    libc::_exit(if inherited_on {
+                        2
+                    } else if threads != 1 {
+                        3
+                    } else {
+                        0
+                    })
+                };
+            }
+            children.push(pid);
+            std::thread::sleep(Duration::from_micros((round % 5) as u64 * 3000));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for pid in children {
+            let mut status = 0;
+            loop {
+                // SAFETY: our own child; status is a plain int.
+                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                if r == pid {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    // SAFETY: our own child.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    panic!("forked child {pid} hung");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "forked child {pid}: status {status:#x} (exit 2: an inherited flag was on; 3: no watcher)"
+            );
+        }
+        report("forks", FORKS);
+        provider.unload().unwrap();
+        return;
+    }
+    let dir = TempDir::new("watch-fork");
+    let r = run_child(TEST, "fork", &dir.join("cache"));
+    assert_eq!(r.parse::<usize>("forks"), FORKS);
 }

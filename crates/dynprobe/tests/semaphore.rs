@@ -162,11 +162,7 @@ fn traced_child(def: &ProviderDef, traced: &[&str], fire: impl Fn(&[Probe<'_>]) 
 }
 
 /// [`traced_child`] for a provider already loaded.
-fn traced_provider_child(
-    provider: &Provider,
-    traced: &[&str],
-    fire: impl Fn(&[Probe<'_>]) -> u64,
-) {
+fn traced_provider_child(provider: &Provider, traced: &[&str], fire: impl Fn(&[Probe<'_>]) -> u64) {
     let (watched, others): (Vec<Probe>, Vec<Probe>) =
         provider.probes().partition(|p| traced.contains(&p.name()));
     assert_eq!(watched.len(), traced.len(), "no such probes: {traced:?}");
@@ -443,7 +439,10 @@ const WATCH_BOUND: Duration = Duration::from_secs(1);
 /// every 100 us (the kernel's write of the site, then the watcher's flag).
 fn latency(probe: &Probe<'_>, changed: impl Fn() -> bool, enabled: bool) -> Duration {
     let poll = Duration::from_micros(100);
-    assert!(wait_until_every(PATIENCE, poll, &changed), "the site never changed");
+    assert!(
+        wait_until_every(PATIENCE, poll, &changed),
+        "the site never changed"
+    );
     let start = Instant::now();
     assert!(
         wait_until_every(PATIENCE, poll, || probe.is_enabled() == enabled),
@@ -526,8 +525,15 @@ fn a_plain_uprobe_at_the_site_turns_a_watched_probe_on_and_off() {
         "site {}: is_enabled() on {on:?} after the uprobe was written, off {off:?} after it went",
         report.get("site")
     );
-    assert_eq!(report.get("semaphore"), "0", "a plain uprobe sets no semaphore");
+    assert_eq!(
+        report.get("semaphore"),
+        "0",
+        "a plain uprobe sets no semaphore"
+    );
     assert_eq!(report.get("flag"), "1");
     assert_eq!(printed_count(&output, "@c"), fired);
-    assert!(on <= WATCH_BOUND && off <= WATCH_BOUND, "on {on:?}, off {off:?}");
+    assert!(
+        on <= WATCH_BOUND && off <= WATCH_BOUND,
+        "on {on:?}, off {off:?}"
+    );
 }
