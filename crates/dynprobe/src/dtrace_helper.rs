@@ -107,13 +107,14 @@ impl Helper {
         };
         let c = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| open_error(io::Error::from_raw_os_error(libc::EINVAL)))?;
-        let is_char_device = |mode: libc::mode_t| mode & libc::S_IFMT == libc::S_IFCHR;
-        // SAFETY: a valid C string and a struct to fill; the result is checked.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::stat(c.as_ptr(), &mut st) } < 0 {
-            return Err(open_error(io::Error::last_os_error()));
-        }
-        if !is_char_device(st.st_mode) {
+        // rustix's stat makes the system call itself: glibc 2.33 and later
+        // export a `stat` symbol that the published addon's glibc floor
+        // (2.17) lacks.
+        let is_char_device = |st: &rustix::fs::Stat| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice
+        };
+        let st = rustix::fs::stat(path).map_err(|e| open_error(e.into()))?;
+        if !is_char_device(&st) {
             return Err(not_a_device());
         }
         // O_NONBLOCK: the open of a device (or of what replaced it since the
@@ -131,11 +132,8 @@ impl Helper {
         // SAFETY: a descriptor we just opened and own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // What was opened, not what the path named a moment before.
-        // SAFETY: our descriptor and a struct to fill.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
-            return Err(open_error(io::Error::last_os_error()));
-        }
-        if !is_char_device(st.st_mode) {
+        let st = rustix::fs::fstat(&fd).map_err(|e| open_error(e.into()))?;
+        if !is_char_device(&st) {
             return Err(not_a_device());
         }
         // The helper's requests then block as they do for DTrace's own
