@@ -12,6 +12,12 @@
 //   the program, through the checked fire (is_enabled() turns on under
 //   DTrace's probes); it is listed while registered, and gone after unload
 //   (DTRACEHIOC_REMOVE) and after the process exits.
+// - Node: one boot runs every Node case (test/fixtures/dtrace-vm-node/
+//   guest.sh) with this process's node binary, dynprobe and bunyan in the
+//   share: the seed's exact command started before the seed's example, the
+//   listing while it runs and after disable() and exit, bunyan's -Z command,
+//   the fire callbacks run only while traced, and refused registrations are
+//   warnings while the stapsdt probes go on working.
 //
 // Without root, the VM or the tracers these tests are skipped loudly; with
 // CI=true they fail.
@@ -28,6 +34,8 @@ const ROOT = path.join(__dirname, '..');
 const VM = process.env.DYNPROBE_DTRACE_VM || '/var/lib/dynprobe/dtrace-vm';
 const RUN = path.join(ROOT, 'scripts', 'dtrace-vm');
 const FIXTURES = path.join(__dirname, 'fixtures');
+const ADDON = path.join(ROOT, 'build', 'dynprobe.node');
+const NODE_FIXTURES = path.join(FIXTURES, 'dtrace-vm-node');
 const EXAMPLE = path.join(ROOT, 'target', 'release', 'examples', 'dtrace_register');
 const SID_INCLUDE = path.join(
   process.env.DYNPROBE_SID_ROOT || '/var/lib/dynprobe/sid',
@@ -49,8 +57,10 @@ const vmGate = gate('DTrace VM tests', vmUnavailable());
 
 // Runs `script` in the VM with `files` in its share; its output by "== name"
 // section, with the exit code and the runner's own lines.
-function inVm(script, files) {
-  const r = spawnSync(RUN, ['--timeout', '420', script, ...files], { encoding: 'utf8', timeout: 900000 });
+// With `share`, the files are already in that directory.
+function inVm(script, files, share = null) {
+  const args = share === null ? ['--timeout', '420'] : ['--timeout', '420', '--share', share];
+  const r = spawnSync(RUN, [...args, script, ...files], { encoding: 'utf8', timeout: 900000 });
   // The runner's timing lines, for the log.
   process.stderr.write(r.stderr || '');
   const sections = {};
@@ -153,4 +163,130 @@ test("DTrace VM: the seed's exact command sees a dynprobe provider registered wi
   assert.doesNotMatch(program, /semaphore=[1-9]/, r.why);
   const traced = Number(/^removed after \d+ rounds, (\d+) traced fires$/m.exec(program)[1]);
   assert.ok(traced > 0, `no checked fire was traced${r.why}`);
+});
+
+// The share of the Node cases: this process's node (it needs only libc,
+// libstdc++ and libgcc_s, which the guest's sid root has), dynprobe as the
+// package would install it, bunyan with what its library requires, and
+// node_modules/dtrace-provider pointing at dynprobe, as the project's own
+// node_modules does.
+function nodeShare() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-vm-node-'));
+  const put = (from, to = path.basename(from)) => fs.cpSync(from, path.join(dir, to), { recursive: true });
+  put(process.execPath, 'node');
+  put(path.join(ROOT, 'index.js'));
+  put(path.join(ROOT, 'package.json'));
+  put(path.join(ROOT, 'lib'));
+  put(ADDON, path.join('build', 'dynprobe.node'));
+  const bunyan = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', 'bunyan', 'package.json'), 'utf8'));
+  for (const name of ['bunyan', ...Object.keys(bunyan.dependencies || {}), 'safe-json-stringify']) {
+    put(path.join(ROOT, 'node_modules', name), path.join('node_modules', name));
+  }
+  fs.symlinkSync('..', path.join(dir, 'node_modules', 'dtrace-provider'));
+  for (const f of fs.readdirSync(NODE_FIXTURES)) put(path.join(NODE_FIXTURES, f));
+  return dir;
+}
+
+function nodeCasesUnavailable() {
+  if (!fs.existsSync(ADDON)) return `${ADDON} is missing: node scripts/build-addon.js`;
+  if (!fs.existsSync(path.join(ROOT, 'node_modules', 'bunyan', 'package.json'))) return 'bunyan is missing: npm ci';
+  return null;
+}
+
+test('DTrace VM, Node: the seed example under the seed command, listings, bunyan, is-enabled, a refused registration', { skip: vmGate.skip, timeout: 900000 }, (t) => {
+  assert.ok(!vmGate.reason, vmGate.reason);
+  const missing = nodeCasesUnavailable();
+  assert.ok(missing === null, missing);
+  const share = nodeShare();
+  let r;
+  try {
+    r = inVm(path.join(NODE_FIXTURES, 'guest.sh'), [], share);
+  } finally {
+    fs.rmSync(share, { recursive: true, force: true });
+  }
+  // Where the guest's time goes (its uptime at each step), for the log.
+  const steps = [...r.why.matchAll(/^== (.*?) \[([\d.]+)\]$/gm)].map(([, name, at]) => `${name} ${at} s`);
+  t.diagnostic(`guest timeline: ${steps.join(', ')}`);
+  assert.strictEqual(r.status, 0, r.why);
+  assert.match(r.text('node version'), new RegExp(`^${process.version.replace(/\./g, '\\.')}$`, 'm'), `node did not run in the guest${r.why}`);
+
+  // Nobody traces: the fire callbacks never ran.
+  assert.match(r.text('untraced'), /^pid \d+ enabled/m, r.why);
+  assert.match(r.text('untraced'), /^calls probe1 0 probe2 0 rounds 20$/m, `a fire callback ran untraced${r.why}`);
+
+  // The seed's exact command, started before the programs, with no -p.
+  assert.match(r.text('seed errors'), /description 'nodeapp\*:::probe1' matched 0 probes/, r.why);
+  assert.match(r.text('seed errors'), /description 'nodeapp\*:::probe2' matched 0 probes/, r.why);
+  const first = r.text('first output');
+  const second = r.text('second output');
+  const pids = [first, second].map((out) => {
+    const m = /^pid (\d+) enabled/m.exec(out);
+    assert.ok(m, r.why);
+    return m[1];
+  });
+  const latencies = [first, second].map((out) => {
+    const m = /^traced (\d+) ms after enable\(\)/m.exec(out);
+    assert.ok(m, `the -Z enabling never turned the probes on${r.why}`);
+    return Number(m[1]);
+  });
+  t.diagnostic(`enable() to both probes traced by the running -Z enabling (TCG guest): ${latencies.join(' ms, ')} ms`);
+  // `uniq -c` lines: "COUNT CPU ID FUNCTION:NAME VALUES".
+  const seed = [...r.text('seed output').matchAll(/^\s*(\d+) \d+\s+(\d+)\s+\S*:(probe[12])\s+(.*?)\s*$/gm)].map(
+    ([, count, id, name, values]) => ({ count: Number(count), id, name, values }),
+  );
+  const expected = { probe1: /^1\s+2$/, probe2: /^hello, dtrace$/ };
+  assert.ok(seed.length > 0 && seed.every((l) => expected[l.name].test(l.values)), `not the seed's values${r.why}`);
+  // Each process has its own probe ids: both processes are seen, by both probes.
+  for (const name of ['probe1', 'probe2']) {
+    assert.strictEqual(new Set(seed.filter((l) => l.name === name).map((l) => l.id)).size, 2, `${name}: one id per process expected${r.why}`);
+  }
+
+  // Listed while they run; gone after the first's disable() and the second's exit.
+  assert.deepStrictEqual(
+    listed(r.text('listing while running')).map((p) => `${p.provider}:${p.module}:${p.name}`).sort(),
+    pids.flatMap((pid) => [`nodeapp${pid}:nodeapp:probe1`, `nodeapp${pid}:nodeapp:probe2`]).sort(),
+    r.why,
+  );
+  assert.deepStrictEqual(listed(r.text('listing after disable and exit')), [], `still listed${r.why}`);
+
+  // Is-enabled: the callbacks ran while the seed command traced, and not
+  // once after disable().
+  const atDisable = /^disabled; calls (probe1 (\d+) probe2 (\d+)) rounds \d+$/m.exec(first);
+  assert.ok(atDisable, r.why);
+  assert.ok(Number(atDisable[2]) > 0 && Number(atDisable[3]) > 0, `callbacks did not run while traced${r.why}`);
+  assert.match(first, new RegExp(`^exiting; calls ${atDisable[1]} rounds \\d+$`, 'm'), `a callback ran after disable()${r.why}`);
+  assert.match(second, /^exiting; calls probe1 [1-9]\d* probe2 [1-9]\d* /m, r.why);
+
+  // bunyan: a debug record that no stream gets (the logger is at info) is
+  // seen by the -Z command started before the logger.
+  const loggerPid = /^pid (\d+) logging$/m.exec(r.text('bunyan-app output'));
+  assert.ok(loggerPid, r.why);
+  assert.doesNotMatch(r.text('bunyan-app output'), /only a tracer/, r.why);
+  const records = r
+    .text('bunyan -Z output')
+    .split('\n')
+    .map((l) => /log-debug\s+(\{.*\})\s*$/.exec(l))
+    .filter(Boolean)
+    .map((m) => JSON.parse(m[1]));
+  assert.ok(
+    records.some((rec) => rec.name === 'vmapp' && rec.level === 20 && rec.msg === 'a record only a tracer sees' && rec.pid === Number(loggerPid[1])),
+    `no bunyan record seen by the -Z command${r.why}`,
+  );
+
+  // Refused registrations: a warning that says why, and the stapsdt probes
+  // still fire for a tracer that names the process.
+  const warning = /^warning DYNPROBE_DTRACE_REGISTRATION_FAILED: provider nodeapp is not registered with DTrace: (.*)$/m;
+  const refused = r.text('refused output');
+  assert.match(refused, warning, r.why);
+  assert.match(warning.exec(refused)[1], /module name "refused-m+" cannot be registered with DTrace: 1 to 63 bytes/, r.why);
+  const refusedDaemon = r.text('refused-daemon output');
+  assert.match(refusedDaemon, warning, r.why);
+  t.diagnostic(`the daemon's refusal, as the process says it: ${warning.exec(refusedDaemon)[1]}`);
+  // The daemon says why in its log: it could not stash the DOF.
+  assert.match(r.text('dtprobed log'), /I\/O error stashing DOF: Read-only file system/, r.why);
+  for (const out of [refused, refusedDaemon]) {
+    const pid = /^pid (\d+) enabled/m.exec(out)[1];
+    assert.match(r.text('refused dtrace output'), new RegExp(`^\\s*\\d+ ${pid}: 1 2$`, 'm'), r.why);
+    assert.match(out, /^traced$/m, r.why);
+  }
 });
