@@ -55,9 +55,9 @@ function disabledFire() {
   const dp = dynprobe.createDTraceProvider('benchdis');
   const probe = dp.addProbe('p', 'int', 'char *');
   dp.enable();
-  // The least a semaphore check costs in V8: one read of a Uint16Array over
+  // The least a semaphore check costs in V8: one read of a Uint32Array over
   // memory outside the heap, in the same loop.
-  const floorCheck = { sema: new Uint16Array(new ArrayBuffer(2)), fire(cb) { if (this.sema[0] !== 0) cb(); } };
+  const floorCheck = { sema: new Uint32Array(new ArrayBuffer(4)), fire(cb) { if (this.sema[0] !== 0) cb(); } };
   const base = nsPerOp((k) => { for (let i = 0; i < k; i++) empty(() => [i, 'hello']); }, n);
   const floor = nsPerOp((k) => { for (let i = 0; i < k; i++) floorCheck.fire(() => [i, 'hello']); }, n);
   const stubProbe = nsPerOp((k) => { for (let i = 0; i < k; i++) sprobe.fire(() => [i, 'hello']); }, n);
@@ -66,7 +66,7 @@ function disabledFire() {
   const oursProvider = nsPerOp((k) => { for (let i = 0; i < k; i++) dp.fire('p', () => [i, 'hello']); }, n);
   row('empty function call', base, 'ns');
   row('dtrace-provider 0.8.8 stub: probe.fire', stubProbe, 'ns');
-  row('a bare Uint16Array check (the least a read costs)', floor, 'ns', stubProbe);
+  row('a bare Uint32Array check (the least a read costs)', floor, 'ns', stubProbe);
   row('dynprobe: probe.fire', ours, 'ns', stubProbe, '<= 1.25x the stub');
   row('  against the bare check', ours, 'ns', floor);
   row('dtrace-provider 0.8.8 stub: provider.fire', stubProvider, 'ns');
@@ -189,7 +189,7 @@ async function cTracedFire(bin, n) {
 
 // Disabled fires in call sites compiled now (new functions, so that V8 reuses
 // no code compiled earlier), ns per call: the call shapes, and the bare
-// Uint16Array check with a callback in its branch.
+// Uint32Array check with a callback in its branch.
 let loopCopies = 0;
 function disabledShapes({ probe, provider, floor }) {
   const n = 3e7;
@@ -213,7 +213,7 @@ function afterTracingRows(before, after) {
     ['closure', 'probe.fire(() => [i, "hello"])'],
     ['provider', 'provider.fire("p", () => [i, "hello"])'],
     ['madeOnce', 'probe.fire(fn, i, "hello"), fn made once'],
-    ['floor', 'a bare Uint16Array check, its branch has run'],
+    ['floor', 'a bare Uint32Array check, its branch has run'],
     ['floorMadeOnce', '  the same with its callback made once'],
   ];
   for (const [key, label] of rows) {
@@ -238,7 +238,7 @@ async function tracedFire() {
   const quiet = dynprobe.createDTraceProvider('benchquiet');
   const quietProbe = quiet.addProbe('p', 'int', 'char *');
   quiet.enable();
-  const floor = { sema: new Uint16Array(new ArrayBuffer(2)), fire(cb) { if (this.sema[0] !== 0) cb(); } };
+  const floor = { sema: new Uint32Array(new ArrayBuffer(4)), fire(cb) { if (this.sema[0] !== 0) cb(); } };
   const shapes = { probe: quietProbe, provider: quiet, floor };
   const beforeTracing = disabledShapes(shapes);
   const dp = dynprobe.createDTraceProvider('benchtrace');
