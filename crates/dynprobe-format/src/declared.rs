@@ -12,12 +12,25 @@
 //! ```
 //!
 //! with exactly the names [`DeclaredType::name`] gives (`int`, `char *`,
-//! `json`, `uint64_t`, ...). Tracers read only `.note.stapsdt` and skip the
+//! `json`, `uint64_t`, ...). A probe whose arguments were named has a record
+//! of type 2 instead, the names after an empty field:
+//!
+//! ```text
+//! owner "dynprobe", type 2 (NT_DYNPROBE_DECLARED_NAMED)
+//! descriptor: provider NUL probe NUL type NUL ... NUL NUL name NUL name NUL ...
+//! ```
+//!
+//! (a reader that knows only type 1 skips it, and lists the probe as one
+//! without a record). Tracers read only `.note.stapsdt` and skip the
 //! section; `readelf -n` shows it as a note of an unknown owner.
 //!
 //! Read back, a record is untrusted input like the rest of the file: it is
 //! used only when every name is one of [`DeclaredType::ALL`] and each type
 //! has the size and sign its stapsdt note records ([`check_against_note`]).
+//! Its argument names are used only when they are as many as its types and
+//! each is a C identifier of at most [`MAX_ARG_NAME_LEN`] bytes
+//! ([`check_arg_name`]); otherwise the types still are, and the names are
+//! [`ArgNames::Unusable`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -31,6 +44,10 @@ pub const SECTION: &[u8] = b".note.dynprobe";
 pub const OWNER: &[u8] = b"dynprobe";
 /// The note type of a declared-types record (this encoding).
 pub const NT_DYNPROBE_DECLARED: u32 = 1;
+/// The note type of a declared-types record that also names the arguments.
+pub const NT_DYNPROBE_DECLARED_NAMED: u32 = 2;
+/// The longest argument name (DTrace keeps 64-byte names too).
+pub const MAX_ARG_NAME_LEN: usize = 64;
 /// The longest type name a record may hold (the longest real ones,
 /// `uint64_t` and the like, have 8 bytes).
 pub const MAX_TYPE_NAME_LEN: usize = 16;
@@ -132,24 +149,83 @@ impl Declared {
     }
 }
 
-/// The descriptor of one probe's record.
-pub(crate) fn encode(provider: &str, probe: &str, types: &[DeclaredType]) -> Vec<u8> {
-    let mut desc = Vec::new();
-    for s in [provider, probe]
-        .into_iter()
-        .chain(types.iter().map(|t| t.name()))
-    {
-        desc.extend_from_slice(s.as_bytes());
-        desc.push(0);
-    }
-    desc
+/// What a probe's argument names are, as read back from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgNames {
+    /// Its record names no arguments (or there is no usable record).
+    Absent,
+    /// One C identifier per argument.
+    Names(Vec<String>),
+    /// Its record names them in a way that cannot be used, and why (the
+    /// types may still be used).
+    Unusable(String),
 }
 
-/// One record as read: whose it is, and its types or why they are unusable.
+impl ArgNames {
+    /// The names, when a usable record gives them.
+    pub fn names(&self) -> Option<&[String]> {
+        match self {
+            ArgNames::Names(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// Why `name` cannot name an argument, or `None`: a C identifier
+/// (`[A-Za-z_][A-Za-z0-9_]*`) of 1 to [`MAX_ARG_NAME_LEN`] bytes.
+pub fn check_arg_name(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() {
+        return Some("is empty".into());
+    }
+    if bytes.len() > MAX_ARG_NAME_LEN {
+        return Some(format!(
+            "is {} bytes long; at most {MAX_ARG_NAME_LEN} are allowed",
+            bytes.len()
+        ));
+    }
+    let ident = (bytes[0].is_ascii_alphabetic() || bytes[0] == b'_')
+        && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_');
+    if !ident {
+        return Some("is not a C identifier (letters, digits and _, not starting with a digit)".into());
+    }
+    None
+}
+
+/// The note type and descriptor of one probe's record: type 1 without
+/// argument names, type 2 with them (as many as `types`, checked by the
+/// definition).
+pub(crate) fn encode(
+    provider: &str,
+    probe: &str,
+    types: &[DeclaredType],
+    names: Option<&[String]>,
+) -> (u32, Vec<u8>) {
+    let mut desc = Vec::new();
+    let mut field = |s: &str| {
+        desc.extend_from_slice(s.as_bytes());
+        desc.push(0);
+    };
+    field(provider);
+    field(probe);
+    types.iter().for_each(|t| field(t.name()));
+    match names {
+        None => (NT_DYNPROBE_DECLARED, desc),
+        Some(names) => {
+            field("");
+            names.iter().for_each(|n| field(n));
+            (NT_DYNPROBE_DECLARED_NAMED, desc)
+        }
+    }
+}
+
+/// One record as read: whose it is, its types or why they are unusable,
+/// and its argument names (type 2 records) or why they are unusable.
 pub(crate) struct Record<'a> {
     pub provider: Cow<'a, str>,
     pub name: Cow<'a, str>,
     pub types: Result<Vec<DeclaredType>, String>,
+    pub names: ArgNames,
 }
 
 impl Record<'_> {
@@ -166,13 +242,22 @@ impl Record<'_> {
                 Ok(t) => t.len() * std::mem::size_of::<DeclaredType>(),
                 Err(why) => why.len(),
             }
+            + match &self.names {
+                ArgNames::Absent => 0,
+                ArgNames::Names(n) => n
+                    .iter()
+                    .map(|s| std::mem::size_of::<String>() + s.len())
+                    .sum(),
+                ArgNames::Unusable(why) => why.len(),
+            }
     }
 }
 
-/// Decodes a record's descriptor. `None` when it names no probe this reader
-/// could have read (no NUL within [`MAX_NAME_LEN`] bytes): it is skipped.
-/// The work is bounded by the limits, whatever the descriptor's length.
-pub(crate) fn decode(desc: &[u8]) -> Option<Record<'_>> {
+/// Decodes a record's descriptor (`named`: a type 2 record, with argument
+/// names). `None` when it names no probe this reader could have read (no NUL
+/// within [`MAX_NAME_LEN`] bytes): it is skipped. The work is bounded by the
+/// limits, whatever the descriptor's length.
+pub(crate) fn decode(desc: &[u8], named: bool) -> Option<Record<'_>> {
     let mut rest = desc;
     let mut take = |max: usize| -> Result<Option<&[u8]>, ()> {
         if rest.is_empty() {
@@ -199,6 +284,8 @@ pub(crate) fn decode(desc: &[u8]) -> Option<Record<'_>> {
     let types = loop {
         match take(MAX_TYPE_NAME_LEN) {
             Ok(None) => break Ok(types),
+            // The end of the types, in a record that names the arguments.
+            Ok(Some(b"")) if named => break Ok(types),
             Err(()) => break Err(format!(
                 "its declared-types record has a type name longer than {MAX_TYPE_NAME_LEN} bytes"
             )),
@@ -223,11 +310,57 @@ pub(crate) fn decode(desc: &[u8]) -> Option<Record<'_>> {
             }
         }
     };
+    let names = match &types {
+        Ok(types) if named => decode_names(&mut take, types.len()),
+        // Names after types that cannot be used are not read.
+        _ => ArgNames::Absent,
+    };
     Some(Record {
         provider: String::from_utf8_lossy(provider),
         name: String::from_utf8_lossy(name),
         types,
+        names,
     })
+}
+
+/// The argument names after the types of a type 2 record: exactly `count`,
+/// each a C identifier. Reads at most `count + 1` fields of at most
+/// [`MAX_ARG_NAME_LEN`] + 1 bytes each.
+fn decode_names<'a>(
+    take: &mut impl FnMut(usize) -> Result<Option<&'a [u8]>, ()>,
+    count: usize,
+) -> ArgNames {
+    let mut names = Vec::with_capacity(count);
+    loop {
+        match take(MAX_ARG_NAME_LEN) {
+            Ok(None) if names.len() == count => return ArgNames::Names(names),
+            Ok(None) => {
+                return ArgNames::Unusable(format!(
+                    "its declared-types record names {} arguments of {count}",
+                    names.len()
+                ))
+            }
+            Err(()) => {
+                return ArgNames::Unusable(format!(
+                    "its declared-types record has an argument name longer than {MAX_ARG_NAME_LEN} bytes"
+                ))
+            }
+            Ok(Some(_)) if names.len() == count => {
+                return ArgNames::Unusable(format!(
+                    "its declared-types record names more arguments than its {count} types"
+                ))
+            }
+            Ok(Some(bytes)) => {
+                let text = String::from_utf8_lossy(bytes);
+                if let Some(why) = check_arg_name(&text) {
+                    return ArgNames::Unusable(format!(
+                        "its declared-types record's argument name {text:?} {why}"
+                    ));
+                }
+                names.push(text.into_owned());
+            }
+        }
+    }
 }
 
 /// The record's types if they fit the probe's stapsdt arguments: as many,
@@ -292,17 +425,80 @@ mod tests {
             DeclaredType::C(ArgType::Str),
             DeclaredType::Json,
         ];
-        let desc = encode("prov", "probe-1", &types);
-        let record = decode(&desc).unwrap();
+        let (n_type, desc) = encode("prov", "probe-1", &types, None);
+        assert_eq!(n_type, NT_DYNPROBE_DECLARED);
+        let record = decode(&desc, false).unwrap();
         assert_eq!((&*record.provider, &*record.name), ("prov", "probe-1"));
         assert_eq!(record.types, Ok(types.to_vec()));
-        let none = encode("p", "q", &[]);
-        assert_eq!(decode(&none).unwrap().types, Ok(vec![]));
+        assert_eq!(record.names, ArgNames::Absent);
+        let (_, none) = encode("p", "q", &[], None);
+        assert_eq!(decode(&none, false).unwrap().types, Ok(vec![]));
+
+        let names = ["count".to_string(), "url".into(), "_body2".into()];
+        let (n_type, desc) = encode("prov", "probe-1", &types, Some(&names));
+        assert_eq!(n_type, NT_DYNPROBE_DECLARED_NAMED);
+        assert_eq!(&desc[..], &b"prov\0probe-1\0int\0char *\0json\0\0count\0url\0_body2\0"[..]);
+        let record = decode(&desc, true).unwrap();
+        assert_eq!(record.types, Ok(types.to_vec()));
+        assert_eq!(record.names, ArgNames::Names(names.to_vec()));
+        let (_, none) = encode("p", "q", &[], Some(&[]));
+        let record = decode(&none, true).unwrap();
+        assert_eq!((record.types, record.names), (Ok(vec![]), ArgNames::Names(vec![])));
+    }
+
+    #[test]
+    fn arg_names_are_c_identifiers() {
+        for good in ["a", "_", "url", "request_struct", "A9_z", &"n".repeat(64)] {
+            assert_eq!(check_arg_name(good), None, "{good:?}");
+        }
+        for (bad, why) in [
+            ("", "is empty"),
+            ("9lives", "not a C identifier"),
+            ("has space", "not a C identifier"),
+            ("dash-ed", "not a C identifier"),
+            ("\u{e9}t\u{e9}", "not a C identifier"),
+            ("a\0b", "not a C identifier"),
+            ("x\x1b[2J", "not a C identifier"),
+            (&"n".repeat(65), "65 bytes long"),
+        ] {
+            let got = check_arg_name(bad).unwrap_or_default();
+            assert!(got.contains(why), "{bad:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn bad_names_leave_the_types_usable() {
+        let names = |desc: &[u8]| {
+            let record = decode(desc, true).unwrap();
+            assert!(record.types.is_ok(), "{desc:?}");
+            match record.names {
+                ArgNames::Unusable(why) => why,
+                other => panic!("{desc:?}: {other:?}"),
+            }
+        };
+        assert!(names(b"p\0q\0int\0int\0\0a\0").contains("names 1 arguments of 2"));
+        assert!(names(b"p\0q\0int\0").contains("names 0 arguments of 1"));
+        assert!(names(b"p\0q\0int\0\0a\0b\0").contains("more arguments than its 1 types"));
+        assert!(names(b"p\0q\0int\0\0\0").contains(r#"name "" is empty"#));
+        assert!(names(b"p\0q\0int\0\0\x1b[2J\0").contains(r#""\u{1b}[2J" is not a C identifier"#));
+        assert!(names(b"p\0q\0int\0\01st\0").contains("not a C identifier"));
+        let long = format!("p\0q\0int\0\0{}\0", "n".repeat(MAX_ARG_NAME_LEN + 1));
+        assert!(names(long.as_bytes()).contains("longer than 64 bytes"));
+        // Exactly at the limit is fine; invalid UTF-8 is refused, not mangled.
+        let most = format!("p\0q\0int\0\0{}\0", "n".repeat(MAX_ARG_NAME_LEN));
+        assert!(decode(most.as_bytes(), true).unwrap().names.names().is_some());
+        assert!(names(b"p\0q\0int\0\0a\xff\0").contains("not a C identifier"));
+        // A type 1 record with the same bytes: the empty field is a bad type.
+        assert!(decode(b"p\0q\0int\0\0a\0", false).unwrap().types.is_err());
+        // Types that cannot be used: the names are not read at all.
+        let record = decode(b"p\0q\0float\0\0a\0", true).unwrap();
+        assert!(record.types.is_err());
+        assert_eq!(record.names, ArgNames::Absent);
     }
 
     #[test]
     fn bad_records_are_unusable_or_skipped() {
-        let unusable = |desc: &[u8]| decode(desc).unwrap().types.unwrap_err();
+        let unusable = |desc: &[u8]| decode(desc, false).unwrap().types.unwrap_err();
         assert!(unusable(b"p\0q\0int\0float\0").contains("unknown type \"float\""));
         assert!(unusable(b"p\0q\0\x1b[2J\0").contains(r#""\u{1b}[2J""#));
         assert!(unusable(b"p\0q\0uint64_t_and_more_bytes\0").contains("longer than 16"));
@@ -310,11 +506,13 @@ mod tests {
         assert!(unusable(many.as_bytes()).contains("more than 64 types"));
         // Exactly at the limit is fine.
         let most = format!("p\0q\0{}", "int\0".repeat(MAX_NOTE_ARGS));
-        assert_eq!(decode(most.as_bytes()).unwrap().types.unwrap().len(), 64);
+        assert_eq!(decode(most.as_bytes(), false).unwrap().types.unwrap().len(), 64);
         // No probe to attribute it to.
-        assert!(decode(b"").is_none());
-        assert!(decode(b"p").is_none());
-        assert!(decode(&vec![b'n'; MAX_NAME_LEN + 1]).is_none());
+        for named in [false, true] {
+            assert!(decode(b"", named).is_none());
+            assert!(decode(b"p", named).is_none());
+            assert!(decode(&vec![b'n'; MAX_NAME_LEN + 1], named).is_none());
+        }
     }
 
     #[test]

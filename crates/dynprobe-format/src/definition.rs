@@ -122,6 +122,9 @@ pub struct ProbeDef {
     /// argument, each of its `args` type; `None`: the C names of `args`.
     /// The image records them for listings (see [`crate::declared`]).
     pub declared: Option<Vec<DeclaredType>>,
+    /// The arguments' names (C identifiers, one per argument), when the API
+    /// was given them; the image records them with the declared types.
+    pub arg_names: Option<Vec<String>>,
 }
 
 impl ProbeDef {
@@ -130,6 +133,7 @@ impl ProbeDef {
             name: name.into(),
             args: args.into(),
             declared: None,
+            arg_names: None,
         }
     }
 
@@ -139,6 +143,7 @@ impl ProbeDef {
             name: name.into(),
             args: declared.iter().map(|t| t.arg_type()).collect(),
             declared: Some(declared),
+            arg_names: None,
         }
     }
 
@@ -222,6 +227,37 @@ fn check_probe(probe: &ProbeDef) -> Result<(), DefinitionError> {
                 .all(|(d, &a)| d.arg_type() == a);
         if !fits {
             return Err(DefinitionError::DeclaredMismatch(probe.name.clone()));
+        }
+    }
+    if let Some(names) = &probe.arg_names {
+        if names.len() != probe.args.len() {
+            return Err(DefinitionError::ArgNameCount {
+                probe: probe.name.clone(),
+                names: names.len(),
+                args: probe.args.len(),
+            });
+        }
+        for (index, name) in names.iter().enumerate() {
+            if let Some(reason) = crate::declared::check_arg_name(name) {
+                return Err(DefinitionError::BadArgName {
+                    probe: probe.name.clone(),
+                    index,
+                    name: name.clone(),
+                    reason,
+                });
+            }
+        }
+        if let Some((i, name)) = names
+            .iter()
+            .enumerate()
+            .find(|(i, n)| names[..*i].contains(n))
+        {
+            return Err(DefinitionError::BadArgName {
+                probe: probe.name.clone(),
+                index: i,
+                name: name.clone(),
+                reason: "names an earlier argument too".into(),
+            });
         }
     }
     Ok(())
@@ -347,6 +383,20 @@ pub enum DefinitionError {
     NoProbes(String),
     /// A probe's declared types are not its argument types.
     DeclaredMismatch(String),
+    /// A probe's argument names are not one per argument.
+    ArgNameCount {
+        probe: String,
+        names: usize,
+        args: usize,
+    },
+    /// An argument name that is not a C identifier of 1 to 64 bytes, or a
+    /// repeated one.
+    BadArgName {
+        probe: String,
+        index: usize,
+        name: String,
+        reason: String,
+    },
 }
 
 /// A name in a message: quoted and escaped like `{:?}`, and so are the
@@ -400,6 +450,22 @@ impl fmt::Display for DefinitionError {
                 f,
                 "probe {}: its declared types are not its argument types",
                 Quoted(probe)
+            ),
+            DefinitionError::ArgNameCount { probe, names, args } => write!(
+                f,
+                "probe {} has {args} arguments but {names} argument names",
+                Quoted(probe)
+            ),
+            DefinitionError::BadArgName {
+                probe,
+                index,
+                name,
+                reason,
+            } => write!(
+                f,
+                "probe {}: the name {} of argument {index} {reason}",
+                Quoted(probe),
+                Quoted(name)
             ),
         }
     }

@@ -73,7 +73,7 @@ impl Image {
 
 /// In the build-id: a layout change must give existing definitions new
 /// file names, or a cache would keep serving files of the old layout.
-const FORMAT_VERSION: &[u8] = b"dynprobe-image-4";
+const FORMAT_VERSION: &[u8] = b"dynprobe-image-5";
 const NT_STAPSDT: u32 = 3;
 const SEMAPHORE_SLOT: u64 = Image::SEMAPHORE_SLOT;
 
@@ -165,8 +165,13 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         .probes
         .iter()
         .flat_map(|p| {
-            let desc = declared::encode(&def.name, &p.name, &p.declared_types());
-            note(declared::OWNER, declared::NT_DYNPROBE_DECLARED, &desc)
+            let (n_type, desc) = declared::encode(
+                &def.name,
+                &p.name,
+                &p.declared_types(),
+                p.arg_names.as_deref(),
+            );
+            note(declared::OWNER, n_type, &desc)
         })
         .collect();
     let declared_off = w.reserve(declared.len() as u64, 4);
@@ -432,6 +437,15 @@ fn hash_definition(def: &ProviderDef, target: Target) -> [u8; 20] {
                 .map(|t| t.code())
                 .collect::<Vec<u8>>(),
         );
+        // Names or none (0), then each name: a probe without names and one
+        // with zero arguments named are different records.
+        match &probe.arg_names {
+            None => field(&[0]),
+            Some(names) => {
+                field(&[1]);
+                names.iter().for_each(|n| field(n.as_bytes()));
+            }
+        }
     }
     h.digest().bytes()
 }

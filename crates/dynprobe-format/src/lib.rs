@@ -12,7 +12,7 @@ mod image;
 pub mod read;
 
 pub use arch::{Arch, SiteKind, Target};
-pub use declared::{Declared, DeclaredType};
+pub use declared::{ArgNames, Declared, DeclaredType};
 pub use definition::{
     ArgType, DefinitionError, NameKind, ProbeDef, ProviderDef, MAX_ARGS, MAX_MODULE_LEN,
     MAX_PROBE_LEN, MAX_PROVIDER_LEN,

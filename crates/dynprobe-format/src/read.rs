@@ -26,7 +26,7 @@ use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
 use object::{Endian, Endianness, FileKind, SectionIndex};
 
-use crate::declared::{self, Declared};
+use crate::declared::{self, ArgNames, Declared};
 use crate::ArgType;
 
 /// `NT_STAPSDT`: the note type of a probe descriptor (version 3).
@@ -54,6 +54,9 @@ pub struct StapsdtProbe {
     /// The argument types as declared, when the file records them for this
     /// probe (dynprobe libraries do; `sys/sdt.h` objects do not).
     pub declared: Declared,
+    /// The arguments' names, when the record of its declared types names
+    /// them and is used.
+    pub arg_names: ArgNames,
 }
 
 /// One argument of a probe: `SIZE@LOCATION` in the note.
@@ -320,8 +323,10 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                 return Err(ReadError::TooLarge(Limit::Notes));
             }
             if is_records {
+                let n_type = note.n_type(endian).0;
                 if note.name() != declared::OWNER
-                    || note.n_type(endian).0 != declared::NT_DYNPROBE_DECLARED
+                    || (n_type != declared::NT_DYNPROBE_DECLARED
+                        && n_type != declared::NT_DYNPROBE_DECLARED_NAMED)
                 {
                     continue;
                 }
@@ -329,7 +334,10 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                 if records_seen > MAX_RECORDS {
                     return Err(ReadError::TooLarge(Limit::Records));
                 }
-                let Some(record) = declared::decode(note.desc()) else {
+                let Some(record) = declared::decode(
+                    note.desc(),
+                    n_type == declared::NT_DYNPROBE_DECLARED_NAMED,
+                ) else {
                     continue;
                 };
                 decoded = decoded.saturating_add(record.footprint());
@@ -338,8 +346,11 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                 }
                 records
                     .entry((record.provider, record.name))
-                    .and_modify(|types| *types = Err(declared::duplicated()))
-                    .or_insert(record.types);
+                    .and_modify(|(types, names)| {
+                        *types = Err(declared::duplicated());
+                        *names = ArgNames::Absent;
+                    })
+                    .or_insert((record.types, record.names));
                 continue;
             }
             if note.name() != b"stapsdt" || note.n_type(endian).0 != NT_STAPSDT {
@@ -383,6 +394,7 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                     offset_of(semaphore)
                 },
                 declared: Declared::Absent,
+                arg_names: ArgNames::Absent,
             });
         }
     }
@@ -392,15 +404,29 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                 std::borrow::Cow::Borrowed(probe.provider.as_str()),
                 std::borrow::Cow::Borrowed(probe.name.as_str()),
             );
-            probe.declared = match records.get(&key) {
+            let record = records.get(&key);
+            probe.declared = match record {
                 None => Declared::Absent,
-                Some(Err(why)) => Declared::Unusable(why.clone()),
-                Some(Ok(types)) => declared::check_against_note(types, &probe.args),
+                Some((Err(why), _)) => Declared::Unusable(why.clone()),
+                Some((Ok(types), _)) => declared::check_against_note(types, &probe.args),
+            };
+            // Names only for types that are used: they are as many.
+            probe.arg_names = match (record, &probe.declared) {
+                (Some((_, names)), Declared::Types(_)) => names.clone(),
+                _ => ArgNames::Absent,
             };
             decoded = decoded.saturating_add(match &probe.declared {
                 Declared::Absent => 0,
                 Declared::Types(types) => types.len(),
                 Declared::Unusable(why) => why.len(),
+            });
+            decoded = decoded.saturating_add(match &probe.arg_names {
+                ArgNames::Absent => 0,
+                ArgNames::Names(names) => names
+                    .iter()
+                    .map(|n| std::mem::size_of::<String>() + n.len())
+                    .sum(),
+                ArgNames::Unusable(why) => why.len(),
             });
             if decoded > MAX_DECODED_BYTES {
                 return Err(ReadError::TooLarge(Limit::DecodedBytes));
@@ -572,6 +598,14 @@ mod tests {
             vec![DeclaredType::Int, DeclaredType::Json, DeclaredType::C(U64)],
         ))
         .unwrap();
+        def.add_probe(ProbeDef {
+            arg_names: Some(vec!["request_struct".into(), "url".into()]),
+            ..ProbeDef::with_declared(
+                "named",
+                vec![DeclaredType::C(U64), DeclaredType::C(Str)],
+            )
+        })
+        .unwrap();
         def
     }
 
@@ -584,7 +618,7 @@ mod tests {
         ] {
             let image = build_image(&def(), target).unwrap();
             let probes = read_stapsdt(&image.bytes).unwrap();
-            assert_eq!(probes.len(), 4);
+            assert_eq!(probes.len(), 5);
             for (probe, layout) in probes.iter().zip(&image.probes) {
                 assert_eq!(probe.provider, "myprov");
                 assert_eq!(probe.name, layout.name);
@@ -622,7 +656,14 @@ mod tests {
                     vec!["int64_t"; 8],
                     vec![],
                     vec!["int", "json", "uint64_t"],
+                    vec!["uint64_t", "char *"],
                 ]
+            );
+            // Names only where they were given.
+            assert!(probes[..4].iter().all(|p| p.arg_names == ArgNames::Absent));
+            assert_eq!(
+                probes[4].arg_names.names().unwrap(),
+                ["request_struct", "url"]
             );
         }
     }

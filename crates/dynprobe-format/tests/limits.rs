@@ -14,14 +14,14 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crafted::{
-    declared, note, stapsdt, with_notes, with_records, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL,
+    declared, named, note, stapsdt, with_notes, with_records, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL,
     SHT_NOTE,
 };
 use dynprobe_format::read::{
     MAX_ARG_SPEC_LEN, MAX_DECODED_BYTES, MAX_LOAD_SEGMENTS, MAX_NAME_LEN, MAX_NOTES, MAX_NOTE_ARGS,
     MAX_PROBES, MAX_RECORDS,
 };
-use dynprobe_format::{read_stapsdt, Declared, DeclaredType, Limit, ReadError, StapsdtProbe};
+use dynprobe_format::{read_stapsdt, ArgNames, Declared, DeclaredType, Limit, ReadError, StapsdtProbe};
 
 /// Counts live heap bytes and their peak. Past `HARD_CAP` an allocation
 /// fails (and the process aborts) rather than take the machine's memory.
@@ -460,7 +460,7 @@ fn crafted_records_leave_their_probes_without_declared_types_saying_why() {
         declared(b"prov", b"nosuchprobe", &[b"int"]),
         note(b"dynprobe", 1, b""),
         note(b"dynprobe", 1, &vec![b'n'; MAX_NAME_LEN + 10]),
-        note(b"dynprobe", 2, b"prov\0none\0int\0"),
+        note(b"dynprobe", 3, b"prov\0none\0int\0"),
         note(b"other", 1, b"prov\0none\0int\0"),
     ]
     .concat();
@@ -483,6 +483,79 @@ fn crafted_records_leave_their_probes_without_declared_types_saying_why() {
     assert!(unusable(by("float")).contains("8f@%xmm0"));
     // Other owners and types are not records.
     assert_eq!(by("none").declared, Declared::Absent);
+}
+
+fn unusable_names(probe: &StapsdtProbe) -> &str {
+    match &probe.arg_names {
+        ArgNames::Unusable(why) => why,
+        other => panic!("{}: {other:?}", probe.name),
+    }
+}
+
+#[test]
+fn crafted_argument_names_are_refused_saying_why_and_the_types_kept() {
+    let _serial = serial();
+    let names = [
+        "good", "fewer", "more", "empty", "digit", "escape", "long", "huge", "millions", "utf8",
+        "badtypes", "twice",
+    ];
+    let notes: Vec<u8> = names
+        .iter()
+        .map(|n| stapsdt(0x1000, 0, b"prov", n.as_bytes(), b"-8@%rdi 8@%rsi"))
+        .collect::<Vec<_>>()
+        .concat();
+    let types: &[&[u8]] = &[b"int", b"char *"];
+    let longest = vec![b'n'; 64];
+    let long = vec![b'n'; 65];
+    let huge = vec![b'n'; 1 << 20];
+    let millions: Vec<&[u8]> = vec![b"a"; 1_000_000];
+    let records: Vec<u8> = [
+        named(b"prov", b"good", types, &[b"count", &longest]),
+        named(b"prov", b"fewer", types, &[b"count"]),
+        named(b"prov", b"more", types, &[b"a", b"b", b"c"]),
+        named(b"prov", b"empty", types, &[b"a", b""]),
+        named(b"prov", b"digit", types, &[b"a", b"2b"]),
+        named(b"prov", b"escape", types, &[b"a", b"\x1b]0;pwned\x07"]),
+        named(b"prov", b"long", types, &[b"a", &long]),
+        named(b"prov", b"huge", types, &[&huge]),
+        named(b"prov", b"millions", types, &millions),
+        named(b"prov", b"utf8", types, &[b"a", b"\xc3\xa9"]),
+        named(b"prov", b"badtypes", &[b"int"], &[b"a"]),
+        named(b"prov", b"twice", types, &[b"a", b"b"]),
+        declared(b"prov", b"twice", types),
+    ]
+    .concat();
+    let (result, peak) = measured_read(with_records(&notes, &records));
+    assert!(peak < 256 << 10, "took {peak} bytes");
+    let probes = result.unwrap();
+    let by = |name: &str| probes.iter().find(|p| p.name == name).unwrap();
+    let longest = String::from_utf8(longest).unwrap();
+    assert_eq!(
+        by("good").arg_names,
+        ArgNames::Names(vec!["count".into(), longest])
+    );
+    // Bad names: the types are used, the names are not, and why is said.
+    for name in &names[1..10] {
+        assert_eq!(
+            by(name).declared,
+            Declared::Types(vec![DeclaredType::Int, DeclaredType::C(dynprobe_format::ArgType::Str)]),
+            "{name}"
+        );
+    }
+    assert!(unusable_names(by("fewer")).contains("names 1 arguments of 2"));
+    assert!(unusable_names(by("more")).contains("more arguments than its 2 types"));
+    assert!(unusable_names(by("empty")).contains(r#""" is empty"#));
+    assert!(unusable_names(by("digit")).contains(r#""2b" is not a C identifier"#));
+    assert!(unusable_names(by("escape")).contains(r#""\u{1b}]0;pwned\u{7}""#));
+    assert!(unusable_names(by("long")).contains("longer than 64 bytes"));
+    assert!(unusable_names(by("huge")).contains("longer than 64 bytes"));
+    assert!(unusable_names(by("millions")).contains("more arguments than its 2 types"));
+    assert!(unusable_names(by("utf8")).contains("not a C identifier"));
+    // Types that do not fit the note: neither is used.
+    assert!(unusable(by("badtypes")).contains("1 types for the 2 arguments"));
+    assert_eq!(by("badtypes").arg_names, ArgNames::Absent);
+    assert!(unusable(by("twice")).contains("more than one declared-types record"));
+    assert_eq!(by("twice").arg_names, ArgNames::Absent);
 }
 
 #[test]

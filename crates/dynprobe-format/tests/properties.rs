@@ -10,7 +10,8 @@
 //!   the same providers, names, argument specs, and addresses and
 //!   semaphores where the symbols and segments say;
 //! - its declared types (`int`, `json`, ... or the C names of its argument
-//!   types) read back exactly, for every probe;
+//!   types) read back exactly, for every probe, and so do its argument
+//!   names where it has them;
 //! - an invalid one is refused by `build_image` with the error `validate`
 //!   gives, and that error is about something the definition really has.
 //!
@@ -23,7 +24,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use dynprobe_format::{
-    build_image, read_stapsdt, ArgType, Declared, DeclaredType, DefinitionError, Image, NameKind,
+    build_image, read_stapsdt, ArgNames, ArgType, Declared, DeclaredType, DefinitionError, Image, NameKind,
     ProbeDef, ProviderDef, SiteKind, StapsdtProbe, Target, MAX_ARGS,
 };
 use object::elf;
@@ -86,6 +87,30 @@ fn name() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Argument names: mostly C identifiers, some of the wrong length or with
+/// characters no identifier has.
+fn arg_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        20 => "[A-Za-z_][A-Za-z0-9_]{0,20}",
+        1 => (60usize..=70).prop_map(|n| "a".repeat(n)),
+        1 => name(),
+    ]
+}
+
+/// Names for a probe: none, one per argument, or (rarely) a wrong count.
+fn with_names(probe: ProbeDef) -> impl Strategy<Value = ProbeDef> {
+    let n = probe.args.len();
+    let names = prop_oneof![
+        4 => Just(None),
+        5 => proptest::collection::vec(arg_name(), n..=n).prop_map(Some),
+        1 => proptest::collection::vec(arg_name(), 0..=n + 2).prop_map(Some),
+    ];
+    names.prop_map(move |arg_names| ProbeDef {
+        arg_names,
+        ..probe.clone()
+    })
+}
+
 fn probe() -> impl Strategy<Value = ProbeDef> {
     let args = prop_oneof![
         9 => proptest::collection::vec(proptest::sample::select(&TYPES[..]), 0..=12),
@@ -105,6 +130,7 @@ fn probe() -> impl Strategy<Value = ProbeDef> {
         1 => (probe_name(), declared, proptest::collection::vec(proptest::sample::select(&TYPES[..]), 0..=12))
             .prop_map(|(name, declared, args)| ProbeDef { declared: Some(declared), ..ProbeDef::new(name, args) }),
     ]
+    .prop_flat_map(with_names)
 }
 
 fn definition() -> impl Strategy<Value = ProviderDef> {
@@ -162,6 +188,22 @@ fn check_refusal(def: &ProviderDef, error: &DefinitionError) -> Result<(), TestC
                 && p.declared.as_ref().is_some_and(|d| d.len() != p.args.len()
                     || d.iter().zip(&p.args).any(|(d, a)| d.arg_type() != *a))));
         }
+        DefinitionError::ArgNameCount { probe, names, args } => {
+            prop_assert!(names != args);
+            prop_assert!(def.probes.iter().any(|p| &p.name == probe
+                && p.args.len() == *args
+                && p.arg_names.as_ref().is_some_and(|n| n.len() == *names)));
+        }
+        DefinitionError::BadArgName { probe, index, name, .. } => {
+            let valid = |n: &str| {
+                (1..=64).contains(&n.len())
+                    && n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            };
+            prop_assert!(def.probes.iter().any(|p| &p.name == probe
+                && p.arg_names.as_ref().is_some_and(|n| n.get(*index) == Some(name)
+                    && (!valid(name) || n[..*index].contains(name)))));
+        }
     }
     prop_assert!(!error.to_string().is_empty());
     Ok(())
@@ -203,6 +245,11 @@ fn check_round_trip(def: &ProviderDef, image: &Image) -> Result<Vec<StapsdtProbe
         prop_assert_eq!(&read.arg_spec, &layout.arg_spec);
         prop_assert_eq!(read.args.len(), defined.args.len());
         prop_assert_eq!(&read.declared, &Declared::Types(defined.declared_types()));
+        let names = match &defined.arg_names {
+            None => ArgNames::Absent,
+            Some(names) => ArgNames::Names(names.clone()),
+        };
+        prop_assert_eq!(&read.arg_names, &names);
         for (arg, ty) in read.args.iter().zip(&defined.args) {
             prop_assert_eq!(arg.size, ty.size(), "{}", arg.spec);
             prop_assert_eq!(arg.signed, ty.is_signed(), "{}", arg.spec);

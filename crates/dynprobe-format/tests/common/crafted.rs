@@ -240,6 +240,18 @@ pub fn declared(provider: &[u8], name: &[u8], types: &[&[u8]]) -> Vec<u8> {
     note(b"dynprobe", 1, &desc)
 }
 
+/// A declared-types record that names the arguments (type 2): the types, an
+/// empty field, the names.
+pub fn named(provider: &[u8], name: &[u8], types: &[&[u8]], names: &[&[u8]]) -> Vec<u8> {
+    let mut desc = Vec::new();
+    let fields = [provider, name].into_iter().chain(types.iter().copied());
+    for s in fields.chain([&b""[..]]).chain(names.iter().copied()) {
+        desc.extend_from_slice(s);
+        desc.push(0);
+    }
+    note(b"dynprobe", 2, &desc)
+}
+
 /// A file with a `.note.stapsdt` section holding `notes` and a
 /// `.note.dynprobe` section holding `records`.
 pub fn with_records(notes: &[u8], records: &[u8]) -> Vec<u8> {
