@@ -29,11 +29,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crafted::{
-    declared, note, stapsdt, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL, SHT_NOTE, SHT_PROGBITS,
+    declared, named, note, stapsdt, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL, SHT_NOTE, SHT_PROGBITS,
 };
 use dynprobe_format::read::{MAX_ARG_SPEC_LEN, MAX_NAME_LEN, MAX_NOTE_ARGS, MAX_PROBES};
 use dynprobe_format::{
-    build_image, read_stapsdt, ArgType, Declared, DeclaredType, ProbeDef, ProviderDef, ReadError,
+    build_image, read_stapsdt, ArgNames, ArgType, Declared, DeclaredType, ProbeDef, ProviderDef, ReadError,
     SiteKind, Target,
 };
 
@@ -193,6 +193,15 @@ fn builder_images() -> Vec<Vec<u8>> {
     let api: Vec<DeclaredType> = DeclaredType::ALL.to_vec();
     one.add_probe(ProbeDef::with_declared("declared", api))
         .unwrap();
+    // And the arguments' names (a type 2 record).
+    one.add_probe(ProbeDef {
+        arg_names: Some(vec!["request_struct".into(), "url".into(), "fd".into()]),
+        ..ProbeDef::with_declared(
+            "named",
+            vec![DeclaredType::C(U64), DeclaredType::C(Str), DeclaredType::C(I32)],
+        )
+    })
+    .unwrap();
     defs.push(one);
     let mut many = ProviderDef::new("many", "many-probes");
     for i in 0..40 {
@@ -433,7 +442,27 @@ fn crafted_file(rng: &mut fastrand::Rng) -> Vec<u8> {
                         })
                         .collect();
                     let refs: Vec<&[u8]> = types.iter().map(Vec::as_slice).collect();
-                    declared(&pooled_name(rng), &pooled_name(rng), &refs)
+                    if rng.bool() {
+                        declared(&pooled_name(rng), &pooled_name(rng), &refs)
+                    } else {
+                        // Argument names: as many as the types or not,
+                        // identifiers, odd bytes, or at and past 64 bytes.
+                        let count = match rng.u8(0..8) {
+                            0 => rng.usize(0..70),
+                            1 => 1 << rng.u32(10..18),
+                            _ => refs.len(),
+                        };
+                        let names: Vec<Vec<u8>> = (0..count)
+                            .map(|i| match rng.u8(0..8) {
+                                0 => note_string(rng),
+                                1 => vec![b'a'; 64 + rng.usize(0..2)],
+                                2 if count <= 8 => vec![b'a'; 1 << rng.u32(7..21)],
+                                _ => format!("arg_{i}").into_bytes(),
+                            })
+                            .collect();
+                        let names: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+                        named(&pooled_name(rng), &pooled_name(rng), &refs, &names)
+                    }
                 }
                 12 => note(b"dynprobe", rng.u32(0..3), &note_string(rng)),
                 1 => note(b"stapsdt", rng.u32(0..5), &note_string(rng)),
@@ -508,8 +537,23 @@ fn make_input(seed: u64, index: u64) -> Vec<u8> {
     let seeds = &CORPUS.get().expect("corpus is set").seeds;
     let pick = |rng: &mut fastrand::Rng| seeds[rng.usize(..seeds.len())].clone();
     match rng.u8(0..100) {
+        // A valid image with argument names, one byte of a name changed
+        // (a NUL splits it, a dash or a high byte makes it no identifier).
+        0..=4 => {
+            let mut file = pick(&mut rng);
+            let at = file
+                .windows(b"request_struct".len())
+                .position(|w| w == b"request_struct");
+            if let Some(at) = at {
+                let byte = [0, b'-', b'9', 0xff, b' ', rng.u8(..)][rng.usize(..6)];
+                file[at + rng.usize(..b"request_struct\0url\0fd\0".len())] = byte;
+            } else {
+                mutate(&mut rng, &mut file);
+            }
+            file
+        }
         // A valid image, mutated.
-        0..=59 => {
+        5..=59 => {
             let mut file = pick(&mut rng);
             mutate(&mut rng, &mut file);
             file
@@ -566,6 +610,20 @@ fn check(probes: &[dynprobe_format::StapsdtProbe]) {
             Declared::Unusable(why) => assert!(why.len() < 512, "{why}"),
             Declared::Absent => {}
         }
+        // Names only with used types, one per argument, each a C identifier.
+        match &p.arg_names {
+            ArgNames::Names(names) => {
+                assert_eq!(Some(names.len()), p.declared.types().map(<[_]>::len));
+                for n in names {
+                    assert_eq!(dynprobe_format::declared::check_arg_name(n), None, "{n:?}");
+                }
+            }
+            ArgNames::Unusable(why) => {
+                assert!(p.declared.types().is_some());
+                assert!(why.len() < 512, "{why}");
+            }
+            ArgNames::Absent => {}
+        }
     }
 }
 
@@ -597,6 +655,9 @@ struct Stats {
     /// Probes read with usable declared types, and with a record refused.
     declared: u64,
     unusable: u64,
+    /// Probes read with argument names, and with names refused.
+    names: u64,
+    names_unusable: u64,
     slowest: Duration,
     slowest_index: u64,
     most_memory: usize,
@@ -633,6 +694,11 @@ fn run_job(
                         Declared::Types(_) => stats.declared += 1,
                         Declared::Unusable(_) => stats.unusable += 1,
                         Declared::Absent => {}
+                    }
+                    match p.arg_names {
+                        ArgNames::Names(_) => stats.names += 1,
+                        ArgNames::Unusable(_) => stats.names_unusable += 1,
+                        ArgNames::Absent => {}
                     }
                 }
             }
@@ -852,6 +918,8 @@ fn main() {
         total.probes += s.probes;
         total.declared += s.declared;
         total.unusable += s.unusable;
+        total.names += s.names;
+        total.names_unusable += s.names_unusable;
         if s.slowest > total.slowest {
             (total.slowest, total.slowest_index) = (s.slowest, s.slowest_index);
         }
@@ -872,6 +940,10 @@ fn main() {
     println!(
         "fuzz_notes: declared types: {} probes with them, {} with a record refused",
         total.declared, total.unusable
+    );
+    println!(
+        "fuzz_notes: argument names: {} probes with them, {} with names refused",
+        total.names, total.names_unusable
     );
     println!(
         "fuzz_notes: slowest input {:?} (#{}), most heap {} KiB (#{})",
