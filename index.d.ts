@@ -27,9 +27,23 @@ export type ProbeArgType =
  */
 export type ProbeCallback = (this: DTraceProbe, ...extra: any[]) => unknown;
 
+/**
+ * dynprobe's extension (dtrace-provider has no such form): a probe whose
+ * arguments have names. `name` of each argument: a C identifier
+ * (`[A-Za-z_][A-Za-z0-9_]*`) of 1 to 64 bytes, each used once; the
+ * generated library records it with the type, and `dynprobe list` shows
+ * `probe(int32_t status, char *url)`.
+ */
+export interface ProbeSpec {
+  name: string;
+  args: ReadonlyArray<{ name: string; type: ProbeArgType }>;
+}
+
 export interface DTraceProbe {
   readonly name: string;
   readonly types: string[];
+  /** The arguments' names, for a probe added as `addProbe({ name, args })`; null otherwise. */
+  readonly argNames: string[] | null;
   /**
    * Fires the probe if a tracer watches it. Returns `true` when it fired,
    * `undefined` otherwise. Throws `TypeError` if `cb` is not a function.
@@ -54,6 +68,13 @@ export declare class DTraceProvider {
    * Adding an existing name with the same types returns the existing probe.
    */
   addProbe(name: string, ...types: ProbeArgType[]): DTraceProbe;
+  /**
+   * dynprobe's extension: the same, with each argument named (see
+   * {@link ProbeSpec}). Throws `TypeError` for a spec of the wrong shape,
+   * `RangeError` for a name that is not a C identifier of 1 to 64 bytes or
+   * is repeated, or more than 32 arguments.
+   */
+  addProbe(spec: ProbeSpec): DTraceProbe;
 
   /** Removes a probe (visible to tracers after `disable(); enable()`). */
   removeProbe(probe: DTraceProbe): true;

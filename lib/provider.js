@@ -77,10 +77,11 @@ ProbeTable.prototype = Object.create(null);
 
 function createApi(addon) {
   class DTraceProbe {
-    constructor(provider, name, types) {
+    constructor(provider, name, types, argNames = null) {
       this.name = name;
       this.types = types;
       this._provider = provider;
+      this._argNames = argNames; // dynprobe's extension: see addNamedProbe
       this._ctypes = types.map(nativeType);
       this._kinds = this._ctypes.map(kindOf);
       this._json = this._kinds.includes(JSON_ARG); // JSON values are always converted here
@@ -89,6 +90,13 @@ function createApi(addon) {
       this._sema = NOT_LOADED;
       this._handle = null; // its handle for addon.fire
       this._warned = false;
+    }
+
+    // The arguments' names when the probe was added with them (a copy), or
+    // null. A getter, not an own property: probes added as dtrace-provider
+    // adds them keep its shape.
+    get argNames() {
+      return this._argNames === null ? null : [...this._argNames];
     }
 
     // The extra arguments are named (up to four) rather than read from
@@ -233,6 +241,65 @@ function createApi(addon) {
     if (args.length === 2 && typeof args[1] !== 'string') throw new TypeError('provider module must be a string');
   }
 
+  // A probe with its names checked by the addon (the names and the probe's
+  // argument names; its types are ours by now), stored unless it exists.
+  function addChecked(provider, probe) {
+    const state = provider[STATE];
+    const { name } = probe;
+    const existing = state.probes.get(name);
+    if (existing !== undefined) {
+      const same = existing._ctypes.join() === probe._ctypes.join() && sameNames(existing._argNames, probe._argNames);
+      if (same) return existing;
+      const named = existing._argNames === null ? '' : ` and argument names (${existing._argNames.join(', ')})`;
+      throw new Error(`probe ${name} already exists with types (${existing.types.join(', ')})${named}`);
+    }
+    const refused =
+      probe._argNames === null
+        ? refusal(`probe\0${name}`, () => addon.checkProbe({ name, types: [] }))
+        : refusal(`probe\0${name}\0${probe._argNames.join('\0')}`, () =>
+            addon.checkProbe({ name, types: probe._ctypes.map(cName), argNames: probe._argNames }),
+          );
+    if (refused !== null) throw new RangeError(refused);
+    state.probes.set(name, probe);
+    state.byName[name] = probe;
+    // An own property even for names like `__proto__`, as the original's.
+    Object.defineProperty(provider, name, { value: probe, writable: true, enumerable: true, configurable: true });
+    return probe;
+  }
+
+  function sameNames(a, b) {
+    return a === b || (a !== null && b !== null && a.join('\0') === b.join('\0'));
+  }
+
+  // addProbe({ name, args: [{ name, type }, ...] }): each argument's name
+  // (a C identifier of 1 to 64 bytes, each once) is recorded in the library
+  // with its type, and `dynprobe list` shows it. Types are spelled as for
+  // addProbe(name, ...types). Read once, into copies: a getter runs once.
+  function addNamedProbe(provider, spec) {
+    const name = spec.name;
+    if (typeof name !== 'string') throw new TypeError('addProbe: the probe name (spec.name) must be a string');
+    const args = spec.args;
+    if (!Array.isArray(args)) throw new TypeError(`addProbe: probe ${name}: spec.args must be an array of { name, type }`);
+    if (args.length > MAX_ARGS) {
+      throw new RangeError(`probe ${name} has ${args.length} arguments; at most ${MAX_ARGS} are allowed`);
+    }
+    const names = [];
+    const types = [];
+    for (let i = 0; i < args.length; i++) {
+      const arg = args[i];
+      if (arg === null || typeof arg !== 'object') {
+        throw new TypeError(`addProbe: probe ${name}: argument ${i} must be an object { name, type }`);
+      }
+      const argName = arg.name;
+      const type = arg.type;
+      if (typeof argName !== 'string') throw new TypeError(`addProbe: probe ${name}: the name of argument ${i} must be a string`);
+      if (typeof type !== 'string') throw new TypeError(`addProbe: probe ${name}: the type of argument ${i} must be a string`);
+      names.push(argName);
+      types.push(type);
+    }
+    return addChecked(provider, new DTraceProbe(provider, name, types, names));
+  }
+
   class DTraceProvider {
     constructor(name, module) {
       checkProviderArgs(arguments);
@@ -244,25 +311,17 @@ function createApi(addon) {
       });
     }
 
+    // dtrace-provider's addProbe(name, ...types), and dynprobe's extension
+    // addProbe({ name, args: [{ name, type }, ...] }), which names the
+    // arguments (dtrace-provider throws for anything but a string name, so
+    // no dtrace-provider program calls it that way).
     addProbe(name, ...types) {
+      if (types.length === 0 && name !== null && typeof name === 'object') return addNamedProbe(this, name);
       if (typeof name !== 'string') throw new TypeError('probe name must be a string');
       if (types.length > MAX_ARGS) {
         throw new RangeError(`probe ${name} has ${types.length} arguments; at most ${MAX_ARGS} are allowed`);
       }
-      const state = this[STATE];
-      const probe = new DTraceProbe(this, name, types.map(String));
-      const existing = state.probes.get(name);
-      if (existing !== undefined) {
-        if (existing._ctypes.join() === probe._ctypes.join()) return existing;
-        throw new Error(`probe ${name} already exists with types (${existing.types.join(', ')})`);
-      }
-      const refused = refusal(`probe\0${name}`, () => addon.checkProbe({ name, types: [] }));
-      if (refused !== null) throw new RangeError(refused);
-      state.probes.set(name, probe);
-      state.byName[name] = probe;
-      // An own property even for names like `__proto__`, as the original's.
-      Object.defineProperty(this, name, { value: probe, writable: true, enumerable: true, configurable: true });
-      return probe;
+      return addChecked(this, new DTraceProbe(this, name, types.map(String)));
     }
 
     removeProbe(probe) {
@@ -289,7 +348,12 @@ function createApi(addon) {
         native = new addon.NativeProvider(
           state.name,
           state.module,
-          probes.map((p) => ({ name: p.name, types: p._ctypes.map(cName), declared: p.types.map(declaredType) })),
+          probes.map((p) => ({
+            name: p.name,
+            types: p._ctypes.map(cName),
+            declared: p.types.map(declaredType),
+            argNames: p._argNames === null ? undefined : p._argNames,
+          })),
         );
       } catch (err) {
         if (process.env.NODE_DTRACE_PROVIDER_REQUIRE === 'hard') throw err;

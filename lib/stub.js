@@ -16,6 +16,12 @@ class DTraceProvider {
     this._module = module;
   }
   addProbe(name, ...types) {
+    // dynprobe's addProbe({ name, args: [{ name, type }] }) too.
+    if (types.length === 0 && name !== null && typeof name === 'object') {
+      const args = Array.isArray(name.args) ? name.args : [];
+      types = args.map((a) => a && a.type);
+      name = name.name;
+    }
     const probe = new DTraceProbe(name, types);
     Object.defineProperty(this, name, { value: probe, writable: true, enumerable: true, configurable: true });
     return probe;

@@ -5,7 +5,7 @@
 const { inspectWithProviders, scan, parsePid } = require('./procs');
 const { forProbe } = require('./commands');
 const { hostBpftraceMaxArgs } = require('./tracers');
-const { argKinds, declaredAt, typeLabel, signature, AMBIGUOUS_NOTE } = require('./types');
+const { argKinds, declaredAt, argNameAt, typeLabel, signature, AMBIGUOUS_NOTE } = require('./types');
 const shell = require('./shell');
 const { probeProblem, visible, safeText, shown, safeJson } = require('./names');
 
@@ -50,10 +50,18 @@ function describe(proc, opts) {
       probes: entry.probes.map((probe) => ({
         name: probe.name,
         argSpec: probe.argSpec,
-        args: probe.args.map((a, i) => ({ ...a, type: typeLabel(a, declaredAt(probe, i)), declared: declaredAt(probe, i) })),
+        args: probe.args.map((a, i) => ({
+          ...a,
+          name: argNameAt(probe, i),
+          type: typeLabel(a, declaredAt(probe, i)),
+          declared: declaredAt(probe, i),
+        })),
         // The types the library records as declared (null: none, or not usable).
         declared: probe.declared,
         declaredProblem: probe.declaredProblem,
+        // The arguments' names it records (null: none, or not usable).
+        argNames: probe.argNames ?? null,
+        argNamesProblem: probe.argNamesProblem ?? null,
         omittedArgs: probe.omittedArgs || 0,
         address: probe.address,
         semaphore: probe.semaphore,
@@ -82,6 +90,7 @@ function renderText(procs) {
         out.push(`      ${shown(signature(probe))}`);
         if (probe.refused !== null) out.push(`        ${safeText(probe.refused)}`);
         if (probe.declaredProblem !== null) out.push(`        declared types not used: ${safeText(probe.declaredProblem)}`);
+        if (probe.argNamesProblem !== null) out.push(`        argument names not used: ${safeText(probe.argNamesProblem)}`);
         ambiguous = ambiguous || argKinds(probe).includes('strint');
       }
       if (entry.tracerPath === null) continue;

@@ -23,6 +23,11 @@ const GRAMMAR = {
   // A library path in a bpftrace attach point (`usdt:PATH:provider:probe`).
   path: /^(\/[A-Za-z0-9_.-]+)+$/,
 };
+// An argument name as a library records it (crates/dynprobe-format's
+// declared.rs): a C identifier of 1 to 64 bytes. Shown in listings only,
+// never put in a tracer program.
+const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
 // Longer than any name a tracer keeps (DTrace: 64 bytes).
 const MAX_NAME = 128;
 const MAX_PATH = 4096;
@@ -109,4 +114,4 @@ function safeJson(value, ...rest) {
 // Text that is valid JSON without raw C0 controls, made as safe.
 safeJson.raw = (json) => json.replace(UNSAFE_JSON, jsonEscape);
 
-module.exports = { nameProblem, probeProblem, visible, safeText, shown, quoted, safeJson };
+module.exports = { ARG_NAME, nameProblem, probeProblem, visible, safeText, shown, quoted, safeJson };

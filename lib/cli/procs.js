@@ -13,7 +13,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { CliError } = require('./errors');
-const { checkDeclared } = require('./types');
+const { checkDeclared, checkArgNames } = require('./types');
 
 const CACHE_LAYOUT = /\/[0-9a-f]{40}\/[^/]+$/;
 const MEMFD = /^\/memfd:(.*) \(deleted\)$/;
@@ -191,12 +191,16 @@ function notesOf(lib, files) {
   }
   if (result.notes !== null) {
     // Notes from a hostile process: no field may be missing or odd.
-    result.notes = result.notes.map((note) => ({
-      ...note,
-      addressOffset: note.addressOffset ?? null,
-      semaphoreOffset: note.semaphoreOffset ?? null,
-      ...checkDeclared(note),
-    }));
+    result.notes = result.notes.map((note) => {
+      const declared = checkDeclared(note);
+      return {
+        ...note,
+        addressOffset: note.addressOffset ?? null,
+        semaphoreOffset: note.semaphoreOffset ?? null,
+        ...declared,
+        ...checkArgNames(note, declared.declared),
+      };
+    });
     notesCache.set(key, result);
   }
   return result;

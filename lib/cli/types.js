@@ -27,6 +27,8 @@ const DECLARED = new Map([
 // Kinds whose value is read as a string.
 const STRING_KINDS = new Set(['str', 'json', 'strint']);
 
+const { ARG_NAME } = require('./names');
+
 // A probe's declared types as the reader returned them, checked again here:
 // they come from the traced process's file (and maybe from an older or
 // foreign addon). Returns { declared: [names] | null, declaredProblem }.
@@ -54,6 +56,27 @@ function checkDeclared(note) {
   return { declared: types.slice(), declaredProblem: null };
 }
 
+// A probe's argument names as the reader returned them (`declared`: the
+// types checkDeclared kept), checked again for the same reason: used only
+// with usable types, one C identifier per argument, each once. Returns
+// { argNames: [names] | null, argNamesProblem }.
+function checkArgNames(note, declared) {
+  const problem = typeof note.argNamesProblem === 'string' ? note.argNamesProblem : null;
+  const names = note.argNames;
+  if (declared === null || names === null || names === undefined) return { argNames: null, argNamesProblem: declared === null ? null : problem };
+  const refuse = (why) => ({ argNames: null, argNamesProblem: `its declared-types record ${why}` });
+  if (!Array.isArray(names)) return refuse('has argument names that are not a list');
+  if (names.length !== declared.length) return refuse(`names ${names.length} arguments of ${declared.length}`);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
+    if (typeof name !== 'string' || !ARG_NAME.test(name)) {
+      return refuse(`names argument ${i} ${JSON.stringify(String(name).slice(0, 80))}, which is not a C identifier of at most 64 bytes`);
+    }
+    if (names.indexOf(name) !== i) return refuse(`names two arguments ${JSON.stringify(name)}`);
+  }
+  return { argNames: names.slice(), argNamesProblem: null };
+}
+
 // int: signed integer; uint: unsigned integer; str: a string (char *);
 // json: a string holding JSON; strint: char * or uint64_t (no record);
 // float: floating point (tracers read the raw bits); unknown: no size.
@@ -63,6 +86,11 @@ function kindOf(arg, declared = null) {
   if (!arg.size) return 'unknown';
   if (arg.size === 8 && !arg.signed) return 'strint';
   return arg.signed ? 'int' : 'uint';
+}
+
+// The name of argument `i` of `probe`, or null.
+function argNameAt(probe, i) {
+  return Array.isArray(probe.argNames) ? probe.argNames[i] : null;
 }
 
 // The declared type of argument `i` of `probe`, or null.
@@ -82,9 +110,16 @@ function typeLabel(arg, declared = null) {
   return arg.types.length > 0 ? arg.types.join('|') : `? (${arg.spec})`;
 }
 
+// `uint64_t request_struct`, `char *url`: as C declares a parameter.
+function parameter(label, name) {
+  if (name === null || name === undefined) return label;
+  return label.endsWith('*') ? `${label}${name}` : `${label} ${name}`;
+}
+
 function signature(probe) {
   const more = probe.omittedArgs > 0 ? [`... ${probe.omittedArgs} more`] : [];
-  return `${probe.name}(${[...probe.args.map((a, i) => typeLabel(a, declaredAt(probe, i))), ...more].join(', ')})`;
+  const params = probe.args.map((a, i) => parameter(typeLabel(a, declaredAt(probe, i)), argNameAt(probe, i)));
+  return `${probe.name}(${[...params, ...more].join(', ')})`;
 }
 
 const AMBIGUOUS_NOTE =
@@ -92,4 +127,16 @@ const AMBIGUOUS_NOTE =
   '(char *, json) or a uint64_t, and the library records no declared types; the commands ' +
   'above read it as a string, `dynprobe trace` decides per firing.';
 
-module.exports = { DECLARED, STRING_KINDS, checkDeclared, kindOf, argKinds, declaredAt, typeLabel, signature, AMBIGUOUS_NOTE };
+module.exports = {
+  DECLARED,
+  STRING_KINDS,
+  checkDeclared,
+  checkArgNames,
+  kindOf,
+  argKinds,
+  declaredAt,
+  argNameAt,
+  typeLabel,
+  signature,
+  AMBIGUOUS_NOTE,
+};

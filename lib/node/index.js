@@ -34,7 +34,7 @@ function install() {
 
   const provider = dynprobe.createDTraceProvider(PROVIDER, MODULE);
   const probes = {};
-  for (const p of PROBES) probes[p.name] = provider.addProbe(p.name, ...p.args.map((a) => a.type));
+  for (const p of PROBES) probes[p.name] = provider.addProbe(p);
   provider.enable();
 
   // A probe's callback builds its values; the message is its extra

@@ -256,7 +256,7 @@ fn check_probe(probe: &ProbeDef) -> Result<(), DefinitionError> {
                 probe: probe.name.clone(),
                 index: i,
                 name: name.clone(),
-                reason: "names an earlier argument too".into(),
+                reason: "is also the name of an earlier argument".into(),
             });
         }
     }

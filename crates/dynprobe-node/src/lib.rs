@@ -11,19 +11,21 @@ mod native_provider;
 mod registry;
 
 use dynprobe::{ArgType, ProbeDef, ProviderDef};
-use dynprobe_format::{Declared, DeclaredType};
+use dynprobe_format::{ArgNames, Declared, DeclaredType};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
 /// One probe as the JS layer describes it: C type names, already mapped from
 /// dtrace-provider's loose spellings, and optionally the types as declared
-/// (`int`, `json`, exact C names), which the library records for listings.
+/// (`int`, `json`, exact C names) and the arguments' names (C identifiers),
+/// which the library records for listings.
 #[napi(object)]
 pub struct ProbeSpec {
     pub name: String,
     pub types: Vec<String>,
     pub declared: Option<Vec<String>>,
+    pub arg_names: Option<Vec<String>>,
 }
 
 fn definition(
@@ -50,6 +52,7 @@ fn definition(
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             probe.declared = Some(types);
         }
+        probe.arg_names = spec.arg_names.clone();
         def.add_probe(probe).map_err(|e| e.to_string())?;
     }
     Ok(def)
@@ -128,6 +131,11 @@ pub struct ProbeNote {
     pub declared: Option<Vec<String>>,
     /// Why the library's record for this probe is not used, or null.
     pub declared_problem: Option<String>,
+    /// The arguments' names (C identifiers), one per argument, when the
+    /// record gives them and is used; null otherwise.
+    pub arg_names: Option<Vec<String>>,
+    /// Why the record's argument names are not used, or null.
+    pub arg_names_problem: Option<String>,
 }
 
 /// More arguments than any tracer reads (sys/sdt.h writes at most 12,
@@ -621,6 +629,11 @@ pub fn read_probes(path: String, limits: Option<ReadLimits>) -> Result<ProbeNote
                 Declared::Unusable(why) => Some(why.clone()),
                 _ => None,
             },
+            arg_names_problem: match &p.arg_names {
+                ArgNames::Unusable(why) => Some(why.clone()),
+                _ => None,
+            },
+            arg_names: p.arg_names.names().map(<[String]>::to_vec),
             omitted_args: u32::try_from(p.args.len().saturating_sub(MAX_NOTE_ARGS))
                 .unwrap_or(u32::MAX),
             args: p
