@@ -441,7 +441,7 @@ test('crafted declared-types records (unknown and escaping type names, 100,000 t
     { provider: 'decl', name: 'loose', types: ['char*'] },
     // Not records: another owner, another type, and a record for no probe.
     { provider: 'decl', name: 'none', types: ['json'], owner: 'dynprobf' },
-    { provider: 'decl', name: 'none', types: ['json'], type: 2 },
+    { provider: 'decl', name: 'none', types: ['json'], type: 3 },
     { provider: 'decl', name: 'nosuch', types: ['json'] },
   ]);
   const proc = await started(mapper([lib]));
@@ -495,6 +495,93 @@ test('crafted declared-types records (unknown and escaping type names, 100,000 t
     const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'bpftrace']);
     assert.strictEqual(dry.status, 0, dry.all);
     for (const marker of ['system(', 'pwned', 'char*']) assert.ok(!dry.stdout.includes(marker), `${marker} in\n${dry.stdout}`);
+  }
+});
+
+test('crafted argument names (escaping, injecting, 65 bytes, 1 MiB, 100,000 names, too few, repeated) are listed safely: the types kept, the names absent saying why, never in a tracer program', { skip: rootGate.skip, timeout: 180000 }, async () => {
+  assert.ok(!rootGate.reason, rootGate.reason);
+  const dir = tempDir();
+  const cases = {
+    good: { names: ['count', 'url'] },
+    escape: { names: ['count', '\x1b]0;pwned\x07'], why: 'argument name "\\u{1b}]0;pwned\\u{7}" is not a C identifier' },
+    inject: { names: ['count', '");system("id'], why: 'is not a C identifier' },
+    long: { names: ['count', 'n'.repeat(65)], why: 'an argument name longer than 64 bytes' },
+    huge: { names: ['n'.repeat(1 << 20)], why: 'an argument name longer than 64 bytes' },
+    many: { names: ['a', 'b', ...Array(100000).fill('c')], why: 'names more arguments than its 2 types' },
+    few: { names: ['count'], why: 'names 1 arguments of 2' },
+    twice: { names: ['url', 'url'], why: 'names two arguments "url"' },
+    digit: { names: ['count', '2url'], why: 'is not a C identifier' },
+  };
+  const probes = Object.keys(cases).map((name) => ({ provider: 'argn', name, args: '-8@%rdi 8@%rsi' }));
+  const lib = withRecords(
+    writeLibrary(dir, 'argnames', probes),
+    Object.entries(cases).map(([name, c]) => ({ provider: 'argn', name, types: ['int', 'char *'], names: c.names })),
+  );
+  const proc = await started(mapper([lib]));
+
+  const text = await watchedCli(['list', proc.pid], { maxRss: 256 << 20 });
+  assert.strictEqual(text.killed, null, text.all);
+  assert.strictEqual(text.status, 0, text.all);
+  assertNoRawControls(text.stdout, 'list');
+  const out = text.stdout;
+  assert.match(out, /^ {6}good\(int count, char \*url\)$/m);
+  for (const [name, c] of Object.entries(cases)) {
+    if (name === 'good') continue;
+    // The declared types are still used; the names are not, saying why.
+    const lines = out.split('\n');
+    const at = lines.indexOf(`      ${name}(int, char *)`);
+    assert.ok(at >= 0, `${name} listed with its types only:\n${out}`);
+    assert.ok(lines[at + 1].startsWith('        argument names not used: ') && lines[at + 1].includes(c.why), `${name}: ${lines[at + 1]}`);
+  }
+
+  const json = await watchedCli(['list', proc.pid, '--json'], { maxRss: 256 << 20 });
+  assert.strictEqual(json.status, 0, json.all);
+  assertNoRawControls(json.stdout, 'list --json');
+  const [listed] = JSON.parse(json.stdout);
+  const by = Object.fromEntries(listed.providers.flatMap((p) => p.probes).map((p) => [p.name, p]));
+  assert.deepStrictEqual(by.good.argNames, ['count', 'url']);
+  assert.deepStrictEqual(by.good.args.map((a) => a.name), ['count', 'url']);
+  assert.strictEqual(by.good.argNamesProblem, null);
+  for (const name of Object.keys(cases).filter((n) => n !== 'good')) {
+    assert.deepStrictEqual(by[name].declared, ['int', 'char *'], name);
+    assert.strictEqual(by[name].argNames, null, name);
+    assert.ok(by[name].args.every((a) => a.name === null), name);
+    assert.ok(by[name].argNamesProblem.includes(cases[name].why), `${name}: ${by[name].argNamesProblem}`);
+  }
+  // Names, good or bad, never reach a command.
+  const commands = Object.values(by).flatMap((p) => [p.commands.bpftrace, p.commands.dtrace, ...p.commands.perf, p.commands.gdb]).join('\n');
+  for (const marker of ['system(', 'pwned', 'count', 'url', 'nnnn']) assert.ok(!commands.includes(marker), `${marker} in\n${commands}`);
+  if (!bpftraceGate.skip) {
+    const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'bpftrace']);
+    assert.strictEqual(dry.status, 0, dry.all);
+    for (const marker of ['system(', 'pwned', 'count', 'nnnn']) assert.ok(!dry.stdout.includes(marker), `${marker} in\n${dry.stdout}`);
+  }
+});
+
+test('the CLI checks argument names again, whatever the reader returned', () => {
+  const { checkArgNames } = require('../lib/cli/types');
+  const declared = ['int', 'char *'];
+  assert.deepStrictEqual(checkArgNames({ argNames: ['a', 'b'] }, declared), { argNames: ['a', 'b'], argNamesProblem: null });
+  assert.deepStrictEqual(checkArgNames({}, declared), { argNames: null, argNamesProblem: null });
+  // No usable types: no names, and no second reason.
+  assert.deepStrictEqual(checkArgNames({ argNames: ['a', 'b'], argNamesProblem: 'x' }, null), { argNames: null, argNamesProblem: null });
+  for (const [note, why] of [
+    [{ argNames: 'a' }, /not a list/],
+    [{ argNames: ['a'] }, /names 1 arguments of 2/],
+    [{ argNames: ['a', 'b', 'c'] }, /names 3 arguments of 2/],
+    [{ argNames: ['a', ''] }, /argument 1 "", which is not a C identifier/],
+    [{ argNames: ['a', '1b'] }, /"1b", which is not/],
+    [{ argNames: ['a', 'b c'] }, /"b c"/],
+    [{ argNames: ['a', '\u202eb'] }, /not a C identifier/],
+    [{ argNames: ['a', 7] }, /"7", which is not/],
+    [{ argNames: ['a', 'n'.repeat(65)] }, /at most 64 bytes/],
+    [{ argNames: ['a', 'n'.repeat(1000)] }, /"n{80}", which/],
+    [{ argNames: ['a', 'a'] }, /names two arguments "a"/],
+    [{ argNames: null, argNamesProblem: 'from the reader' }, /^from the reader$/],
+  ]) {
+    const got = checkArgNames(note, declared);
+    assert.strictEqual(got.argNames, null, JSON.stringify(note));
+    assert.match(got.argNamesProblem, why, JSON.stringify(note));
   }
 });
 

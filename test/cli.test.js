@@ -560,7 +560,7 @@ test('a plain sys/sdt.h program: list shows what its notes say (char *|uint64_t)
   }
 });
 
-test('dynprobe/node (node -r ./node.js) lists its probes with their declared types', async () => {
+test('dynprobe/node (node -r ./node.js) lists its probes with their argument names and declared types', async () => {
   const app = start([process.execPath, '-r', path.join(ROOT, 'node.js'), '-e', 'console.log(`READY ${process.pid}`); process.stdin.resume(); process.stdin.on("end", () => process.exit(0))'], {
     env: (({ NODE_TEST_CONTEXT, ...env }) => env)(process.env),
   });
@@ -568,13 +568,28 @@ test('dynprobe/node (node -r ./node.js) lists its probes with their declared typ
     const pid = Number((await app.waitFor(/^READY \d+$/, 30000, 'node -r node.js')).split(' ')[1]);
     const r = cli(['list', pid]);
     assert.strictEqual(r.status, 0, r.all);
-    assert.match(r.stdout, /^ {6}http__server__request\(uint64_t, uint64_t, char \*, int32_t, char \*, char \*, int32_t\)$/m);
-    assert.match(r.stdout, /^ {6}gc__start\(uint32_t, uint32_t, uint64_t, uint64_t, uint64_t\)$/m);
-    assert.match(r.stdout, /^ {6}child__process__spawn\(int32_t, char \*, json\)$/m);
-    assert.doesNotMatch(r.stdout, /char \*\|uint64_t|declared types not used/);
+    assert.match(
+      r.stdout,
+      /^ {6}http__server__request\(uint64_t request_struct, uint64_t connection_struct, char \*remote, int32_t port, char \*method, char \*url, int32_t fd\)$/m,
+    );
+    assert.match(r.stdout, /^ {6}http__server__response\(uint64_t connection_struct, char \*remote, int32_t port, int32_t fd\)$/m);
+    assert.match(r.stdout, /^ {6}gc__start\(uint32_t type, uint32_t flags, uint64_t isolate, uint64_t start_ns, uint64_t duration_ns\)$/m);
+    assert.match(r.stdout, /^ {6}child__process__spawn\(int32_t pid, char \*file, json argv\)$/m);
+    assert.doesNotMatch(r.stdout, /char \*\|uint64_t|declared types not used|argument names not used/);
+    // The tracer commands are as before: positions, never names.
+    assert.match(r.stdout, /usdt:\*:node:http__server__request \{ printf\("http__server__request %lu %lu %s %ld %s %s\\n", arg0, arg1, str\(arg2\)/);
     const [listed] = JSON.parse(cli(['list', pid, '--json']).stdout);
     const node = listed.providers.find((p) => p.provider === 'node');
     assert.ok(node.probes.every((p) => Array.isArray(p.declared) && p.declared.length === p.args.length), JSON.stringify(node.probes.map((p) => p.declared)));
+    // Every probe names every argument, as lib/node/probes.js does.
+    const { PROBES } = require('../lib/node/probes');
+    for (const probe of PROBES) {
+      const listedProbe = node.probes.find((p) => p.name === probe.name);
+      assert.ok(listedProbe, probe.name);
+      assert.deepStrictEqual(listedProbe.argNames, probe.args.map((a) => a.name), probe.name);
+      assert.deepStrictEqual(listedProbe.args.map((a) => [a.name, a.type]), probe.args.map((a) => [a.name, a.type]), probe.name);
+      assert.strictEqual(listedProbe.argNamesProblem, null, probe.name);
+    }
   } finally {
     app.child.stdin.end();
     await stop(app, 5000);

@@ -614,8 +614,9 @@ fn check(probes: &[dynprobe_format::StapsdtProbe]) {
         match &p.arg_names {
             ArgNames::Names(names) => {
                 assert_eq!(Some(names.len()), p.declared.types().map(<[_]>::len));
-                for n in names {
+                for (i, n) in names.iter().enumerate() {
                     assert_eq!(dynprobe_format::declared::check_arg_name(n), None, "{n:?}");
+                    assert!(!names[..i].contains(n), "{n:?} twice");
                 }
             }
             ArgNames::Unusable(why) => {

@@ -357,6 +357,11 @@ fn decode_names<'a>(
                         "its declared-types record's argument name {text:?} {why}"
                     ));
                 }
+                if names.iter().any(|n| *n == text) {
+                    return ArgNames::Unusable(format!(
+                        "its declared-types record names two arguments {text:?}"
+                    ));
+                }
                 names.push(text.into_owned());
             }
         }
@@ -482,6 +487,7 @@ mod tests {
         assert!(names(b"p\0q\0int\0\0\0").contains(r#"name "" is empty"#));
         assert!(names(b"p\0q\0int\0\0\x1b[2J\0").contains(r#""\u{1b}[2J" is not a C identifier"#));
         assert!(names(b"p\0q\0int\0\01st\0").contains("not a C identifier"));
+        assert!(names(b"p\0q\0int\0int\0\0a\0a\0").contains(r#"names two arguments "a""#));
         let long = format!("p\0q\0int\0\0{}\0", "n".repeat(MAX_ARG_NAME_LEN + 1));
         assert!(names(long.as_bytes()).contains("longer than 64 bytes"));
         // Exactly at the limit is fine; invalid UTF-8 is refused, not mangled.

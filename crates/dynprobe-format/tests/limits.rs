@@ -508,7 +508,7 @@ fn crafted_argument_names_are_refused_saying_why_and_the_types_kept() {
     let longest = vec![b'n'; 64];
     let long = vec![b'n'; 65];
     let huge = vec![b'n'; 1 << 20];
-    let millions: Vec<&[u8]> = vec![b"a"; 1_000_000];
+    let millions: Vec<&[u8]> = [&[&b"a"[..], b"b"][..], &vec![&b"c"[..]; 1_000_000]].concat();
     let records: Vec<u8> = [
         named(b"prov", b"good", types, &[b"count", &longest]),
         named(b"prov", b"fewer", types, &[b"count"]),
