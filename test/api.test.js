@@ -203,6 +203,132 @@ describe('module loading (child processes)', () => {
   });
 });
 
+// The mapped library of `module` (a cache file named by its build-id).
+function libraryOf(module) {
+  const lib = h.libraryPaths().find((f) => f.endsWith(`/${module}`) && /\/[0-9a-f]{40}\//.test(f));
+  assert.ok(lib, `library ${module} is mapped: ${h.libraryPaths().join(', ')}`);
+  return lib;
+}
+
+describe('addProbe({ name, args }): dynprobe names the arguments', () => {
+  const spec = () => ({
+    name: 'req',
+    args: [
+      { name: 'request_struct', type: 'uint64_t' },
+      { name: 'url', type: 'char *' },
+      { name: 'status', type: 'int' },
+      { name: 'body', type: 'json' },
+    ],
+  });
+
+  test('adds the probe with its types; the library records the names, and readProbes returns them', () => {
+    const dtp = createDTraceProvider('apinamed', 'apinamed');
+    const probe = dtp.addProbe(spec());
+    assert.equal(dtp.req, probe);
+    assert.deepEqual(probe.types, ['uint64_t', 'char *', 'int', 'json']);
+    assert.deepEqual(probe.argNames, ['request_struct', 'url', 'status', 'body']);
+    probe.argNames.push('changed');
+    assert.equal(probe.argNames.length, 4, 'argNames is a copy');
+    const plain = dtp.addProbe('plain', 'int');
+    assert.equal(plain.argNames, null);
+    assert.ok(!Object.keys(plain).includes('argNames'), 'a dtrace-provider probe has no new own property');
+    // The same spec again is the same probe; other names are another probe.
+    assert.equal(dtp.addProbe(spec()), probe);
+    const renamed = spec();
+    renamed.args[1].name = 'path';
+    assert.throws(() => dtp.addProbe(renamed), (e) => e instanceof Error && /req already exists .*argument names \(request_struct, url, status, body\)/.test(e.message));
+    assert.throws(() => dtp.addProbe('req', 'uint64_t', 'char *', 'int', 'json'), /req already exists/);
+    dtp.enable();
+    try {
+      const { addon } = require('../lib/native').load();
+      const read = addon.readProbes(libraryOf('apinamed'));
+      const by = Object.fromEntries(read.probes.map((p) => [p.name, p]));
+      assert.deepEqual(by.req.argNames, ['request_struct', 'url', 'status', 'body']);
+      assert.equal(by.req.argNamesProblem ?? null, null);
+      assert.deepEqual(by.req.declared, ['uint64_t', 'char *', 'int', 'json']);
+      assert.equal(by.plain.argNames ?? null, null);
+      assert.equal(by.plain.argNamesProblem ?? null, null);
+      assert.equal(probe.fire(mustNotRun), undefined);
+    } finally {
+      dtp.disable();
+    }
+  });
+
+  test('the names are part of the library: the same probe without them (or with others) is another file', () => {
+    const paths = [];
+    for (const names of [null, ['a', 'b'], ['a', 'c']]) {
+      const dtp = createDTraceProvider('apinamehash', 'apinamehash');
+      if (names === null) dtp.addProbe('p', 'int', 'char *');
+      else dtp.addProbe({ name: 'p', args: [{ name: names[0], type: 'int' }, { name: names[1], type: 'char *' }] });
+      dtp.enable();
+      try {
+        paths.push(libraryOf('apinamehash'));
+      } finally {
+        dtp.disable();
+      }
+    }
+    assert.equal(new Set(paths).size, 3, paths.join('\n'));
+  });
+
+  test('names that are not C identifiers of 1 to 64 bytes, or repeated, or more than 32 arguments: RangeError saying why', () => {
+    const dtp = createDTraceProvider('apinamebad');
+    const one = (name) => ({ name: 'p', args: [{ name: 'ok', type: 'int' }, { name, type: 'char *' }] });
+    const cases = [
+      ['', /argument 1 is empty/],
+      ['9lives', /"9lives" of argument 1 is not a C identifier/],
+      ['has space', /not a C identifier/],
+      ['dash-ed', /not a C identifier/],
+      ['\u00e9t\u00e9', /not a C identifier/],
+      ['nul\0byte', /not a C identifier/],
+      ['\u202eevil', /"\\u\{202e\}evil" of argument 1 is not a C identifier/],
+      ['x'.repeat(65), /is 65 bytes long; at most 64/],
+      ['ok', /"ok" of argument 1 is also the name of an earlier argument/],
+    ];
+    for (const [name, why] of cases) {
+      assert.throws(() => dtp.addProbe(one(name)), (e) => e instanceof RangeError && why.test(e.message), JSON.stringify(name));
+      assert.equal(dtp.p, undefined, JSON.stringify(name));
+    }
+    assert.equal(dtp.addProbe(one('x'.repeat(64))).argNames[1].length, 64, '64 bytes is fine');
+    const many = { name: 'many', args: range(33, (i) => ({ name: `a${i}`, type: 'int' })) };
+    assert.throws(() => dtp.addProbe(many), (e) => e instanceof RangeError && /33 arguments; at most 32/.test(e.message));
+    many.args.pop();
+    assert.equal(dtp.addProbe(many).types.length, 32);
+    // A bad probe name is refused as addProbe(name, ...types) refuses it.
+    assert.throws(() => dtp.addProbe({ name: ' lead', args: [] }), (e) => e instanceof RangeError && /white space/.test(e.message));
+  });
+
+  test('a spec of the wrong shape: TypeError saying what', () => {
+    const dtp = createDTraceProvider('apinameshape');
+    const cases = [
+      [{ args: [] }, /probe name \(spec.name\) must be a string/],
+      [{ name: 7, args: [] }, /spec.name/],
+      [{ name: 'p' }, /spec.args must be an array/],
+      [{ name: 'p', args: 'int' }, /spec.args must be an array/],
+      [{ name: 'p', args: [null] }, /argument 0 must be an object/],
+      [{ name: 'p', args: ['int'] }, /argument 0 must be an object/],
+      [{ name: 'p', args: [{ type: 'int' }] }, /the name of argument 0 must be a string/],
+      [{ name: 'p', args: [{ name: 'a', type: 'int' }, { name: 'b' }] }, /the type of argument 1 must be a string/],
+      [{ name: 'p', args: [{ name: Symbol('a'), type: 'int' }] }, /the name of argument 0 must be a string/],
+    ];
+    for (const [spec, why] of cases) {
+      assert.throws(() => dtp.addProbe(spec), (e) => e instanceof TypeError && why.test(e.message), String(why));
+    }
+    // dtrace-provider's form is unchanged: an object with types after it is not a spec.
+    assert.throws(() => dtp.addProbe({ name: 'p', args: [] }, 'int'), (e) => e instanceof TypeError && e.message === 'probe name must be a string');
+    assert.throws(() => dtp.addProbe(null), (e) => e instanceof TypeError && e.message === 'probe name must be a string');
+    assert.deepEqual(Object.keys(dtp), []);
+  });
+
+  test('the stub (unsupported platforms) takes the same form', () => {
+    const stub = require('../lib/stub');
+    const dtp = stub.createDTraceProvider('stubnamed');
+    const probe = dtp.addProbe(spec());
+    assert.equal(dtp.req, probe);
+    assert.equal(probe.name, 'req');
+    assert.deepEqual(probe.types, ['uint64_t', 'char *', 'int', 'json']);
+  });
+});
+
 describe('addProbe', () => {
   test('returns the probe and stores it as an own, enumerable property', () => {
     const dtp = createDTraceProvider('apiadd');
