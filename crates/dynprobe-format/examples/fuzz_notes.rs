@@ -33,8 +33,8 @@ use crafted::{
 };
 use dynprobe_format::read::{MAX_ARG_SPEC_LEN, MAX_NAME_LEN, MAX_NOTE_ARGS, MAX_PROBES};
 use dynprobe_format::{
-    build_image, read_stapsdt, ArgNames, ArgType, Declared, DeclaredType, ProbeDef, ProviderDef, ReadError,
-    SiteKind, Target,
+    build_image, read_stapsdt, ArgNames, ArgType, Declared, DeclaredType, ProbeDef, ProviderDef,
+    ReadError, SiteKind, Target,
 };
 
 // ---------------------------------------------------------------------------
@@ -198,7 +198,11 @@ fn builder_images() -> Vec<Vec<u8>> {
         arg_names: Some(vec!["request_struct".into(), "url".into(), "fd".into()]),
         ..ProbeDef::with_declared(
             "named",
-            vec![DeclaredType::C(U64), DeclaredType::C(Str), DeclaredType::C(I32)],
+            vec![
+                DeclaredType::C(U64),
+                DeclaredType::C(Str),
+                DeclaredType::C(I32),
+            ],
         )
     })
     .unwrap();

@@ -185,9 +185,13 @@ pub fn check_arg_name(name: &str) -> Option<String> {
         ));
     }
     let ident = (bytes[0].is_ascii_alphabetic() || bytes[0] == b'_')
-        && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_');
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_');
     if !ident {
-        return Some("is not a C identifier (letters, digits and _, not starting with a digit)".into());
+        return Some(
+            "is not a C identifier (letters, digits and _, not starting with a digit)".into(),
+        );
     }
     None
 }
@@ -286,9 +290,11 @@ pub(crate) fn decode(desc: &[u8], named: bool) -> Option<Record<'_>> {
             Ok(None) => break Ok(types),
             // The end of the types, in a record that names the arguments.
             Ok(Some(b"")) if named => break Ok(types),
-            Err(()) => break Err(format!(
+            Err(()) => {
+                break Err(format!(
                 "its declared-types record has a type name longer than {MAX_TYPE_NAME_LEN} bytes"
-            )),
+            ))
+            }
             Ok(Some(_)) if types.len() == MAX_NOTE_ARGS => {
                 break Err(format!(
                     "its declared-types record lists more than {MAX_NOTE_ARGS} types"
@@ -442,13 +448,19 @@ mod tests {
         let names = ["count".to_string(), "url".into(), "_body2".into()];
         let (n_type, desc) = encode("prov", "probe-1", &types, Some(&names));
         assert_eq!(n_type, NT_DYNPROBE_DECLARED_NAMED);
-        assert_eq!(&desc[..], &b"prov\0probe-1\0int\0char *\0json\0\0count\0url\0_body2\0"[..]);
+        assert_eq!(
+            &desc[..],
+            &b"prov\0probe-1\0int\0char *\0json\0\0count\0url\0_body2\0"[..]
+        );
         let record = decode(&desc, true).unwrap();
         assert_eq!(record.types, Ok(types.to_vec()));
         assert_eq!(record.names, ArgNames::Names(names.to_vec()));
         let (_, none) = encode("p", "q", &[], Some(&[]));
         let record = decode(&none, true).unwrap();
-        assert_eq!((record.types, record.names), (Ok(vec![]), ArgNames::Names(vec![])));
+        assert_eq!(
+            (record.types, record.names),
+            (Ok(vec![]), ArgNames::Names(vec![]))
+        );
     }
 
     #[test]
@@ -492,7 +504,11 @@ mod tests {
         assert!(names(long.as_bytes()).contains("longer than 64 bytes"));
         // Exactly at the limit is fine; invalid UTF-8 is refused, not mangled.
         let most = format!("p\0q\0int\0\0{}\0", "n".repeat(MAX_ARG_NAME_LEN));
-        assert!(decode(most.as_bytes(), true).unwrap().names.names().is_some());
+        assert!(decode(most.as_bytes(), true)
+            .unwrap()
+            .names
+            .names()
+            .is_some());
         assert!(names(b"p\0q\0int\0\0a\xff\0").contains("not a C identifier"));
         // A type 1 record with the same bytes: the empty field is a bad type.
         assert!(decode(b"p\0q\0int\0\0a\0", false).unwrap().types.is_err());
@@ -512,7 +528,10 @@ mod tests {
         assert!(unusable(many.as_bytes()).contains("more than 64 types"));
         // Exactly at the limit is fine.
         let most = format!("p\0q\0{}", "int\0".repeat(MAX_NOTE_ARGS));
-        assert_eq!(decode(most.as_bytes(), false).unwrap().types.unwrap().len(), 64);
+        assert_eq!(
+            decode(most.as_bytes(), false).unwrap().types.unwrap().len(),
+            64
+        );
         // No probe to attribute it to.
         for named in [false, true] {
             assert!(decode(b"", named).is_none());

@@ -334,10 +334,9 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                 if records_seen > MAX_RECORDS {
                     return Err(ReadError::TooLarge(Limit::Records));
                 }
-                let Some(record) = declared::decode(
-                    note.desc(),
-                    n_type == declared::NT_DYNPROBE_DECLARED_NAMED,
-                ) else {
+                let Some(record) =
+                    declared::decode(note.desc(), n_type == declared::NT_DYNPROBE_DECLARED_NAMED)
+                else {
                     continue;
                 };
                 decoded = decoded.saturating_add(record.footprint());
@@ -600,10 +599,7 @@ mod tests {
         .unwrap();
         def.add_probe(ProbeDef {
             arg_names: Some(vec!["request_struct".into(), "url".into()]),
-            ..ProbeDef::with_declared(
-                "named",
-                vec![DeclaredType::C(U64), DeclaredType::C(Str)],
-            )
+            ..ProbeDef::with_declared("named", vec![DeclaredType::C(U64), DeclaredType::C(Str)])
         })
         .unwrap();
         def

@@ -14,14 +14,16 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crafted::{
-    declared, named, note, stapsdt, with_notes, with_records, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL,
-    SHT_NOTE,
+    declared, named, note, stapsdt, with_notes, with_records, Crafted, Phdr, Shdr, PT_LOAD,
+    PT_NULL, SHT_NOTE,
 };
 use dynprobe_format::read::{
     MAX_ARG_SPEC_LEN, MAX_DECODED_BYTES, MAX_LOAD_SEGMENTS, MAX_NAME_LEN, MAX_NOTES, MAX_NOTE_ARGS,
     MAX_PROBES, MAX_RECORDS,
 };
-use dynprobe_format::{read_stapsdt, ArgNames, Declared, DeclaredType, Limit, ReadError, StapsdtProbe};
+use dynprobe_format::{
+    read_stapsdt, ArgNames, Declared, DeclaredType, Limit, ReadError, StapsdtProbe,
+};
 
 /// Counts live heap bytes and their peak. Past `HARD_CAP` an allocation
 /// fails (and the process aborts) rather than take the machine's memory.
@@ -538,7 +540,10 @@ fn crafted_argument_names_are_refused_saying_why_and_the_types_kept() {
     for name in &names[1..10] {
         assert_eq!(
             by(name).declared,
-            Declared::Types(vec![DeclaredType::Int, DeclaredType::C(dynprobe_format::ArgType::Str)]),
+            Declared::Types(vec![
+                DeclaredType::Int,
+                DeclaredType::C(dynprobe_format::ArgType::Str)
+            ]),
             "{name}"
         );
     }

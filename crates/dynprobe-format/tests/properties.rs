@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use dynprobe_format::{
-    build_image, read_stapsdt, ArgNames, ArgType, Declared, DeclaredType, DefinitionError, Image, NameKind,
-    ProbeDef, ProviderDef, SiteKind, StapsdtProbe, Target, MAX_ARGS,
+    build_image, read_stapsdt, ArgNames, ArgType, Declared, DeclaredType, DefinitionError, Image,
+    NameKind, ProbeDef, ProviderDef, SiteKind, StapsdtProbe, Target, MAX_ARGS,
 };
 use object::elf;
 use object::read::elf::{ElfFile64, ProgramHeader};
@@ -194,15 +194,19 @@ fn check_refusal(def: &ProviderDef, error: &DefinitionError) -> Result<(), TestC
                 && p.args.len() == *args
                 && p.arg_names.as_ref().is_some_and(|n| n.len() == *names)));
         }
-        DefinitionError::BadArgName { probe, index, name, .. } => {
+        DefinitionError::BadArgName {
+            probe, index, name, ..
+        } => {
             let valid = |n: &str| {
                 (1..=64).contains(&n.len())
                     && n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                     && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             };
             prop_assert!(def.probes.iter().any(|p| &p.name == probe
-                && p.arg_names.as_ref().is_some_and(|n| n.get(*index) == Some(name)
-                    && (!valid(name) || n[..*index].contains(name)))));
+                && p.arg_names
+                    .as_ref()
+                    .is_some_and(|n| n.get(*index) == Some(name)
+                        && (!valid(name) || n[..*index].contains(name)))));
         }
     }
     prop_assert!(!error.to_string().is_empty());
