@@ -498,7 +498,7 @@ mod tests {
         assert!(names(b"p\0q\0int\0\0a\0b\0").contains("more arguments than its 1 types"));
         assert!(names(b"p\0q\0int\0\0\0").contains(r#"name "" is empty"#));
         assert!(names(b"p\0q\0int\0\0\x1b[2J\0").contains(r#""\u{1b}[2J" is not a C identifier"#));
-        assert!(names(b"p\0q\0int\0\01st\0").contains("not a C identifier"));
+        assert!(names(b"p\0q\0int\0\0\x31st\0").contains("not a C identifier"));
         assert!(names(b"p\0q\0int\0int\0\0a\0a\0").contains(r#"names two arguments "a""#));
         let long = format!("p\0q\0int\0\0{}\0", "n".repeat(MAX_ARG_NAME_LEN + 1));
         assert!(names(long.as_bytes()).contains("longer than 64 bytes"));
