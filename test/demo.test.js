@@ -69,6 +69,11 @@ test('npm run demo: live latency histograms per route from a real tracer, under 
   for (const probe of ['http__server__request', 'http__server__response', 'net__server__connection', 'gc__start']) {
     assert.match(r.stdout, new RegExp(`^ {10}${probe}\\(`, 'm'), `dynprobe list shows node:${probe}`);
   }
+  // With its arguments' names and declared types.
+  assert.match(
+    r.stdout,
+    /^ {10}http__server__request\(uint64_t request_struct, uint64_t connection_struct, char \*remote, int32_t port, char \*method, char \*url, int32_t fd\)$/m,
+  );
   const step6 = r.stdout.slice(r.stdout.indexOf("== 6. Node's own probes"));
   assert.ok(step6.length > 30, all);
   assert.ok(
