@@ -92,9 +92,8 @@ function createApi(addon) {
       this._warned = false;
     }
 
-    // The arguments' names when the probe was added with them (a copy), or
-    // null. A getter, not an own property: probes added as dtrace-provider
-    // adds them keep its shape.
+    // The arguments' names when the probe was added with them, or null. A
+    // getter that copies: the names the library records cannot change.
     get argNames() {
       return this._argNames === null ? null : [...this._argNames];
     }

@@ -231,7 +231,7 @@ describe('addProbe({ name, args }): dynprobe names the arguments', () => {
     assert.equal(probe.argNames.length, 4, 'argNames is a copy');
     const plain = dtp.addProbe('plain', 'int');
     assert.equal(plain.argNames, null);
-    assert.ok(!Object.keys(plain).includes('argNames'), 'a dtrace-provider probe has no new own property');
+    assert.ok(!Object.keys(plain).includes('argNames'), 'argNames is not an own property of a dtrace-provider probe');
     // The same spec again is the same probe; other names are another probe.
     assert.equal(dtp.addProbe(spec()), probe);
     const renamed = spec();

@@ -8,6 +8,8 @@
 // listings say so, and `dynprobe trace` reads both forms and decides per
 // firing (see records.js).
 
+const { ARG_NAME } = require('./names');
+
 // The declared types a library may record, and what a tracer reads for
 // each: its size and sign, and how to show it.
 const DECLARED = new Map([
@@ -26,8 +28,6 @@ const DECLARED = new Map([
 
 // Kinds whose value is read as a string.
 const STRING_KINDS = new Set(['str', 'json', 'strint']);
-
-const { ARG_NAME } = require('./names');
 
 // A probe's declared types as the reader returned them, checked again here:
 // they come from the traced process's file (and maybe from an older or
