@@ -19,6 +19,8 @@
 
 #[path = "../tests/common/crafted.rs"]
 mod crafted;
+#[path = "../fuzz/invariants.rs"]
+mod invariants;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use crafted::{
     declared, named, note, stapsdt, Crafted, Phdr, Shdr, PT_LOAD, PT_NULL, SHT_NOTE, SHT_PROGBITS,
 };
-use dynprobe_format::read::{MAX_ARG_SPEC_LEN, MAX_NAME_LEN, MAX_NOTE_ARGS, MAX_PROBES};
+use dynprobe_format::read::{MAX_ARG_SPEC_LEN, MAX_NAME_LEN, MAX_NOTE_ARGS};
 use dynprobe_format::{
     build_image, read_stapsdt, ArgNames, ArgType, Declared, DeclaredType, ProbeDef, ProviderDef,
     ReadError, SiteKind, Target,
@@ -591,46 +593,6 @@ fn make_input(seed: u64, index: u64) -> Vec<u8> {
     }
 }
 
-/// What an `Ok` result must satisfy whatever the input.
-fn check(probes: &[dynprobe_format::StapsdtProbe]) {
-    assert!(probes.len() <= MAX_PROBES);
-    for p in probes {
-        // Lossy UTF-8 may triple a byte.
-        assert!(p.provider.len() <= 3 * MAX_NAME_LEN && p.name.len() <= 3 * MAX_NAME_LEN);
-        assert!(p.arg_spec.len() <= 3 * MAX_ARG_SPEC_LEN);
-        assert!(p.args.len() <= MAX_NOTE_ARGS);
-        if p.semaphore == 0 {
-            assert_eq!(p.semaphore_offset, None);
-        }
-        // Declared types are used only when they fit the note, one per argument.
-        match &p.declared {
-            Declared::Types(types) => {
-                assert_eq!(types.len(), p.args.len());
-                for (t, a) in types.iter().zip(&p.args) {
-                    assert!(!a.float && a.size == t.arg_type().size());
-                    assert_eq!(a.signed, t.arg_type().is_signed());
-                }
-            }
-            Declared::Unusable(why) => assert!(why.len() < 512, "{why}"),
-            Declared::Absent => {}
-        }
-        // Names only with used types, one per argument, each a C identifier.
-        match &p.arg_names {
-            ArgNames::Names(names) => {
-                assert_eq!(Some(names.len()), p.declared.types().map(<[_]>::len));
-                for (i, n) in names.iter().enumerate() {
-                    assert_eq!(dynprobe_format::declared::check_arg_name(n), None, "{n:?}");
-                    assert!(!names[..i].contains(n), "{n:?} twice");
-                }
-            }
-            ArgNames::Unusable(why) => {
-                assert!(p.declared.types().is_some());
-                assert!(why.len() < 512, "{why}");
-            }
-            ArgNames::Absent => {}
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The run
@@ -691,7 +653,7 @@ fn run_job(
         let peak = PEAK.with(Cell::get) - before;
         match &result {
             Ok(probes) => {
-                check(probes);
+                invariants::check(probes);
                 stats.ok += 1;
                 stats.probes += probes.len() as u64;
                 for p in probes {
