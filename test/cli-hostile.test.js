@@ -162,6 +162,13 @@ const INJECTIONS = [
 // What none of the generated text may contain.
 const MARKERS = ['cat(', 'system(', 'dynprobe-pwned', '/etc/shadow', '$target$target', 'p"q', 'p}q', 'p;q', '*/q', '/*q'];
 
+// A process mapping a library whose notes hold every injection, and one good
+// probe, good:fine, that a tracer may trace.
+function injectedProcess() {
+  const probes = [...INJECTIONS.map(([provider, name]) => ({ provider, name })), { provider: 'good', name: 'fine' }];
+  return started(mapper([writeLibrary(tempDir(), 'inject', probes)]));
+}
+
 test('names that could change a tracer program never reach one: refused by name in list, and in trace for bpftrace and DTrace', { skip: rootGate.skip, timeout: 180000 }, async () => {
   assert.ok(!rootGate.reason, rootGate.reason);
   const dir = tempDir();
@@ -201,9 +208,7 @@ test('names that could change a tracer program never reach one: refused by name 
 
 test('trace: refused names never reach bpftrace, whose program traces the rest', { skip: bpftraceGate.skip, timeout: 180000 }, async () => {
   assert.ok(!bpftraceGate.reason, bpftraceGate.reason);
-  const dir = tempDir();
-  const lib = writeLibrary(dir, 'inject', [...INJECTIONS.map(([provider, name]) => ({ provider, name })), { provider: 'good', name: 'fine' }]);
-  const proc = await started(mapper([lib]));
+  const proc = await injectedProcess();
 
   const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'bpftrace']);
   assert.strictEqual(dry.status, 0, dry.all);
@@ -227,9 +232,7 @@ test('trace: refused names never reach bpftrace, whose program traces the rest',
 
 test('trace: refused names never reach a DTrace script', { skip: dtraceGate.skip, timeout: 180000 }, async () => {
   assert.ok(!dtraceGate.reason, dtraceGate.reason);
-  const dir = tempDir();
-  const lib = writeLibrary(dir, 'inject', [...INJECTIONS.map(([provider, name]) => ({ provider, name })), { provider: 'good', name: 'fine' }]);
-  const proc = await started(mapper([lib]));
+  const proc = await injectedProcess();
   const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'dtrace']);
   assert.strictEqual(dry.status, 0, dry.all);
   for (const marker of MARKERS) assert.ok(!dry.stdout.includes(marker), `${marker} in\n${dry.stdout}`);

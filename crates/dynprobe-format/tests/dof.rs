@@ -4,6 +4,10 @@
 //! identification, section bounds and alignment, string tables, entry sizes,
 //! index ranges, unique offsets), and applies the relocations as they do.
 
+#[path = "common/arg_types.rs"]
+mod arg_types;
+use arg_types::ALL_TYPES;
+
 use dynprobe_format::dof::{
     build_dof, build_image_dof, dof_probe_name, image_sites, DofError, DofFlavor, DofProbeSites,
     NameField, DOF_MAX_PROBE_LEN,
@@ -310,18 +314,6 @@ fn read(dof: &[u8], base: u64) -> Result<Dof, String> {
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-const ALL_TYPES: [ArgType; 9] = [
-    ArgType::I8,
-    ArgType::U8,
-    ArgType::I16,
-    ArgType::U16,
-    ArgType::I32,
-    ArgType::U32,
-    ArgType::I64,
-    ArgType::U64,
-    ArgType::Str,
-];
 
 const BASE: u64 = 0x7f12_3456_0000;
 

@@ -19,6 +19,10 @@
 
 #[path = "common/tools.rs"]
 mod tools;
+#[path = "common/arg_types.rs"]
+mod arg_types;
+use arg_types::ALL_TYPES;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,18 +36,6 @@ use object::read::elf::{ElfFile64, ProgramHeader};
 use object::{Endianness, Object, ObjectSymbol};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-
-const TYPES: [ArgType; 9] = [
-    ArgType::I8,
-    ArgType::U8,
-    ArgType::I16,
-    ArgType::U16,
-    ArgType::I32,
-    ArgType::U32,
-    ArgType::I64,
-    ArgType::U64,
-    ArgType::Str,
-];
 
 fn target() -> impl Strategy<Value = Target> {
     prop_oneof![
@@ -113,8 +105,8 @@ fn with_names(probe: ProbeDef) -> impl Strategy<Value = ProbeDef> {
 
 fn probe() -> impl Strategy<Value = ProbeDef> {
     let args = prop_oneof![
-        9 => proptest::collection::vec(proptest::sample::select(&TYPES[..]), 0..=12),
-        1 => proptest::collection::vec(proptest::sample::select(&TYPES[..]), MAX_ARGS - 1..=MAX_ARGS + 2),
+        9 => proptest::collection::vec(proptest::sample::select(&ALL_TYPES[..]), 0..=12),
+        1 => proptest::collection::vec(proptest::sample::select(&ALL_TYPES[..]), MAX_ARGS - 1..=MAX_ARGS + 2),
     ];
     let declared =
         proptest::collection::vec(proptest::sample::select(&DeclaredType::ALL[..]), 0..=12);
@@ -127,7 +119,7 @@ fn probe() -> impl Strategy<Value = ProbeDef> {
         3 => (probe_name(), declared.clone())
             .prop_map(|(name, declared)| ProbeDef::with_declared(name, declared)),
         // Declared types that are not the argument types: refused.
-        1 => (probe_name(), declared, proptest::collection::vec(proptest::sample::select(&TYPES[..]), 0..=12))
+        1 => (probe_name(), declared, proptest::collection::vec(proptest::sample::select(&ALL_TYPES[..]), 0..=12))
             .prop_map(|(name, declared, args)| ProbeDef { declared: Some(declared), ..ProbeDef::new(name, args) }),
     ]
     .prop_flat_map(with_names)
@@ -508,7 +500,7 @@ fn readelf_reads_every_valid_definition_as_the_reader_does() {
 fn the_reader_survives_any_damage_to_a_valid_image() {
     let mut def = ProviderDef::new("prov", "module");
     for i in 0..5 {
-        def.add_probe(ProbeDef::new(format!("p{i}"), TYPES[..i * 2].to_vec()))
+        def.add_probe(ProbeDef::new(format!("p{i}"), ALL_TYPES[..i * 2].to_vec()))
             .unwrap();
     }
     let images: Vec<Vec<u8>> = [
