@@ -17,10 +17,10 @@
 //!
 //! Layout is not assumed: only what any correct image must satisfy.
 
-#[path = "common/tools.rs"]
-mod tools;
 #[path = "common/arg_types.rs"]
 mod arg_types;
+#[path = "common/tools.rs"]
+mod tools;
 use arg_types::ALL_TYPES;
 
 use std::collections::HashSet;
