@@ -1,16 +1,23 @@
 'use strict';
-// dynprobe: real USDT probes for Node.js, with the API of dtrace-provider.
+// dynprobe: real USDT probes for Node.js, with the API of dtrace-provider,
+// and a way to read them without a kernel tracer: in-process subscriptions,
+// an endpoint for `dynprobe trace` run by the same user, and a flight
+// recorder (docs/no-root-tracing.md).
 
 const { load } = require('./lib/native');
+const { createApi } = require('./lib/provider');
+const { subscribe, providers } = require('./lib/subscribe');
+const { startProcessServices } = require('./lib/services');
 
-// Where there is no addon, dtrace-provider's contract: the no-op stub, and
-// here one process warning saying why (once per process, even when several
-// copies of dynprobe are installed); NODE_DTRACE_PROVIDER_REQUIRE=hard throws.
+// Where there is no addon, the same API over plain JavaScript providers
+// (lib/plain.js): no tracer sees them, subscribers and the endpoint do. One
+// process warning says why (once per process, even when several copies of
+// dynprobe are installed); NODE_DTRACE_PROVIDER_REQUIRE=hard throws.
 const WARNED = Symbol.for('dynprobe.noAddonWarned');
 
 function exportsFor() {
   const { addon, code, reason, cause } = load();
-  if (addon !== null) return require('./lib/provider').createApi(addon);
+  if (addon !== null) return createApi(addon);
   if (process.env.NODE_DTRACE_PROVIDER_REQUIRE === 'hard') {
     const err = new Error(reason, cause === undefined ? undefined : { cause });
     err.code = code;
@@ -20,11 +27,14 @@ function exportsFor() {
     globalThis[WARNED] = true;
     process.emitWarning(reason, { code });
   }
-  return require('./lib/stub');
+  return createApi(require('./lib/plain'));
 }
 
 const api = exportsFor();
+startProcessServices();
 module.exports = {
   DTraceProvider: api.DTraceProvider,
   createDTraceProvider: api.createDTraceProvider,
+  subscribe,
+  providers,
 };

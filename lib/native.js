@@ -74,6 +74,10 @@ function packageName(target) {
 }
 
 const HARD = 'NODE_DTRACE_PROVIDER_REQUIRE=hard';
+// What works without the addon (lib/plain.js), said in every reason.
+const STILL_WORKS =
+  'no kernel tracer (bpftrace, DTrace, perf) sees its probes; dynprobe.subscribe() in the process and ' +
+  '`dynprobe trace PID` by the same user (through the process\'s endpoint) still read them';
 
 // Loads the addon, once per process: { addon, code, reason }. `addon` is null when there is
 // none; then `code` is DYNPROBE_NO_ADDON (no addon for this platform),
@@ -91,7 +95,7 @@ function find() {
     return {
       addon: null,
       code: 'DYNPROBE_NO_ADDON',
-      reason: `dynprobe does not support ${process.platform}/${process.arch} yet: its probes are no-ops here (${HARD} makes this an error)`,
+      reason: `dynprobe does not support ${process.platform}/${process.arch} yet: ${STILL_WORKS} (${HARD} makes this an error)`,
     };
   }
   if (typeof nodeRequire !== 'function' || typeof nodeRequire.resolve !== 'function') {
@@ -120,7 +124,7 @@ function find() {
       '(npm installs it as an optional dependency of dynprobe; an install with --omit=optional or --no-optional, ' +
       `or node_modules copied from another platform, lacks it); a bundle deployed without node_modules finds it ` +
       `as dynprobe.${target}.node beside the bundle; in a checkout run \`npm run build\`. ` +
-      `Its probes are no-ops (${HARD} makes this an error)`,
+      `Here ${STILL_WORKS} (${HARD} makes this an error)`,
   };
 }
 
@@ -129,7 +133,7 @@ function failed(target, file, err) {
   return {
     addon: null,
     code: 'DYNPROBE_ADDON_LOAD_FAILED',
-    reason: `dynprobe: cannot load its native addon ${file} (${target}): ${why}. Its probes are no-ops (${HARD} makes this an error)`,
+    reason: `dynprobe: cannot load its native addon ${file} (${target}): ${why}. Here ${STILL_WORKS} (${HARD} makes this an error)`,
     cause: err,
   };
 }

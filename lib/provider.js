@@ -1,15 +1,22 @@
 'use strict';
-// The dtrace-provider API over dynprobe's native providers.
+// The dtrace-provider API over dynprobe's native providers (or, where there
+// is no addon, over the plain JavaScript ones of lib/plain.js).
 //
 // The hot path is a disabled probe: `probe.fire(cb)` reads the probe's
 // semaphore slot through a Uint32Array over the library's own memory and
-// returns, without calling into native code. The slot is the kernel's u16
-// semaphore (set by tracers that attach through the stapsdt note) and a u16
-// flag that the addon sets while a plain uprobe is at the site (DTrace's
-// probes from its own registration, which set no semaphore): one load sees
-// both. Only a probe that a tracer is watching runs its callback and makes
-// one native call (two when a value is an object, which the addon refuses
-// and this layer converts).
+// returns, without calling into native code. The slot is 4 bytes: the
+// kernel's u16 semaphore (set by tracers that attach through the stapsdt
+// note), a byte that the addon's site watcher sets while a plain uprobe is
+// at the site (DTrace's probes from its own registration, which set no
+// semaphore), and a byte that the registry sets while an in-process
+// subscription covers the probe (registry.js): one load sees all three.
+// Only a probe that someone wants runs its callback; it makes one native
+// call (two when a value is an object, which the addon refuses and this
+// layer converts) only when a tracer wants it, and hands the values to the
+// subscribers when they do.
+
+const { registry } = require('./registry');
+const { now } = require('./clock');
 
 const MAX_ARGS = 32;
 const EXACT_INTS = new Set(['int8_t', 'uint8_t', 'int16_t', 'uint16_t', 'int32_t', 'uint32_t', 'int64_t', 'uint64_t']);
@@ -17,6 +24,17 @@ const EXACT_INTS = new Set(['int8_t', 'uint8_t', 'int16_t', 'uint16_t', 'int32_t
 const NOT_LOADED = new Uint32Array(1);
 // Bytes per probe in the addon's semaphore buffer.
 const SLOT_BYTES = 4;
+// The byte of a slot that subscriptions own (crates/dynprobe's
+// SLOT_SUBSCRIBER_BYTE; the addon says which): its bits in the slot read as
+// one Uint32, and the tracers' bits (every other byte).
+function slotMasks(subscriberByte) {
+  const bytes = new Uint8Array(SLOT_BYTES);
+  bytes[subscriberByte] = 0xff;
+  const subscribed = new Uint32Array(bytes.buffer)[0];
+  return { subscribed, traced: ~subscribed >>> 0 };
+}
+// What a probe not loaded refers to instead of its registry entry.
+const NO_TAP = Object.freeze({ sinks: Object.freeze([]) });
 // One warning per process for a provider DTrace's helper refused, even with
 // several copies of dynprobe loaded (as index.js does for a missing addon).
 const DTRACE_WARNED = Symbol.for('dynprobe.dtraceRegistrationWarned');
@@ -76,6 +94,10 @@ function ProbeTable() {}
 ProbeTable.prototype = Object.create(null);
 
 function createApi(addon) {
+  const subscriberByte = typeof addon.slotSubscriberByte === 'function' ? addon.slotSubscriberByte() : SLOT_BYTES - 1;
+  const { subscribed: SUBSCRIBED, traced: TRACED } = slotMasks(subscriberByte);
+  const shared = registry();
+
   class DTraceProbe {
     constructor(provider, name, types, argNames = null) {
       this.name = name;
@@ -89,6 +111,7 @@ function createApi(addon) {
       // checking it is one typed-array load at a constant index.
       this._sema = NOT_LOADED;
       this._handle = null; // its handle for addon.fire
+      this._tap = NO_TAP; // its entry in the registry while loaded
       this._warned = false;
     }
 
@@ -173,6 +196,7 @@ function createApi(addon) {
     // The callback (user code) may have disabled the provider (and even
     // enabled it again: this fire, begun before, is dropped).
     if (probe._handle !== handle) return undefined;
+    if ((probe._sema[0] & SUBSCRIBED) !== 0) return sendAndDeliver(probe, handle, values);
     const kinds = probe._kinds;
     const n = kinds.length;
     // The addon fires primitives and refuses objects (returning false,
@@ -186,6 +210,25 @@ function createApi(addon) {
       // A conversion may have disabled the provider.
       if (probe._handle !== handle) return undefined;
       send(handle, converted, n);
+    }
+    return true;
+  }
+
+  // A subscription covers the probe: the values become primitives here
+  // (user code runs once), go to native code only if a tracer wants them
+  // too (a subscription alone costs no native call), and to every
+  // subscriber, which copies nothing: the array is theirs.
+  function sendAndDeliver(probe, handle, values) {
+    const kinds = probe._kinds;
+    const n = kinds.length;
+    const converted = new Array(n);
+    for (let i = 0; i < n; i++) converted[i] = primitive(values[i], kinds[i]);
+    if (probe._handle !== handle) return undefined;
+    if ((probe._sema[0] & TRACED) !== 0) send(handle, converted, n);
+    const sinks = probe._tap.sinks;
+    if (sinks.length > 0) {
+      const time = now();
+      for (let i = 0; i < sinks.length; i++) sinks[i].push(probe._tap, time, converted);
     }
     return true;
   }
@@ -306,7 +349,7 @@ function createApi(addon) {
       const refused = refusal(`provider\0${name}\0${mod}`, () => addon.checkProvider(name, mod));
       if (refused !== null) throw new RangeError(refused);
       Object.defineProperty(this, STATE, {
-        value: { name, module: mod, probes: new Map(), byName: new ProbeTable(), native: null, loaded: [] },
+        value: { name, module: mod, probes: new Map(), byName: new ProbeTable(), native: null, loaded: [], record: null },
       });
     }
 
@@ -362,10 +405,25 @@ function createApi(addon) {
       const buffer = native.semaphores();
       state.native = native;
       state.loaded = probes;
+      const record = { provider: state.name, module: state.module, probes: [] };
       probes.forEach((probe, index) => {
         probe._sema = new Uint32Array(buffer, SLOT_BYTES * index, 1);
         probe._handle = native.handle(index);
+        probe._tap = {
+          provider: state.name,
+          module: state.module,
+          name: probe.name,
+          types: Object.freeze(probe.types.map(declaredType)),
+          argNames: probe._argNames === null ? null : Object.freeze([...probe._argNames]),
+          flag: new Uint8Array(buffer, SLOT_BYTES * index + subscriberByte, 1),
+          sinks: NO_TAP.sinks,
+          id: 0,
+        };
+        record.probes.push(probe._tap);
       });
+      state.record = record;
+      // Subscriptions that match turn its probes on now.
+      shared.addProvider(record, this);
       warnIfNotRegistered(state.name, native);
       return undefined;
     }
@@ -378,7 +436,10 @@ function createApi(addon) {
       for (const probe of state.loaded) {
         probe._sema = NOT_LOADED;
         probe._handle = null;
+        probe._tap = NO_TAP;
       }
+      shared.removeProvider(state.record);
+      state.record = null;
       state.native = null;
       state.loaded = [];
       // Detaches the semaphore buffer before unmapping (no view can read

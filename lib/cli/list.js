@@ -125,4 +125,4 @@ function list(pids, { json = false, out = process.stdout } = {}) {
   return errors;
 }
 
-module.exports = { list };
+module.exports = { list, gather, describe, renderText };

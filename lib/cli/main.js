@@ -5,7 +5,7 @@ const { CliError, UsageError } = require('./errors');
 const { safeText } = require('./names');
 
 const USAGE = `Usage:
-  dynprobe list [PID...] [--json]
+  dynprobe list [PID...] [--json] [--via kernel|process]
       Processes with dynprobe providers (all you can read, or the given ones):
       providers, modules, libraries, probes with their argument types (as
       declared, when the library records them), and commands that trace
@@ -13,10 +13,11 @@ const USAGE = `Usage:
       Needs no tracer, and no root for your own processes.
 
   dynprobe trace PID [PROVIDER[:PROBE]] [options]
-      Attaches a tracer (bpftrace; DTrace where found) and prints every
-      firing: time, provider:probe, arguments decoded by type (json
-      arguments as JSON). Globs are
-      allowed: 'bunyan:log-*', 'restify', '*:request-done'. Needs root.
+      Prints every firing: time, provider:probe, arguments decoded by type
+      (json arguments as JSON). Globs are allowed: 'bunyan:log-*',
+      'restify', '*:request-done'. As root with a kernel tracer, attaches it
+      (bpftrace; DTrace where found); otherwise reads the process through
+      its endpoint, which needs no root and no tracer (your own processes).
         --count N        stop after N firings
         --duration S     stop after S seconds
         --pretty         indent JSON arguments
@@ -24,6 +25,21 @@ const USAGE = `Usage:
         --tracer NAME    bpftrace, bpftrace-sid (0.27, from a provisioned
                          checkout) or dtrace
         --dry-run        print the tracer command and program, do not run
+        --via PATH       kernel: a kernel tracer only (root); process: the
+                         process's endpoint only. Default: kernel where root
+                         and a tracer can trace the process, else process
+                         (the first line on stderr says which, and why)
+
+  dynprobe record PID [PROVIDER[:PROBE]] [--count N] [--bytes N] | --stop
+      Makes the process keep its most recent firings of the pattern (the
+      last N, default 1000, in at most N bytes, default 4 MiB), for
+      \`dynprobe dump\`; --stop ends that. Through the process's endpoint.
+      DYNPROBE_RECORD=PATTERN in a program's environment records from its
+      start and writes the record to DYNPROBE_RECORD_FILE when it dies of an
+      uncaught exception or a signal.
+
+  dynprobe dump PID [--json] [--pretty]
+      Prints what the process recorded, oldest first, as trace does.
 
   dynprobe help`;
 
@@ -37,8 +53,15 @@ const positiveNumber = (name) => (v) => {
   if (v === '' || !(n > 0)) throw new UsageError(`--${name} takes a positive number of seconds, not ${JSON.stringify(v)}`);
   return n;
 };
+const via = (v) => require('./via').parseVia(v);
+const positiveBytes = (v) => {
+  if (!/^[1-9]\d*$/.test(v)) throw new UsageError(`--bytes takes a positive integer, not ${JSON.stringify(v)}`);
+  return Number(v);
+};
 const COMMANDS = {
-  list: { options: { json: 'flag' }, max: Infinity },
+  list: { options: { json: 'flag', via }, max: Infinity },
+  record: { options: { count: positiveInt('count'), bytes: positiveBytes, stop: 'flag' }, min: 1, max: 2 },
+  dump: { options: { json: 'flag', pretty: 'flag' }, min: 1, max: 1 },
   trace: {
     options: {
       count: positiveInt('count'),
@@ -47,6 +70,7 @@ const COMMANDS = {
       json: 'flag',
       tracer: String,
       'dry-run': 'flag',
+      via,
     },
     min: 1,
     max: 2,
@@ -93,12 +117,19 @@ async function run(argv) {
     return 0;
   }
   if (cmd.name === 'list') {
-    const errors = require('./list').list(cmd.positional, cmd.options);
+    const errors = await require('./via').list(cmd.positional, cmd.options);
     for (const err of errors) report(err);
     return errors.length > 0 ? 1 : 0;
   }
   const [pid, pattern] = cmd.positional;
-  return require('./trace').trace(pid, pattern, cmd.options);
+  if (cmd.name === 'record' || cmd.name === 'dump') {
+    const { parsePid } = require('./procs');
+    const processPath = require('./process');
+    if (cmd.name === 'dump') return processPath.dump(parsePid(pid), cmd.options);
+    if (cmd.options.stop && pattern !== undefined) throw new UsageError('record --stop takes no pattern');
+    return processPath.record(parsePid(pid), pattern, cmd.options);
+  }
+  return require('./via').trace(pid, pattern, cmd.options);
 }
 
 // Messages may quote what a process wrote (names, paths): escaped.

@@ -185,4 +185,4 @@ function run({ pid, info, tracer, program, opts, out, say }) {
   });
 }
 
-module.exports = { trace };
+module.exports = { trace, plan };

@@ -137,6 +137,7 @@ module.exports = {
   declaredAt,
   argNameAt,
   typeLabel,
+  parameter,
   signature,
   AMBIGUOUS_NOTE,
 };

@@ -40,7 +40,7 @@ pub struct ProbeLayout {
     /// Address of the stub function, which is also the probe site.
     pub stub: u64,
     /// Address of the probe's 16-bit semaphore, the first half of its
-    /// [`Image::SEMAPHORE_SLOT`]-byte slot (the loader's flag is the second).
+    /// [`Image::SEMAPHORE_SLOT`]-byte slot (the loader's flags are the second).
     pub semaphore: u64,
     /// The stapsdt argument string, as tracers will read it.
     pub arg_spec: String,
@@ -62,8 +62,9 @@ pub struct Image {
 
 impl Image {
     /// Bytes per probe in the semaphore block, 4-aligned: the kernel's u16
-    /// semaphore (the stapsdt note's address), then a u16 the loader owns.
-    /// Reading the slot as one u32 tells whether either is set.
+    /// semaphore (the stapsdt note's address), then two bytes the loader
+    /// owns (the DTrace site watcher's, and one for in-process subscribers).
+    /// Reading the slot as one u32 tells whether any is set.
     pub const SEMAPHORE_SLOT: u64 = 4;
 
     pub fn build_id_hex(&self) -> String {

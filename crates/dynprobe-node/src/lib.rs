@@ -73,6 +73,14 @@ pub fn check_probe(probe: ProbeSpec) -> Option<String> {
     definition("p", "p", std::slice::from_ref(&probe)).err()
 }
 
+/// The byte of a probe's 4-byte semaphore slot that the JS layer sets while
+/// an in-process subscription covers the probe (the others are the kernel's
+/// semaphore and the DTrace site watcher's byte).
+#[napi]
+pub fn slot_subscriber_byte() -> u32 {
+    dynprobe::SLOT_SUBSCRIBER_BYTE as u32
+}
+
 /// Registers the raw N-API part of the addon: the class `NativeProvider`
 /// (see [`native_provider`]) and `fire`, a plain N-API function: the traced
 /// path is the only hot native call, and napi-rs's per-call bookkeeping

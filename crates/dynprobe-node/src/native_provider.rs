@@ -249,8 +249,9 @@ unsafe extern "C" fn construct(
 }
 
 /// `semaphores()`: an ArrayBuffer over the semaphore slots (one 4-byte slot
-/// per probe: the kernel's u16 semaphore, then the site watcher's u16 DTrace
-/// flag; a probe is traced when its slot read as one Uint32 is not 0),
+/// per probe: the kernel's u16 semaphore, the site watcher's DTrace byte,
+/// and the subscriber byte, which the JS layer writes; a probe is wanted
+/// when its slot read as one Uint32 is not 0),
 /// detached by `unload()` (or when the provider is collected) before the
 /// memory goes away.
 unsafe extern "C" fn semaphores(

@@ -41,7 +41,8 @@ struct ProbeSite {
     name: String,
     args: Vec<ArgType>,
     stub: usize,
-    /// The probe's semaphore slot: the kernel's u16, then the watcher's.
+    /// The probe's semaphore slot: the kernel's u16, the watcher's byte, the
+    /// subscriber byte.
     slot: *const u32,
     /// The site's first byte while no uprobe is there.
     idle: u8,
@@ -198,8 +199,8 @@ impl Provider {
             .map(|p| Site {
                 byte: p.stub as *const u8,
                 idle: p.idle,
-                // SAFETY: the slot is 4 bytes, so its second u16 is in it.
-                flag: unsafe { (p.slot as *const u16).add(1) }.cast(),
+                // SAFETY: the slot is 4 bytes, so its watcher byte is in it.
+                flag: unsafe { (p.slot as *const u8).add(crate::SLOT_WATCHER_BYTE) }.cast(),
             })
             .collect();
         // SAFETY: the sites and flags stay mapped until `self.watch` is
@@ -282,12 +283,16 @@ impl Provider {
 
     /// The semaphore slots of all probes, in probe order, as one block: a
     /// caller (the Node binding) can read them without a call. Each slot is
-    /// a 4-aligned `u32`: the kernel's u16 semaphore (the address in the
-    /// probe's stapsdt note), then a u16 flag that the site watcher sets
-    /// while a tracer that knows no semaphore (DTrace's own registration)
-    /// has a uprobe at the site. A probe is enabled when its slot, read as
-    /// one `u32`, is not 0. Valid until the provider is unloaded; nothing
-    /// but the kernel and the watcher may write it.
+    /// a 4-aligned `u32`: the kernel's u16 semaphore (bytes 0-1, the address
+    /// in the probe's stapsdt note), the site watcher's byte
+    /// ([`crate::SLOT_WATCHER_BYTE`]: set while a tracer that knows no
+    /// semaphore, DTrace's own registration, has a uprobe at the site), and
+    /// the subscriber byte ([`crate::SLOT_SUBSCRIBER_BYTE`]: the Node
+    /// binding's, set while an in-process subscription covers the probe). A
+    /// caller that reads the slot as one `u32` and finds 0 knows that nobody
+    /// wants the probe; [`Probe::is_enabled`] looks at the tracers' bytes
+    /// only. Valid until the provider is unloaded; the kernel and the watcher
+    /// write their own parts, a caller may write the subscriber byte.
     pub fn semaphores(&self) -> (*const u32, usize) {
         (self.semaphores, self.probes.len())
     }
@@ -368,16 +373,17 @@ impl<'a> Probe<'a> {
     }
 
     /// Whether a tracer is attached: one load of the probe's semaphore
-    /// slot, which is not 0 while the kernel's semaphore counts a tracer
-    /// (a USDT probe made from the stapsdt note) or the site watcher's flag
-    /// is set (a plain uprobe at the site, as DTrace's registered probes
-    /// make, on a provider registered with DTrace).
+    /// slot, whose tracer bytes are not 0 while the kernel's semaphore
+    /// counts a tracer (a USDT probe made from the stapsdt note) or the site
+    /// watcher's flag is set (a plain uprobe at the site, as DTrace's
+    /// registered probes make, on a provider registered with DTrace). The
+    /// subscriber byte is not looked at: a subscriber needs no probe site.
     #[inline(always)]
     pub fn is_enabled(&self) -> bool {
         // SAFETY: the slot stays mapped while the provider lives, is
-        // 4-aligned, and each of its halves is updated with single aligned
-        // 16-bit writes.
-        unsafe { std::ptr::read_volatile(self.slot) != 0 }
+        // 4-aligned, and each of its parts is updated with single aligned
+        // writes of its own size.
+        unsafe { std::ptr::read_volatile(self.slot) & crate::SLOT_TRACER_MASK != 0 }
     }
 
     /// Address of the probe's 16-bit semaphore, the kernel's (the first
@@ -392,12 +398,11 @@ impl<'a> Probe<'a> {
         self.site.stub
     }
 
-    /// Address of the probe's 16-bit DTrace flag, the site watcher's (the
-    /// second half of its slot): 1 while a uprobe is at the site of a
-    /// watched provider.
-    pub fn dtrace_flag(&self) -> *const u16 {
+    /// Address of the probe's DTrace flag, the site watcher's byte of its
+    /// slot: 1 while a uprobe is at the site of a watched provider.
+    pub fn dtrace_flag(&self) -> *const u8 {
         // SAFETY: the slot is 4 bytes.
-        unsafe { (self.site.slot as *const u16).add(1) }
+        unsafe { (self.site.slot as *const u8).add(crate::SLOT_WATCHER_BYTE) }
     }
 
     /// Fires the probe if a tracer is attached; returns whether it fired.

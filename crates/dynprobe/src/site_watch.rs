@@ -7,9 +7,11 @@
 //! call 0xe8 once Linux 6.18 optimises it, or BRK on aarch64), and back on
 //! detach. One background thread reads the site byte of every probe of every
 //! watched provider every [`PERIOD`] and stores whether it differs from the
-//! idle byte into the probe's flag, the second u16 of its semaphore slot. The
-//! disabled check reads the whole slot (semaphore and flag) as one u32: still
-//! one load.
+//! idle byte into the probe's flag, byte 2 of its semaphore slot (the slot is
+//! the kernel's u16 semaphore, this byte, and a byte the Node binding owns
+//! for in-process subscribers). The disabled check reads the whole slot as
+//! one u32: still one load. The watcher stores its own byte only, so it never
+//! undoes what another writer set in the slot.
 //!
 //! The thread exists only once something is watched, sleeps on a condition
 //! variable while nothing is, and never keeps a process alive (Node exits
@@ -22,7 +24,7 @@
 //! are 0 (DTrace does not know the child either: it is not registered
 //! again), and the lock is never left held by a thread the child lacks.
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,8 +43,9 @@ pub(crate) struct Site {
     pub byte: *const u8,
     /// What that byte is while no uprobe is there (the image's own byte).
     pub idle: u8,
-    /// The probe's flag: the second u16 of its semaphore slot.
-    pub flag: *const AtomicU16,
+    /// The probe's flag: byte [`crate::SLOT_WATCHER_BYTE`] of its semaphore
+    /// slot.
+    pub flag: *const AtomicU8,
 }
 
 // SAFETY: the pointers name memory of a loaded library, which stays mapped
@@ -145,14 +148,14 @@ fn update(sites: &[Site]) {
         // the watched set, so its library is mapped. The kernel replaces the
         // byte in one write.
         let traced = unsafe { std::ptr::read_volatile(site.byte) } != site.idle;
-        // SAFETY: as above; the flag is a 2-aligned u16 of the writable
-        // segment that only this module writes.
+        // SAFETY: as above; the flag is a byte of the writable segment that
+        // only this module writes.
         let flag = unsafe { &*site.flag };
-        // A 16-bit store of its own half only (the kernel's semaphore, the
-        // other half of the slot, is never written here), and only on a
-        // change: a reader's cache line stays valid otherwise.
+        // A store of its own byte only (the kernel's semaphore and the
+        // subscriber byte, the rest of the slot, are never written here),
+        // and only on a change: a reader's cache line stays valid otherwise.
         if (flag.load(Ordering::Relaxed) != 0) != traced {
-            flag.store(u16::from(traced), Ordering::Relaxed);
+            flag.store(u8::from(traced), Ordering::Relaxed);
         }
     }
 }

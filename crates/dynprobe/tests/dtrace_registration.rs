@@ -342,7 +342,7 @@ fn a_forked_child_inherits_no_watcher_and_can_watch_again() {
     if role().is_some() {
         let mut provider = Provider::load(&simple_def("forkprov", "forkprov", 1000)).unwrap();
         provider.watch_sites_for_tests().unwrap();
-        let flag = provider.probe_at(0).unwrap().dtrace_flag() as *mut u16;
+        let flag = provider.probe_at(0).unwrap().dtrace_flag() as *mut u8;
         let mut children = Vec::new();
         for round in 0..FORKS {
             // A flag left on, as if a uprobe had been there: the child, with

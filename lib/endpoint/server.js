@@ -1,0 +1,359 @@
+'use strict';
+// The endpoint: a Unix socket on which the process serves its own user (and
+// root) what `dynprobe list`, `trace`, `record` and `dump` ask, with no
+// kernel tracer. It lives in a directory no one else can enter (dir.js),
+// listens only while dynprobe is loaded, and is unref'd (it never keeps the
+// process alive, nor do its connections). While nobody is connected it is a
+// listening socket and nothing else: no timer, no thread.
+//
+// Each connection is a session (protocol.js): it may list the providers,
+// hold subscriptions (their firings wait in a bounded queue and go out in
+// batches off the application's path, only as fast as the client reads;
+// what does not fit is dropped and counted), and start, stop and dump the
+// flight recorder. A session's subscriptions end with its connection, so a
+// client that dies (even by SIGKILL: the kernel closes its socket) turns its
+// probes off as soon as the event loop runs. Everything a client sends is
+// checked, its size bounded before it is read, and the number of sessions
+// and of subscriptions per session is bounded.
+
+const fs = require('node:fs');
+const net = require('node:net');
+const { registry } = require('../registry');
+const { FiringQueue } = require('../queue');
+const { compile } = require('../pattern');
+const { wireValue } = require('../values');
+const { wallNs } = require('../clock');
+const recorder = require('../recorder');
+const { MAGIC, PROTOCOL, MAX_REQUEST, ProtocolError, FrameReader, encode, parseRequest } = require('./protocol');
+const { endpointPath } = require('./dir');
+
+const MAX_SESSIONS = 32;
+const MAX_SUBSCRIPTIONS = 16;
+// What a session lets the socket hold before it waits for the client.
+const HIGH_WATER = 1024 * 1024;
+// A batch of firings, at most.
+const BATCH_FIRINGS = 4096;
+const BATCH_BYTES = 256 * 1024;
+// Rounds of batches a flush sends before the application runs again.
+const FLUSH_ROUNDS = 4;
+const WARNED = Symbol.for('dynprobe.endpointWarned');
+
+function warnOnce(message) {
+  if (globalThis[WARNED]) return;
+  globalThis[WARNED] = true;
+  process.emitWarning(message, { code: 'DYNPROBE_ENDPOINT_UNAVAILABLE' });
+}
+
+// The clock offset sent in the hello: a firing's `time` (performance.now(),
+// ms) + this = wall-clock ns.
+function clockOffsetNs() {
+  return String(wallNs(0));
+}
+
+function describeTap(tap) {
+  return { id: tap.id, provider: tap.provider, module: tap.module, probe: tap.name, types: tap.types, argNames: tap.argNames };
+}
+
+function listing() {
+  return registry()
+    .providers()
+    .map((r) => ({
+      provider: r.provider,
+      module: r.module,
+      probes: r.probes.map((tap) => ({ ...describeTap(tap), subscribers: tap.sinks.length })),
+    }));
+}
+
+// One firing on the wire: [tap id, time (ms, performance.now()), ...values].
+function wireFiring(tap, time, values) {
+  const out = new Array(values.length + 2);
+  out[0] = tap.id;
+  out[1] = time;
+  for (let i = 0; i < values.length; i++) out[i + 2] = wireValue(values[i], tap.types[i]);
+  return out;
+}
+
+// A subscription of a session: its queue, filled on the fire path.
+class SessionSubscription {
+  constructor(session, id, pattern, limits) {
+    this.session = session;
+    this.id = id;
+    this.pattern = pattern;
+    this.queue = new FiringQueue(limits);
+    this.announced = new Set();
+    this.unannounced = [];
+    this.sink = {
+      push: (tap, time, values) => {
+        if (this.queue.push(tap, time, values)) session.schedule();
+      },
+      attached: (tap) => {
+        if (!this.announced.has(tap)) {
+          this.announced.add(tap);
+          this.unannounced.push(tap);
+          session.schedule();
+        }
+      },
+    };
+    this.handle = null;
+    this.reportedDrops = 0;
+  }
+
+  // Messages for what is waiting: new probes first, then firings, batched.
+  takeMessages(out) {
+    if (this.unannounced.length > 0) {
+      out.push({ type: 'probes', sub: this.id, probes: this.unannounced.map(describeTap) });
+      this.unannounced = [];
+    }
+    const q = this.queue;
+    if (q.length === 0 && q.dropped === this.reportedDrops) return;
+    const firings = [];
+    const item = { tap: null, time: 0, values: null };
+    let bytes = 0;
+    while (firings.length < BATCH_FIRINGS && bytes < BATCH_BYTES && q.shift(item)) {
+      firings.push(wireFiring(item.tap, item.time, item.values));
+      bytes += 32;
+      for (const v of item.values) bytes += typeof v === 'string' ? v.length : 8;
+    }
+    this.reportedDrops = q.dropped;
+    out.push({ type: 'firings', sub: this.id, dropped: q.dropped, firings });
+  }
+
+  close() {
+    if (this.handle !== null) this.handle.close();
+    this.handle = null;
+    while (this.queue.shift());
+  }
+}
+
+class Session {
+  constructor(socket, sessions) {
+    this.socket = socket;
+    this.sessions = sessions;
+    this.reader = new FrameReader(MAX_REQUEST);
+    this.subscriptions = new Map();
+    this.nextSub = 1;
+    this.scheduled = false;
+    this.waitingForDrain = false;
+    this.closed = false;
+    this.flushBound = () => this.flush();
+    socket.on('data', (chunk) => this.onData(chunk));
+    socket.on('drain', () => {
+      this.waitingForDrain = false;
+      this.schedule();
+    });
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.close());
+    this.send({ type: 'hello', magic: MAGIC, protocol: PROTOCOL, pid: process.pid, clockOffsetNs: clockOffsetNs(), runtime: runtime(), addon: !isPlain() });
+  }
+
+  onData(chunk) {
+    if (this.closed) return;
+    let bodies;
+    try {
+      bodies = this.reader.push(chunk);
+    } catch (err) {
+      // A message too long to read: nothing after it can be framed.
+      this.fail(null, err.message);
+      return;
+    }
+    for (const body of bodies) {
+      if (this.closed) return;
+      let request;
+      try {
+        request = parseRequest(body);
+      } catch (err) {
+        this.send({ type: 'error', id: err.id === undefined ? null : err.id, message: err.message });
+        continue;
+      }
+      try {
+        this.handle(request);
+      } catch (err) {
+        this.send({ type: 'error', id: request.id, message: err instanceof ProtocolError ? err.message : `failed: ${err && err.message}` });
+      }
+    }
+  }
+
+  handle(request) {
+    const { id, op } = request;
+    switch (op) {
+      case 'list':
+        return this.send({ type: 'reply', id, providers: listing() });
+      case 'subscribe': {
+        if (this.subscriptions.size >= MAX_SUBSCRIPTIONS) throw new ProtocolError(`at most ${MAX_SUBSCRIPTIONS} subscriptions per connection`);
+        const sub = new SessionSubscription(this, this.nextSub++, request.pattern, { count: request.count, bytes: request.bytes });
+        this.subscriptions.set(sub.id, sub);
+        // The reply goes first, then the probes the subscription covers.
+        this.send({ type: 'reply', id, sub: sub.id });
+        sub.handle = registry().subscribe(request.pattern, sub.sink);
+        return undefined;
+      }
+      case 'unsubscribe': {
+        const sub = this.subscriptions.get(request.sub);
+        if (sub === undefined) throw new ProtocolError(`no subscription ${request.sub}`);
+        sub.close();
+        this.subscriptions.delete(request.sub);
+        return this.send({ type: 'reply', id });
+      }
+      case 'record': {
+        const r = recorder.record(request.pattern, { count: request.count, bytes: request.bytes });
+        const m = compile(r.pattern);
+        const covered = listing().reduce((n, p) => n + (m.provider(p.provider) ? p.probes.filter((probe) => m.probe(probe.probe)).length : 0), 0);
+        return this.send({ type: 'reply', id, pattern: r.pattern, count: r.count, bytes: r.bytes, covered });
+      }
+      case 'stop-recording':
+        return this.send({ type: 'reply', id, stopped: recorder.stop() });
+      case 'dump':
+        return this.dump(id);
+      default:
+        throw new ProtocolError(`unknown op ${op}`);
+    }
+  }
+
+  // The recorder's firings, in messages of a batch each; the last says so.
+  dump(id) {
+    const r = recorder.current();
+    if (r === null) throw new ProtocolError('nothing is being recorded (start with `dynprobe record PID PATTERN`)');
+    const entries = r.queue.snapshot();
+    const taps = new Set(entries.map((e) => e.tap));
+    this.send({ type: 'reply', id, pattern: r.pattern, count: r.count, bytes: r.bytes, overwritten: r.queue.dropped, firings: entries.length, probes: [...taps].map(describeTap) });
+    for (let i = 0; i < entries.length; i += BATCH_FIRINGS) {
+      const chunk = entries.slice(i, i + BATCH_FIRINGS).map((e) => wireFiring(e.tap, e.time, e.values));
+      this.send({ type: 'dump', id, firings: chunk });
+    }
+    this.send({ type: 'dump', id, firings: [], done: true });
+  }
+
+  schedule() {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(this.flushBound);
+  }
+
+  // Sends what waits while the socket takes it (the rest when it drains), a
+  // few batches per turn of the event loop.
+  flush() {
+    this.scheduled = false;
+    if (this.closed || this.waitingForDrain) return;
+    for (let round = 0; round < FLUSH_ROUNDS; round++) {
+      const messages = [];
+      for (const sub of this.subscriptions.values()) sub.takeMessages(messages);
+      if (messages.length === 0) return;
+      for (const m of messages) this.send(m);
+      if (this.closed) return;
+      if (this.socket.writableLength > HIGH_WATER) {
+        this.waitingForDrain = true;
+        return;
+      }
+    }
+    this.schedule();
+  }
+
+  send(message) {
+    if (this.closed) return;
+    try {
+      this.socket.write(encode(message));
+    } catch {
+      this.close();
+    }
+  }
+
+  fail(id, message) {
+    this.send({ type: 'error', id, message });
+    this.close();
+    hangUp(this.socket);
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const sub of this.subscriptions.values()) sub.close();
+    this.subscriptions.clear();
+    this.sessions.delete(this);
+  }
+}
+
+// Ends a connection, and destroys it soon even if the client never reads.
+function hangUp(socket, last = undefined) {
+  socket.end(last);
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+function runtime() {
+  if (typeof globalThis.Bun !== 'undefined') return `bun ${globalThis.Bun.version}`;
+  if (typeof globalThis.Deno !== 'undefined') return `deno ${globalThis.Deno.version.deno}`;
+  return `node ${process.version}`;
+}
+
+function isPlain() {
+  const { load } = require('../native');
+  return load().addon === null;
+}
+
+// Starts the endpoint, once per process; returns { file, close } or null
+// (DYNPROBE_ENDPOINT=off, or no safe place: a warning says why).
+function startEndpoint() {
+  if (process.env.DYNPROBE_ENDPOINT === 'off') return null;
+  if (process.platform === 'win32' || typeof process.geteuid !== 'function') return null;
+  let where;
+  try {
+    where = endpointPath();
+  } catch (err) {
+    warnOnce(`dynprobe's endpoint is off: ${err.message}; \`dynprobe trace\` without root cannot reach this process (in-process subscriptions still work)`);
+    return null;
+  }
+  const { file, dir, temporary } = where;
+  const sessions = new Set();
+  const server = net.createServer({ allowHalfOpen: false, pauseOnConnect: false }, (socket) => {
+    socket.unref();
+    if (sessions.size >= MAX_SESSIONS) {
+      hangUp(socket, encode({ type: 'error', id: null, message: `at most ${MAX_SESSIONS} clients at once` }));
+      return;
+    }
+    sessions.add(new Session(socket, sessions));
+  });
+  server.on('error', (err) => {
+    warnOnce(`dynprobe's endpoint is off: cannot listen on ${file}: ${err.message}`);
+    cleanup();
+  });
+  // A socket left by a process of the same pid that died without cleaning
+  // up (the directory is this user's alone: nothing else is there).
+  try {
+    fs.unlinkSync(file);
+  } catch {
+    // none
+  }
+  let cleaned = false;
+  function cleanup() {
+    if (cleaned) return;
+    cleaned = true;
+    try {
+      server.close();
+    } catch {
+      // not listening
+    }
+    try {
+      fs.unlinkSync(file);
+    } catch {
+      // gone
+    }
+    if (temporary) {
+      try {
+        fs.rmdirSync(dir);
+      } catch {
+        // not empty (a record file): left for the user
+      }
+    }
+  }
+  server.listen(file, () => {
+    try {
+      fs.chmodSync(file, 0o600);
+    } catch {
+      // the directory already keeps others out
+    }
+  });
+  server.unref();
+  process.on('exit', cleanup);
+  return { file, dir, sessions, close: cleanup };
+}
+
+module.exports = { startEndpoint, MAX_SESSIONS, MAX_SUBSCRIPTIONS, HIGH_WATER };

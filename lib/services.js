@@ -1,0 +1,26 @@
+'use strict';
+// What a process that loads dynprobe offers once, whatever copy loads first:
+// the endpoint (lib/endpoint/server.js) and, with DYNPROBE_RECORD, the
+// flight recorder from start-up (lib/recorder.js). Main thread only: a
+// worker's providers are its own (its registry is its own globalThis's),
+// reachable by its in-process subscriptions.
+
+const { registry } = require('./registry');
+
+function startProcessServices() {
+  const state = registry().state;
+  if (state.services) return;
+  state.services = true;
+  let isMainThread = true;
+  try {
+    isMainThread = require('node:worker_threads').isMainThread;
+  } catch {
+    // no workers here
+  }
+  if (!isMainThread) return;
+  const endpoint = require('./endpoint/server').startEndpoint();
+  state.endpoint = endpoint;
+  require('./recorder').startFromEnvironment(endpoint === null ? null : endpoint.dir);
+}
+
+module.exports = { startProcessServices };
