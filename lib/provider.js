@@ -422,8 +422,9 @@ function createApi(addon) {
         record.probes.push(probe._tap);
       });
       state.record = record;
-      // Subscriptions that match turn its probes on now.
-      shared.addProvider(record, this);
+      // Subscriptions that match turn its probes on now. Only a plain
+      // provider needs the registry to watch for its collection (registry.js).
+      shared.addProvider(record, addon.plain === true ? this : undefined);
       warnIfNotRegistered(state.name, native);
       return undefined;
     }

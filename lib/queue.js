@@ -11,6 +11,9 @@
 const ENTRY_BYTES = 48;
 const VALUE_BYTES = 8;
 const MIN_CAPACITY = 16;
+// Storage kept when the queue empties: refilled at once under a steady
+// flow, so a burst does not grow it again every turn.
+const KEPT_CAPACITY = 65536;
 
 function sizeOf(values) {
   let bytes = ENTRY_BYTES;
@@ -110,11 +113,11 @@ class FiringQueue {
     return out;
   }
 
-  // Empty: storage beyond the minimum goes back.
+  // Empty: storage beyond what a steady flow needs goes back.
   reset() {
     this.head = 0;
     this.bytes = 0;
-    if (this.capacity > MIN_CAPACITY) {
+    if (this.capacity > KEPT_CAPACITY) {
       this.capacity = 0;
       this.taps = [];
       this.times = [];

@@ -10,9 +10,16 @@
 // Shape 1. The registry's functions are those of the copy that made it; a
 // copy hands it plain data and objects with the methods below.
 //   version                      1
-//   addProvider(record, owner)   an enabled provider; when `owner` (the
-//                                provider object) is collected, its record
-//                                goes too
+//   addProvider(record, owner)   an enabled provider. A native provider
+//                                collected without disable() has its
+//                                semaphore buffer detached (its flags have
+//                                length 0): its record goes at the next
+//                                prune. Plain providers (no addon) pass
+//                                `owner`, the provider object, whose
+//                                collection removes the record (a
+//                                FinalizationRegistry: it costs memory
+//                                until the next turn of the event loop,
+//                                which a native provider need not pay)
 //   removeProvider(record)       at disable()
 //   subscribe(pattern, sink)     -> { close() }; covers the matching probes
 //                                of every provider, enabled now or later
@@ -43,9 +50,15 @@ function create() {
   const subscriptions = new Set();
   const listeners = new Set();
   let nextTapId = 1;
-  // A provider collected without disable(): its record goes with it (its
-  // semaphore buffer is detached by then, so its flags write nowhere).
+  let addedSincePrune = 0;
   const finalizer = typeof FinalizationRegistry === 'function' ? new FinalizationRegistry((record) => removeProvider(record)) : null;
+  const loaded = (record) => record.probes.every((tap) => tap.flag.length > 0);
+
+  // Forgets the records of providers collected without disable().
+  function prune() {
+    addedSincePrune = 0;
+    for (const record of records) if (!loaded(record)) removeProvider(record);
+  }
 
   function changed() {
     for (const listener of listeners) {
@@ -92,6 +105,8 @@ function create() {
     }
     records.add(record);
     if (finalizer !== null && owner !== undefined) finalizer.register(owner, record, record);
+    // Amortised: a prune walks every record.
+    if (++addedSincePrune >= 64 && addedSincePrune >= records.size / 2) prune();
     for (const sub of subscriptions) cover(sub, record);
   }
 
@@ -108,13 +123,14 @@ function create() {
     if (wasCovered) changed();
   }
 
-  // Records of providers still loaded (one collected but not yet finalized
-  // has a detached semaphore buffer: a flag of length 0).
+  // Records of providers still loaded.
   function providers() {
-    return [...records].filter((r) => r.probes.every((tap) => tap.flag.length > 0));
+    prune();
+    return [...records];
   }
 
   function subscribe(pattern, sink) {
+    prune();
     const sub = { matcher: compile(pattern), sink, taps: new Set() };
     subscriptions.add(sub);
     for (const record of records) cover(sub, record);

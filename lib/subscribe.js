@@ -8,7 +8,7 @@
 
 const { registry } = require('./registry');
 const { FiringQueue } = require('./queue');
-const { subscriberValue } = require('./values');
+const { subscriberValues } = require('./values');
 const { wallNs } = require('./clock');
 
 const DEFAULTS = { count: 10000, bytes: 8 * 1024 * 1024 };
@@ -27,11 +27,32 @@ function limit(options, name) {
   return v;
 }
 
-// One firing as a subscriber gets it.
+// One firing as a subscriber gets it. Its time (wall-clock ns, a BigInt) is
+// made when asked for.
+class Firing {
+  constructor(tap, time, values) {
+    this.provider = tap.provider;
+    this.module = tap.module;
+    this.probe = tap.name;
+    this.args = subscriberValues(values, tap.types);
+    this.types = tap.types;
+    this.argNames = tap.argNames;
+    this._t = time;
+  }
+
+  get time() {
+    return wallNs(this._t);
+  }
+
+  toJSON() {
+    const { _t, ...rest } = this;
+    return { ...rest, time: String(this.time) };
+  }
+}
+Object.defineProperty(Firing.prototype, 'time', { enumerable: true });
+
 function decodeFiring(tap, time, values) {
-  const args = new Array(values.length);
-  for (let i = 0; i < values.length; i++) args[i] = subscriberValue(values[i], tap.types[i]);
-  return { provider: tap.provider, module: tap.module, probe: tap.name, args, types: tap.types, argNames: tap.argNames, time: wallNs(time) };
+  return new Firing(tap, time, values);
 }
 
 class Subscription {

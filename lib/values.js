@@ -44,7 +44,10 @@ const bigMin = (a, b) => (a < b ? a : b);
 // tracer reads it: truncated to the declared size and sign. A Number when it
 // is exact as one, else a BigInt.
 function intValue(v, declared) {
-  const t = typeInfo(declared);
+  return intOf(v, typeInfo(declared));
+}
+
+function intOf(v, t) {
   const bits = t.size * 8;
   if (typeof v === 'number' && Math.abs(v) < TWO_53) {
     // The common case, without a BigInt: JavaScript's integer conversions
@@ -76,6 +79,8 @@ function intValue(v, declared) {
 const SURROGATE = /[\uD800-\uDFFF]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
+const wellFormed = typeof String.prototype.isWellFormed === 'function' ? (s) => s.isWellFormed() : (s) => !SURROGATE.test(s);
+
 // A string argument as a tracer reads it: cut at the first NUL, in UTF-8.
 function stringValue(s) {
   const text = typeof s === 'string' ? s : String(s);
@@ -106,6 +111,29 @@ function subscriberValue(v, declared) {
   return parsed.value;
 }
 
+// A probe's values as subscriberValue makes them, with what each declared
+// type needs looked up once per list of types (`types`: frozen, one per
+// probe).
+const decoders = new WeakMap();
+function subscriberValues(values, types) {
+  let infos = decoders.get(types);
+  if (infos === undefined) {
+    infos = types.map(typeInfo);
+    decoders.set(types, infos);
+  }
+  const n = values.length;
+  const out = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    const info = infos[i];
+    const kind = info === undefined ? 'str' : info.kind;
+    if (kind === 'int' || kind === 'uint') out[i] = intOf(v, info);
+    else if (kind === 'json') out[i] = jsonArg(stringValue(v)).value;
+    else out[i] = typeof v === 'string' && v.indexOf('\0') < 0 && wellFormed(v) ? v : stringValue(v);
+  }
+  return out;
+}
+
 // One value as the endpoint sends it: integers as Numbers, or as decimal
 // strings beyond 2^53; strings cut; JSON as its text (the client parses it).
 function wireValue(v, declared) {
@@ -131,4 +159,4 @@ function traceArg(wire, declared) {
   return { type: 'string', value: text, truncated: false };
 }
 
-module.exports = { typeInfo, intValue, stringValue, jsonArg, subscriberValue, wireValue, traceArg };
+module.exports = { typeInfo, intValue, stringValue, jsonArg, subscriberValue, subscriberValues, wireValue, traceArg };

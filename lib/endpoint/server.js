@@ -353,7 +353,42 @@ function startEndpoint() {
   });
   server.unref();
   process.on('exit', cleanup);
+  const later = setImmediate(() => pruneStale(dir, file));
+  if (typeof later.unref === 'function') later.unref();
   return { file, dir, sessions, close: cleanup };
+}
+
+// Sockets left in the directory by processes that died by a signal (no
+// 'exit' event ran): one is removed only when its process is gone from
+// /proc (where there is one) and nothing listens on it any more (a process
+// of another pid namespace sharing the directory still answers). A few per
+// start, off the start-up path.
+const PRUNE_MAX = 16;
+function pruneStale(dir, own) {
+  let names;
+  try {
+    names = fs.readdirSync(dir).filter((n) => /^\d+\.sock$/.test(n));
+  } catch {
+    return;
+  }
+  const haveProc = fs.existsSync('/proc/self');
+  let tried = 0;
+  for (const name of names) {
+    const file = `${dir}/${name}`;
+    if (file === own || (haveProc && fs.existsSync(`/proc/${name.slice(0, -5)}`))) continue;
+    if (++tried > PRUNE_MAX) return;
+    const probe = net.createConnection({ path: file });
+    probe.unref();
+    probe.on('connect', () => probe.destroy());
+    probe.on('error', (err) => {
+      if (err.code !== 'ECONNREFUSED') return;
+      try {
+        fs.unlinkSync(file);
+      } catch {
+        // gone already
+      }
+    });
+  }
 }
 
 module.exports = { startEndpoint, MAX_SESSIONS, MAX_SUBSCRIPTIONS, HIGH_WATER };

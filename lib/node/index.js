@@ -6,10 +6,11 @@
 // subscriptions and share the one provider library (same definition, same
 // file).
 //
-// Nothing is subscribed, observed or wrapped while no tracer has a probe
-// enabled: an unref'd timer reads the probes' semaphores four times a
-// second and turns each source on while one of its probes is traced, off
-// when none is. A probe that fails to read a value fires with a defined one
+// Nothing is subscribed, observed or wrapped while no tracer or subscriber
+// has a probe enabled: an unref'd timer reads the probes' semaphores four
+// times a second (tracers tell nobody when they attach) and turns each
+// source on while one of its probes is wanted, off when none is; a
+// subscription (in-process or through the endpoint) says so at once. A probe that fails to read a value fires with a defined one
 // (values.js), and nothing here throws into the application.
 
 // Modules the application may never load (child_process, perf_hooks' observer,
@@ -18,6 +19,7 @@ const dc = require('node:diagnostics_channel');
 const { setInterval: every } = require('node:timers');
 const dynprobe = require('../..');
 const { load } = require('../native');
+const { registry } = require('../registry');
 const { PROBES } = require('./probes');
 const { createMemory } = require('./memory');
 const v = require('./values');
@@ -312,8 +314,17 @@ function install() {
   }
 
   refresh();
-  // Only with the addon: the stub never traces anything.
+  // Only with the addon: no kernel tracer sees the plain providers.
   if (addon !== null) every(refresh, POLL_MS).unref();
+  let pending = false;
+  registry().onChange(() => {
+    if (pending) return;
+    pending = true;
+    queueMicrotask(() => {
+      pending = false;
+      refresh();
+    });
+  });
   return { provider, probes, refresh, PROBES };
 }
 
