@@ -95,10 +95,21 @@ fn probes_are_present_disabled_and_callable() {
             (probe.name(), probe.args()),
             (&*probe_def.name, &*probe_def.args)
         );
-        // The slot: the kernel's semaphore, then the site watcher's flag.
+        // The slot: the kernel's semaphore, the site watcher's byte, the
+        // subscriber byte (which is no tracer).
         assert_eq!(probe.semaphore(), &block[i] as *const u32 as *const u16);
-        assert_eq!(probe.dtrace_flag(), probe.semaphore().wrapping_add(1));
+        assert_eq!(
+            probe.dtrace_flag(),
+            (probe.semaphore() as *const u8).wrapping_add(dynprobe::SLOT_WATCHER_BYTE)
+        );
         assert!(!probe.is_enabled());
+        let subscriber =
+            (probe.semaphore() as *mut u8).wrapping_add(dynprobe::SLOT_SUBSCRIBER_BYTE);
+        // SAFETY: the slot is in the provider's writable segment, mapped.
+        unsafe { subscriber.write_volatile(1) };
+        assert!(!probe.is_enabled(), "the subscriber byte is not a tracer");
+        // SAFETY: as above.
+        unsafe { subscriber.write_volatile(0) };
         let values = ArgValues::new(probe.args());
         assert!(
             !probe.fire(&values.args()),

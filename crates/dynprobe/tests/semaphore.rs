@@ -479,6 +479,14 @@ fn a_plain_uprobe_at_the_site_turns_a_watched_probe_on_and_off() {
         let byte = || unsafe { site.read_volatile() };
         let idle = byte();
         assert!(!probe.is_enabled());
+        // An in-process subscriber's byte (the Node binding's) is set: it is
+        // no tracer, and the watcher, storing only its own byte, keeps it.
+        // SAFETY: the slot is 4 bytes.
+        let subscriber =
+            unsafe { (probe.semaphore() as *mut u8).add(dynprobe::SLOT_SUBSCRIBER_BYTE) };
+        // SAFETY: the slot is in the provider's writable segment.
+        unsafe { subscriber.write_volatile(1) };
+        assert!(!probe.is_enabled(), "the subscriber byte is not a tracer");
         report("path", provider.path().display());
 
         let on = latency(&probe, || byte() != idle, true);
@@ -494,6 +502,8 @@ fn a_plain_uprobe_at_the_site_turns_a_watched_probe_on_and_off() {
         };
         report("semaphore", semaphore);
         report("flag", flag);
+        // SAFETY: as above.
+        report("subscriber_on", unsafe { subscriber.read_volatile() });
         assert!(!other.is_enabled(), "the probe without a uprobe is enabled");
         std::thread::sleep(SETTLE);
         for i in 0..FIRES {
@@ -504,6 +514,8 @@ fn a_plain_uprobe_at_the_site_turns_a_watched_probe_on_and_off() {
         let off = latency(&probe, || byte() == idle, false);
         report("off_us", off.as_micros());
         report("enabled", false);
+        // SAFETY: as above.
+        report("subscriber_off", unsafe { subscriber.read_volatile() });
         return;
     }
     if !tracer_available(TEST) {
@@ -531,6 +543,16 @@ fn a_plain_uprobe_at_the_site_turns_a_watched_probe_on_and_off() {
         "a plain uprobe sets no semaphore"
     );
     assert_eq!(report.get("flag"), "1");
+    assert_eq!(
+        report.get("subscriber_on"),
+        "1",
+        "the watcher kept the subscriber byte"
+    );
+    assert_eq!(
+        report.get("subscriber_off"),
+        "1",
+        "the watcher kept the subscriber byte"
+    );
     assert_eq!(printed_count(&output, "@c"), fired);
     assert!(
         on <= WATCH_BOUND && off <= WATCH_BOUND,
