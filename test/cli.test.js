@@ -308,9 +308,15 @@ test('as user nobody: list shows its own process; trace says it needs root', { s
     assert.strictEqual(denied.status, 1, denied.all);
     assert.match(denied.stderr, /permission denied/);
 
-    const traced = cli(['trace', target.pid], { root: copy, nobody: true });
+    // A kernel tracer needs root; without --via, nobody's own process is
+    // read through its endpoint instead (test/endpoint.test.js has more).
+    const traced = cli(['trace', target.pid, '--via', 'kernel'], { root: copy, nobody: true });
     assert.strictEqual(traced.status, 1, traced.all);
     assert.match(traced.stderr, /^dynprobe: tracing needs root/m);
+    const viaProcess = cli(['trace', target.pid, 'clitest:tick', '--count', '1'], { root: copy, nobody: true });
+    assert.strictEqual(viaProcess.status, 0, viaProcess.all);
+    assert.match(viaProcess.stderr, /^dynprobe: tracing through the process's endpoint, with no kernel tracer: kernel tracers need root/m);
+    assert.match(viaProcess.stdout, /^\d\d:\d\d:\d\d\.\d{6} clitest:tick \d+ "tick \d+" \{"n":\d+,"ok":true\}$/m);
 
     // And root lists nobody's process too.
     const asRoot = cli(['list', target.pid, '--json']);
@@ -423,12 +429,16 @@ test('trace errors: no such process, no providers, no match (listing what exists
     const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-nopath-'));
     fs.symlinkSync(process.execPath, path.join(bin, 'node'));
     const env = { ...process.env, PATH: bin, DYNPROBE_SID_ROOT: path.join(bin, 'none') };
-    const none = cli(['trace', target.pid, 'clitest:tick'], { env });
+    const none = cli(['trace', target.pid, 'clitest:tick', '--via', 'kernel'], { env });
+    // Without --via: the process's endpoint, saying why.
+    const fallback = cli(['trace', target.pid, 'clitest:tick', '--count', '1'], { env });
     fs.rmSync(bin, { recursive: true, force: true });
     assert.strictEqual(none.status, 1, none.all);
     assert.match(none.stderr, /^dynprobe: no tracer found: bpftrace is not installed/m);
     assert.match(none.stderr, /apt-get install bpftrace/);
     assert.match(none.stderr, /scripts\/provision-tracers\.sh/);
+    assert.strictEqual(fallback.status, 0, fallback.all);
+    assert.match(fallback.stderr, /^dynprobe: tracing through the process's endpoint, with no kernel tracer: no tracer found: bpftrace is not installed/m);
   } finally {
     await finish(target);
   }
