@@ -1,8 +1,10 @@
 'use strict';
 // Where there is no addon, dtrace-provider's contract: `require('dynprobe')`
-// returns the no-op stub and the process gets ONE warning whose code says
-// why (which file and why, when one did not load);
-// NODE_DTRACE_PROVIDER_REQUIRE=hard throws instead. Platforms without an
+// returns plain JavaScript providers whose callbacks never run while nobody
+// subscribes, and the process gets ONE warning whose code says why (which
+// file and why, when one did not load) and what still works: in-process
+// subscriptions and `dynprobe trace PID` through the process's endpoint,
+// tested here too; NODE_DTRACE_PROVIDER_REQUIRE=hard throws instead. Platforms without an
 // addon are faked in a child process (test/fixtures/fake-target.js); broken
 // and missing addons are real files in a copy of the package.
 
@@ -56,9 +58,10 @@ function assertOneWarning(result, code, pattern) {
   assert.equal(result.warnings[0].code, code);
   assert.match(result.warnings[0].message, pattern);
   assert.match(result.warnings[0].message, /NODE_DTRACE_PROVIDER_REQUIRE=hard/);
+  assert.match(result.warnings[0].message, /no kernel tracer \(bpftrace, DTrace, perf\) sees its probes; dynprobe\.subscribe\(\) in the process and `dynprobe trace PID` by the same user \(through the process's endpoint\) still read them/);
   assert.equal(result.stderr.split(`[${code}]`).length - 1, 1, `printed once:\n${result.stderr}`);
-  assert.equal(result.ran, false, 'the stub never runs callbacks');
-  assert.deepEqual(result.libs, [], 'the stub maps no provider library');
+  assert.equal(result.ran, false, 'callbacks never run while nobody subscribes');
+  assert.deepEqual(result.libs, [], 'no provider library is mapped');
 }
 
 describe('a platform with no addon: the stub and one DYNPROBE_NO_ADDON warning', () => {
@@ -180,6 +183,62 @@ describe('the addon a Linux process loads', () => {
     const family = /\/ld-musl-/.test(maps) ? 'musl' : 'gnu';
     assert.match(maps, family === 'gnu' ? /\/ld-linux[^/\s]*\.so/ : /\/ld-musl-/);
     assert.deepEqual(r.result, { target: `linux-${process.arch}-${family}`, loader: family });
+  });
+});
+
+describe('where there is no addon: subscriptions and the endpoint read the plain providers', () => {
+  const { startTarget, cli, jsonLines } = require('./fixtures/consumer/run');
+
+  for (const [platform, arch] of [['darwin', 'arm64'], ['freebsd', 'x64'], ['linux', 'riscv64'], ['win32', 'x64']]) {
+    test(`${platform}/${arch}: dynprobe.subscribe() gets every firing, decoded; the callback runs only while subscribed`, () => {
+      const r = h.runChild(`
+        const d = require(helpers.ROOT);
+        const p = d.createDTraceProvider('plainsub');
+        const probe = p.addProbe('a', 'int8_t', 'char *', 'json');
+        p.enable();
+        let ran = 0;
+        const values = (i) => { ran++; return [i, 'v\\0' + i, { i }]; };
+        probe.fire(values, 1);
+        const got = [];
+        const sub = d.subscribe('plainsub:*', (f) => got.push(f.args));
+        probe.fire(values, 200);
+        p.fire('a', values, 3);
+        await helpers.tick();
+        sub.close();
+        probe.fire(values, 4);
+        const state = require(helpers.ROOT + '/lib/registry').registry().state;
+        report({ ran, got, providers: d.providers().map((x) => x.provider), endpoint: state.endpoint !== null });
+      `, { flags: ['-r', PRELOAD], env: { FAKE_PLATFORM: platform, FAKE_ARCH: arch, NODE_DTRACE_PROVIDER_REQUIRE: '' } });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(r.result, { ran: 2, got: [[-56, 'v', { i: 200 }], [3, 'v', { i: 3 }]], providers: ['plainsub'], endpoint: platform !== 'win32' });
+    });
+  }
+
+  test('darwin/arm64 and a missing addon: `dynprobe trace PID` (no root needed) reads the process through its endpoint, saying why', async () => {
+    const faked = await startTarget({ node: [process.execPath, '-r', PRELOAD], env: { FAKE_PLATFORM: 'darwin', FAKE_ARCH: 'arm64', NODE_DTRACE_PROVIDER_REQUIRE: '' } });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-noaddon-'));
+    let missing;
+    try {
+      for (const f of ['index.js', 'package.json']) fs.copyFileSync(path.join(h.ROOT, f), path.join(dir, f));
+      fs.cpSync(path.join(h.ROOT, 'lib'), path.join(dir, 'lib'), { recursive: true });
+      missing = await startTarget({ env: { DYNPROBE_PACKAGE: dir, NODE_DTRACE_PROVIDER_REQUIRE: '' } });
+      for (const t of [faked, missing]) {
+        await t.ask('tick 10', 'ticking');
+        const r = cli(['trace', t.pid, 'ctest:tick', '--count', 2, '--json']);
+        assert.equal(r.status, 0, r.all);
+        assert.match(r.stderr, /^dynprobe: tracing through the process's endpoint, with no kernel tracer: (kernel tracers need root|no dynprobe providers in process)/m);
+        const [first] = jsonLines(r.stdout);
+        assert.deepEqual(first.args, [first.args[0], `tick ${first.args[0]}`, { n: first.args[0] }]);
+        const listed = JSON.parse(cli(['list', t.pid, '--json']).stdout);
+        assert.deepEqual(listed[0].providers.map((p) => [p.provider, p.storage]), [['ctest', 'process'], ['ceq', 'process']]);
+      }
+      assert.match(faked.stderr, /\[DYNPROBE_NO_ADDON\]/);
+      assert.match(missing.stderr, /\[DYNPROBE_ADDON_MISSING\]/);
+    } finally {
+      await faked.finish();
+      if (missing) await missing.finish();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
