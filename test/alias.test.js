@@ -42,7 +42,7 @@ before(() => {
   // The tarballs `npm run package` writes, for this machine's target.
   const { main, platform } = packaged.packInto(path.join(tmp, 'dist'));
   const files = spawnSync('tar', ['-tzf', main], { encoding: 'utf8' }).stdout.split('\n');
-  for (const f of ['index.js', 'index.d.ts', 'lib/provider.js', 'lib/native.js', 'lib/stub.js']) {
+  for (const f of ['index.js', 'index.d.ts', 'lib/provider.js', 'lib/native.js', 'lib/plain.js', 'lib/registry.js', 'lib/endpoint/server.js']) {
     assert.ok(files.includes(`package/${f}`), `the package lacks ${f}: ${files.join(', ')}`);
   }
   app = path.join(tmp, 'app');

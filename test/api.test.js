@@ -324,13 +324,20 @@ describe('addProbe({ name, args }): dynprobe names the arguments', () => {
     assert.deepEqual(Object.keys(dtp), []);
   });
 
-  test('the stub (unsupported platforms) takes the same form', () => {
-    const stub = require('../lib/stub');
-    const dtp = stub.createDTraceProvider('stubnamed');
+  test('the plain providers (where there is no addon) take the same form', () => {
+    const { createApi } = require('../lib/provider');
+    const plain = createApi(require('../lib/plain'));
+    const dtp = plain.createDTraceProvider('plainnamed');
     const probe = dtp.addProbe(spec());
     assert.equal(dtp.req, probe);
     assert.equal(probe.name, 'req');
     assert.deepEqual(probe.types, ['uint64_t', 'char *', 'int', 'json']);
+    assert.deepEqual(probe.argNames, ['request_struct', 'url', 'status', 'body']);
+    dtp.enable();
+    let ran = false;
+    probe.fire(() => { ran = true; return []; });
+    assert.equal(ran, false);
+    dtp.disable();
   });
 });
 

@@ -77,7 +77,7 @@ test('the tarballs: the platform package holds only its stripped addon, under 1 
     assert.equal(main.manifest[key], undefined, `dynprobe's published manifest has no ${key}: it installs everywhere and runs nothing`);
   }
   assert.ok(!main.files.some((f) => f.endsWith('.node')), `no addon in the JavaScript package: ${main.files.join(', ')}`);
-  for (const f of ['index.js', 'index.d.ts', 'lib/native.js', 'lib/provider.js', 'lib/stub.js', 'bin/dynprobe.js']) {
+  for (const f of ['index.js', 'index.d.ts', 'lib/native.js', 'lib/provider.js', 'lib/plain.js', 'lib/registry.js', 'lib/endpoint/server.js', 'bin/dynprobe.js']) {
     assert.ok(main.files.includes(`package/${f}`), `dynprobe lacks ${f}`);
   }
 });
