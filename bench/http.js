@@ -5,7 +5,10 @@
 // 127.0.0.1, each server its own process:
 //   base        node server.js
 //   base again  the same: the A/A control, whose spread is the noise
-//   loaded      node -r dynprobe/node server.js, nothing traces it
+//   loaded      node -r dynprobe/node server.js, nothing traces it (its
+//               endpoint listens, nobody connected)
+//   loaded, endpoint off   the same with DYNPROBE_ENDPOINT=off: the
+//               endpoint's idle cost is the difference
 //   known cost  node server.js spending COST_NS more per request: the
 //               positive control, a cost of known size the method must see
 //   traced      node -r dynprobe/node server.js with bpftrace counting five
@@ -267,6 +270,9 @@ async function main() {
     { label: 'base: node server.js', env: {} },
     { label: 'base again (A/A: the noise)', env: {}, control: 'aa' },
     { label: 'loaded: -r dynprobe/node, untraced', preload: true, env: {}, loaded: true },
+    // The same without its endpoint: the endpoint's idle cost is the
+    // difference between the two (docs/no-root-tracing.md).
+    { label: 'loaded, DYNPROBE_ENDPOINT=off', preload: true, env: { DYNPROBE_ENDPOINT: 'off' }, control: 'endpointOff' },
     { label: `known cost: base + ${COST_NS} ns/request`, env: { DYNPROBE_BENCH_COST_NS: String(COST_NS) }, control: 'cost' },
   ];
   let tracer = null;
@@ -325,6 +331,15 @@ async function main() {
   };
   console.log(`  loaded, untraced: req/s ${worst(loaded.rate, -1)}, CPU/request ${worst(loaded.cpu, 1)} (95% bounds)`);
   console.log(`  loaded, untraced, both ways: req/s ${shown(loaded.rate)}; CPU/request ${shown(loaded.cpu)}`);
+  // The endpoint, listening with nobody connected: loaded against loaded
+  // without it, per round.
+  const off = variants.findIndex((v) => v.control === 'endpointOff');
+  const on = variants.findIndex((v) => v.loaded);
+  const idle = {
+    rate: medianWithInterval(rates[on].map((x, r) => x / rates[off][r])),
+    cpu: medianWithInterval(cpu[on].map((x, r) => x / cpu[off][r])),
+  };
+  console.log(`  the endpoint idle (loaded against loaded with DYNPROBE_ENDPOINT=off): req/s ${fmt(idle.rate)}, CPU/request ${fmt(idle.cpu)}; ${shown(idle.cpu)} (CPU/request)`);
   const expected = 1 + COST_NS / median(cpu[0]);
   console.log(
     `  known cost (at least ${COST_NS} ns, ${((expected - 1) * 100).toFixed(1)}% of base's CPU/request): CPU/request ${seen(cost.cpu, (r) => r.lo > 1)}, ` +

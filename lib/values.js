@@ -111,16 +111,21 @@ function subscriberValue(v, declared) {
   return parsed.value;
 }
 
-// A probe's values as subscriberValue makes them, with what each declared
-// type needs looked up once per list of types (`types`: frozen, one per
-// probe).
+// What each of a probe's declared types needs, looked up once per list of
+// types (`types`: frozen, one per probe).
 const decoders = new WeakMap();
-function subscriberValues(values, types) {
+function infosOf(types) {
   let infos = decoders.get(types);
   if (infos === undefined) {
     infos = types.map(typeInfo);
     decoders.set(types, infos);
   }
+  return infos;
+}
+
+// A probe's values as subscriberValue makes them.
+function subscriberValues(values, types) {
+  const infos = infosOf(types);
   const n = values.length;
   const out = new Array(n);
   for (let i = 0; i < n; i++) {
@@ -145,6 +150,26 @@ function wireValue(v, declared) {
   return stringValue(v);
 }
 
+// A probe's values as wireValue makes them, after `head` leading elements
+// (written by the caller) of the array returned.
+function wireValues(values, types, head) {
+  const infos = infosOf(types);
+  const n = values.length;
+  const out = new Array(head + n);
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    const info = infos[i];
+    const kind = info === undefined ? 'str' : info.kind;
+    if (kind === 'int' || kind === 'uint') {
+      const x = intOf(v, info);
+      out[head + i] = typeof x === 'bigint' ? String(x) : x;
+    } else {
+      out[head + i] = typeof v === 'string' && v.indexOf('\0') < 0 && wellFormed(v) ? v : stringValue(v);
+    }
+  }
+  return out;
+}
+
 // A value the endpoint sent, as `dynprobe trace` shows arguments (the shape
 // of lib/cli/records.js's decode): { type: int|uint|string|json, value }.
 // It came from another process: anything unexpected reads as a string.
@@ -159,4 +184,4 @@ function traceArg(wire, declared) {
   return { type: 'string', value: text, truncated: false };
 }
 
-module.exports = { typeInfo, intValue, stringValue, jsonArg, subscriberValue, subscriberValues, wireValue, traceArg };
+module.exports = { typeInfo, intValue, stringValue, jsonArg, subscriberValue, subscriberValues, wireValue, wireValues, traceArg };

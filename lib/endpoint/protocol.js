@@ -28,10 +28,11 @@ class ProtocolError extends Error {
 }
 
 function encode(message) {
-  const body = Buffer.from(JSON.stringify(message), 'utf8');
-  const head = Buffer.allocUnsafe(4);
-  head.writeUInt32BE(body.length, 0);
-  return Buffer.concat([head, body]);
+  const text = JSON.stringify(message);
+  const out = Buffer.allocUnsafe(4 + Buffer.byteLength(text, 'utf8'));
+  out.writeUInt32BE(out.length - 4, 0);
+  out.write(text, 4, 'utf8');
+  return out;
 }
 
 // Splits a stream into message bodies, refusing any longer than `max`:

@@ -21,7 +21,7 @@ const net = require('node:net');
 const { registry } = require('../registry');
 const { FiringQueue } = require('../queue');
 const { compile } = require('../pattern');
-const { wireValue } = require('../values');
+const { wireValues } = require('../values');
 const { wallNs } = require('../clock');
 const recorder = require('../recorder');
 const { MAGIC, PROTOCOL, MAX_REQUEST, ProtocolError, FrameReader, encode, parseRequest } = require('./protocol');
@@ -66,10 +66,9 @@ function listing() {
 
 // One firing on the wire: [tap id, time (ms, performance.now()), ...values].
 function wireFiring(tap, time, values) {
-  const out = new Array(values.length + 2);
+  const out = wireValues(values, tap.types, 2);
   out[0] = tap.id;
   out[1] = time;
-  for (let i = 0; i < values.length; i++) out[i + 2] = wireValue(values[i], tap.types[i]);
   return out;
 }
 
