@@ -1,4 +1,5 @@
-// Types for dynprobe: the API of dtrace-provider.
+// Types for dynprobe: the API of dtrace-provider, and its in-process API
+// (subscribe, providers: docs/no-root-tracing.md).
 
 /**
  * An argument type, matched by prefix as dtrace-provider did: `json...` is a
@@ -21,9 +22,9 @@ export type ProbeArgType =
   | (string & {});
 
 /**
- * Returns the probe's arguments. It runs only while a tracer has the probe
- * enabled, with the probe as `this` and the extra arguments given to `fire`.
- * Anything but an array: the probe does not fire.
+ * Returns the probe's arguments. It runs only while a tracer or a
+ * subscription has the probe enabled, with the probe as `this` and the extra
+ * arguments given to `fire`. Anything but an array: the probe does not fire.
  */
 export type ProbeCallback = (this: DTraceProbe, ...extra: any[]) => unknown;
 
@@ -96,3 +97,62 @@ export declare class DTraceProvider {
 }
 
 export declare function createDTraceProvider(name: string, module?: string): DTraceProvider;
+
+/**
+ * One firing as a subscriber receives it, its values decoded by the probe's
+ * declared types as a tracer reads them (as `dynprobe trace --json` shows
+ * them): integers truncated and wrapped to their declared size and sign,
+ * as Numbers, or BigInts beyond 2^53; strings cut at the first NUL; `json`
+ * arguments parsed (a value JSON cannot hold arrives as the string
+ * "undefined").
+ */
+export interface Firing {
+  readonly provider: string;
+  readonly module: string;
+  readonly probe: string;
+  readonly args: unknown[];
+  /** The declared types (`int`, `char *`, `json`, `uint8_t`...), one per argument. */
+  readonly types: readonly string[];
+  /** The arguments' names, for a probe added as `addProbe({ name, args })`; null otherwise. */
+  readonly argNames: readonly string[] | null;
+  /** When it fired: nanoseconds since the epoch. */
+  readonly time: bigint;
+}
+
+export interface SubscribeOptions {
+  /** Firings the subscription's queue holds before it drops (default 10000). */
+  count?: number;
+  /** Bytes (estimated) the queue holds before it drops (default 8 MiB). */
+  bytes?: number;
+}
+
+export interface Subscription {
+  readonly pattern: string;
+  /** Firings dropped because the queue was full (the subscriber was slower than the probes). */
+  readonly dropped: number;
+  /** Firings handed to the subscriber so far. */
+  readonly delivered: number;
+  readonly closed: boolean;
+  /** Ends the subscription; once none covers a probe, its disabled fire is one read again. */
+  close(): void;
+}
+
+/**
+ * Subscribes to every probe matching `pattern` (`PROVIDER[:PROBE]` with `*`
+ * and `?` globs: `bunyan:log-*`, `restify`, `*:route-done`), of providers
+ * enabled now or later, by any copy of dynprobe the process loaded. While
+ * a subscription covers a probe its callback runs as under a tracer; each
+ * firing waits in the subscription's bounded queue and is handed to
+ * `onFiring` off the application's path (the next turn of the event loop).
+ * Works with or without kernel tracers, and where there is no native addon.
+ * Throws `TypeError` for a non-string pattern or a non-function `onFiring`,
+ * `RangeError` for bounds that are not integers from 1 up.
+ */
+export declare function subscribe(pattern: string, onFiring: (firing: Firing) => void, options?: SubscribeOptions): Subscription;
+
+/** The enabled providers of this process (every copy of dynprobe's) and their probes. */
+export declare function providers(): Array<{
+  provider: string;
+  module: string;
+  probes: Array<{ name: string; types: string[]; argNames: string[] | null }>;
+}>;
