@@ -45,8 +45,7 @@ class Firing {
   }
 
   toJSON() {
-    const { _t, ...rest } = this;
-    return { ...rest, time: String(this.time) };
+    return { provider: this.provider, module: this.module, probe: this.probe, args: this.args, types: this.types, argNames: this.argNames, time: String(this.time) };
   }
 }
 Object.defineProperty(Firing.prototype, 'time', { enumerable: true });
