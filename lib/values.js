@@ -47,6 +47,7 @@ function intValue(v, declared) {
   return intOf(v, typeInfo(declared));
 }
 
+// The same, with the declared type's typeInfo() at hand.
 function intOf(v, t) {
   const bits = t.size * 8;
   if (typeof v === 'number' && Math.abs(v) < TWO_53) {
@@ -184,4 +185,4 @@ function traceArg(wire, declared) {
   return { type: 'string', value: text, truncated: false };
 }
 
-module.exports = { typeInfo, intValue, stringValue, jsonArg, subscriberValue, subscriberValues, wireValue, wireValues, traceArg };
+module.exports = { typeInfo, intValue, intOf, stringValue, jsonArg, subscriberValue, subscriberValues, wireValue, wireValues, traceArg };

@@ -16,6 +16,7 @@ const h = require('./fixtures/helpers');
 const { startTarget, cli, cliRunning, until, copyForNobody, jsonLines, ROOT } = require('./fixtures/consumer/run');
 const { connect, locate } = require('../lib/endpoint/client');
 const { FrameReader, parseRequest, ProtocolError, MAX_REQUEST } = require('../lib/endpoint/protocol');
+const { BatchWriter, readBatch } = require('../lib/endpoint/batch');
 const { campaign, rng, message } = require('./fixtures/consumer/fuzz');
 
 const IS_ROOT = process.getuid() === 0;
@@ -143,7 +144,7 @@ test('list and trace through the endpoint print what the kernel path prints (--j
   const timed = cli(['trace', pid, 'ctest:tick', '--via', 'process', '--duration', 0.5]);
   assert.equal(timed.status, 0, timed.all);
   assert.ok(Date.now() - started < 20000);
-  assert.ok(timed.stdout.split('\n').filter((l) => / ctest:tick \d+ "tick \d+" \{"n":\d+\}$/.test(l)).length >= 5, timed.all);
+  assert.ok(timed.stdout.split('\n').filter((l) => / ctest:tick \d+ "tick \d+" \{"n":\d+\}$/.test(l)).length >= 2, timed.all);
 
   // Ctrl-C: the consumer ends cleanly, and the process turns the probes off.
   const running = cliRunning(['trace', pid, 'ctest:*', '--via', 'process']);
@@ -392,6 +393,29 @@ test('fuzz: length-checked messages; random and crafted requests neither crash n
     }
     assert.ok(reader.held <= MAX_REQUEST + 4 + 64);
   }
+  // What a client reads from a process that may be hostile: binary batches
+  // of firings, valid ones cut and mutated, and random bytes.
+  const writer = new BatchWriter(64);
+  const tap = { id: 3, types: Object.freeze(['int', 'char *', 'json', 'uint64_t', 'uint8_t']) };
+  for (let i = 0; i < 5000; i++) {
+    writer.begin(r.int(10), r.int(1000));
+    for (let k = r.int(5); k > 0; k--) writer.add(tap, r.next() * 1e6, [r.int(2 ** 31) - 2 ** 30, 'x'.repeat(r.int(80)) + (r.next() < 0.3 ? 'é😀\0' : ''), '{"a":1}', -1, 300]);
+    const good = writer.finish().subarray(4);
+    const back = readBatch(good);
+    assert.equal(back.firings.length, writer.count);
+    const bad = Buffer.from(good);
+    for (let k = r.int(4); k >= 0; k--) bad[r.int(bad.length)] = r.int(256);
+    const cut = r.next() < 0.5 ? bad.subarray(0, r.int(bad.length + 1)) : bad;
+    const random = Buffer.from(Array.from({ length: r.int(64) }, () => r.int(256)));
+    for (const body of [cut, Buffer.concat([Buffer.from([1]), random])]) {
+      try {
+        const got = readBatch(body);
+        for (const f of got.firings) assert.ok(Array.isArray(f) && f.length >= 2);
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+      }
+    }
+  }
   // A live process: 400 sessions of the seeded driver.
   const other = await startTarget();
   try {
@@ -484,7 +508,7 @@ test('a container (its own pid and mount namespaces, a private /tmp): traced fro
   assert.ok(!containerGate.reason, containerGate.reason);
   // Outside /tmp: the container gets a /tmp of its own.
   const copy = fs.mkdtempSync('/var/tmp/dynprobe-container-');
-  for (const rel of ['index.js', 'node.js', 'package.json', 'lib', 'bin', path.join('build', 'dynprobe.node'), path.join('test', 'fixtures', 'consumer', 'target.js')]) {
+  for (const rel of ['index.js', 'node.js', 'package.json', 'lib', 'bin', path.join('build', 'dynprobe.node'), path.join('test', 'fixtures', 'consumer')]) {
     fs.cpSync(path.join(ROOT, rel), path.join(copy, rel), { recursive: true });
   }
   spawnSync('chmod', ['-R', 'a+rX', copy]);

@@ -19,6 +19,7 @@ const net = require('node:net');
 const path = require('node:path');
 const { EventEmitter } = require('node:events');
 const { MAGIC, PROTOCOL, MAX_MESSAGE, FrameReader, encode, parseObject, isId } = require('./protocol');
+const { isBatch, readBatch } = require('./batch');
 const { conventionalPaths, MAX_SOCKET_PATH } = require('./dir');
 
 const ENDPOINT_NAME = /\/(?:endpoints|dynprobe-\d+-[^/]+)\/\d+\.sock$/;
@@ -274,7 +275,7 @@ class Connection extends EventEmitter {
         for (const body of bodies) {
           let message;
           try {
-            message = parseObject(body);
+            message = this.hello !== null && isBatch(body) ? { type: 'firings', ...readBatch(body) } : parseObject(body);
           } catch (err) {
             if (this.hello === null) return fail(new EndpointError(`${this.where.shown} is not a dynprobe endpoint: ${err.message}`, 'EPROTO'));
             this.close(new EndpointError(`process ${this.pid} sent a bad message: ${err.message}`, 'EPROTO'));
@@ -316,7 +317,7 @@ class Connection extends EventEmitter {
       this.close(new EndpointError(`process ${this.pid} ended the connection: ${String(message.message).slice(0, 500)}`, 'EREFUSED'));
       return;
     }
-    if (type === 'probes' || type === 'firings' || type === 'dump') this.emit(type, message);
+    if (type === 'probes' || type === 'dump' || (type === 'firings' && Array.isArray(message.firings))) this.emit(type, message);
   }
 
   request(op, fields = {}) {

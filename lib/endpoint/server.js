@@ -25,6 +25,7 @@ const { wireValues } = require('../values');
 const { wallNs } = require('../clock');
 const recorder = require('../recorder');
 const { MAGIC, PROTOCOL, MAX_REQUEST, ProtocolError, FrameReader, encode, parseRequest } = require('./protocol');
+const { BatchWriter } = require('./batch');
 const { endpointPath } = require('./dir');
 
 const MAX_SESSIONS = 32;
@@ -97,24 +98,20 @@ class SessionSubscription {
     this.reportedDrops = 0;
   }
 
-  // Messages for what is waiting: new probes first, then firings, batched.
-  takeMessages(out) {
+  // Messages for what is waiting: new probes first (JSON), then firings, a
+  // binary batch (batch.js) written by the session's `writer`.
+  takeMessages(out, writer) {
     if (this.unannounced.length > 0) {
       out.push({ type: 'probes', sub: this.id, probes: this.unannounced.map(describeTap) });
       this.unannounced = [];
     }
     const q = this.queue;
     if (q.length === 0 && q.dropped === this.reportedDrops) return;
-    const firings = [];
     const item = { tap: null, time: 0, values: null };
-    let bytes = 0;
-    while (firings.length < BATCH_FIRINGS && bytes < BATCH_BYTES && q.shift(item)) {
-      firings.push(wireFiring(item.tap, item.time, item.values));
-      bytes += 32;
-      for (const v of item.values) bytes += typeof v === 'string' ? v.length : 8;
-    }
+    writer.begin(this.id, q.dropped);
+    while (writer.count < BATCH_FIRINGS && writer.bytes < BATCH_BYTES && q.shift(item)) writer.add(item.tap, item.time, item.values);
     this.reportedDrops = q.dropped;
-    out.push({ type: 'firings', sub: this.id, dropped: q.dropped, firings });
+    out.push(writer.finish());
   }
 
   close() {
@@ -131,6 +128,7 @@ class Session {
     this.reader = new FrameReader(MAX_REQUEST);
     this.subscriptions = new Map();
     this.nextSub = 1;
+    this.writer = new BatchWriter();
     this.scheduled = false;
     this.waitingForDrain = false;
     this.closed = false;
@@ -235,7 +233,7 @@ class Session {
     if (this.closed || this.waitingForDrain) return;
     for (let round = 0; round < FLUSH_ROUNDS; round++) {
       const messages = [];
-      for (const sub of this.subscriptions.values()) sub.takeMessages(messages);
+      for (const sub of this.subscriptions.values()) sub.takeMessages(messages, this.writer);
       if (messages.length === 0) return;
       for (const m of messages) this.send(m);
       if (this.closed) return;
@@ -247,10 +245,11 @@ class Session {
     this.schedule();
   }
 
+  // A message: an object (JSON), or a Buffer already framed.
   send(message) {
     if (this.closed) return;
     try {
-      this.socket.write(encode(message));
+      this.socket.write(Buffer.isBuffer(message) ? message : encode(message));
     } catch {
       this.close();
     }
