@@ -18,7 +18,19 @@ function startProcessServices() {
     // no workers here
   }
   if (!isMainThread) return;
-  const endpoint = require('./endpoint/server').startEndpoint();
+  let server;
+  try {
+    server = require('./endpoint/server');
+  } catch (err) {
+    // Node's modules cannot be loaded here (an ES-module bundle has no
+    // `require` for them): no endpoint, no recorder; subscriptions work.
+    process.emitWarning(`dynprobe's endpoint and flight recorder are off: ${err && err.message} (an ES-module bundle?); dynprobe.subscribe() still works`, {
+      code: 'DYNPROBE_ENDPOINT_UNAVAILABLE',
+    });
+    state.endpoint = null;
+    return;
+  }
+  const endpoint = server.startEndpoint();
   state.endpoint = endpoint;
   require('./recorder').startFromEnvironment(endpoint === null ? null : endpoint.dir);
 }

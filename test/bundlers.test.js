@@ -144,11 +144,12 @@ describe('other bundler options never crash the app at start', () => {
     });
   }
 
-  test('esbuild --format=esm (no CommonJS require at run time): the stub and one DYNPROBE_ADDON_LOAD_FAILED warning', { skip: gate.skip, timeout: 60000 }, () => {
+  test('esbuild --format=esm (no CommonJS require at run time): plain providers, a DYNPROBE_ADDON_LOAD_FAILED warning and one that the endpoint is off', { skip: gate.skip, timeout: 60000 }, () => {
     const file = bundle('esbuild', ['plain.js', '--bundle', '--platform=node', '--format=esm', '--log-level=warning', '--outfile=out/esm/plain.mjs'], 'out/esm/plain.mjs');
     const r = spawnSync(process.execPath, [file], { cwd: app, env: p.userEnv({ NODE_DTRACE_PROVIDER_REQUIRE: '' }), encoding: 'utf8', timeout: 30000 });
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { warnings: ['DYNPROBE_ADDON_LOAD_FAILED'] });
+    assert.deepEqual(JSON.parse(r.stdout), { warnings: ['DYNPROBE_ADDON_LOAD_FAILED', 'DYNPROBE_ENDPOINT_UNAVAILABLE'] });
     assert.match(r.stderr, /no CommonJS require here/);
+    assert.match(r.stderr, /endpoint and flight recorder are off: Dynamic require of "node:\w+" is not supported \(an ES-module bundle\?\); dynprobe\.subscribe\(\) still works/);
   });
 });
