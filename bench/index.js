@@ -388,70 +388,57 @@ const CLI = path.join(__dirname, '..', 'bin', 'dynprobe.js');
 const BURST = 1000; // firings per turn of the event loop, as a busy server makes them
 const turn = () => new Promise(setImmediate);
 
+
 // CPU time of this process (all threads, user + system: a uprobe's BPF
 // program runs in the firing thread's system time) and wall time, in ns
-// per firing, for `n` firings of `probe` made BURST per turn. `consumed()`
-// says how many the consumer has had so far: the firing waits (idle, no
-// CPU) whenever it is more than BACKLOG ahead, so that nothing is dropped,
-// and until the consumer has them all.
-const BACKLOG = 20000;
-async function costPerFiring(probe, n, consumed = null) {
+// per firing, for `n` firings of `probe` made BURST per turn, until
+// `delivered()` resolves (the consumer has them all). The consumer's queue
+// holds them all: nothing is dropped.
+async function costPerFiring(probe, n, delivered = async () => {}) {
   const fn = (i, s) => [i, s];
-  const base = consumed === null ? 0 : consumed();
-  // Without a consumer of its own (bpftrace counts in the kernel): all had.
-  const had = () => (consumed === null ? Infinity : consumed() - base);
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   for (let k = 0; k < n; k += BURST) {
     for (let i = k; i < k + BURST; i++) probe.fire(fn, i, 'hello');
     await turn();
-    if (k + BURST - had() > BACKLOG) await until(() => k + BURST - had() <= BACKLOG / 4, 'the consumer catching up');
   }
-  await until(() => had() >= n, 'the consumer has them all');
+  await delivered();
   const wall = Number(process.hrtime.bigint() - t0) / n;
   const cpu = process.cpuUsage(cpu0);
   return { cpu: ((cpu.user + cpu.system) * 1000) / n, wall };
 }
 
-// A `dynprobe trace PID PATTERN --via process --json` consumer of this
-// process; `lines` counts what it printed.
-async function traceConsumer(pattern) {
-  const child = spawn(process.execPath, [CLI, 'trace', String(process.pid), pattern, '--via', 'process', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const state = { child, lines: 0, stderr: '' };
-  child.stdout.on('data', (d) => {
-    for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, i + 1)) state.lines++;
-  });
-  child.stderr.on('data', (d) => (state.stderr += d));
-  for (let start = Date.now(); !/through its endpoint; Ctrl-C to stop/.test(state.stderr); ) {
-    if (Date.now() - start > 30000 || child.exitCode !== null) throw new Error(`dynprobe trace did not start: ${state.stderr}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  state.stop = () => new Promise((resolve) => {
-    child.on('close', resolve);
-    child.kill('SIGINT');
-  });
-  return state;
+// `dynprobe trace PID PATTERN --via process --count N`, its output
+// discarded (reading it would cost this process): resolves once it is
+// subscribed, with a promise of its exit (it has had all N).
+async function traceConsumer(pattern, count) {
+  const child = spawn(process.execPath, [CLI, 'trace', String(process.pid), pattern, '--via', 'process', '--json', '--count', String(count)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise((resolve) => child.on('close', (code) => resolve({ code, stderr })));
+  await until(() => /through its endpoint; Ctrl-C to stop/.test(stderr) || child.exitCode !== null, 'dynprobe trace subscribed');
+  if (child.exitCode !== null) throw new Error(`dynprobe trace did not start: ${stderr}`);
+  return { child, exited, stderr: () => stderr };
 }
 
-async function until(check, what) {
+async function until(check, what, every = 2) {
   for (let start = Date.now(); !check(); ) {
     if (Date.now() - start > 60000) throw new Error(`not within 60 s: ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
+    await new Promise((r) => setTimeout(r, every));
   }
 }
 
 async function deliveredFire() {
   console.log('\nDelivered firings, no kernel tracer (probe(int, char *), fired 1000 per event-loop turn), this');
-  console.log("process's CPU time per firing; the consumer runs on its own");
-  const n = 50000;
+  console.log("process's CPU time per firing until the consumer has them; the consumer runs on its own");
+  const n = 50000; // fewer than an endpoint session's queue holds (65536)
   const dp = dynprobe.createDTraceProvider('benchdeliver');
   const sub = dp.addProbe('sub', 'int', 'char *');
   const ep = dp.addProbe('ep', 'int', 'char *');
   const bt = dp.addProbe('bt', 'int', 'char *');
   dp.enable();
   let delivered = 0;
-  const subscription = dynprobe.subscribe('benchdeliver:sub', () => delivered++);
-  const consumer = await traceConsumer('benchdeliver:ep');
+  const subscription = dynprobe.subscribe('benchdeliver:sub', () => delivered++, { count: n });
   let stopBpftrace = null;
   if (canTrace) {
     stopBpftrace = await countHits(process.pid, ['benchdeliver', 'bt']);
@@ -459,8 +446,18 @@ async function deliveredFire() {
   }
   const runs = { sub: [], ep: [], bt: [] };
   const one = {
-    sub: () => costPerFiring(sub, n, () => delivered),
-    ep: () => costPerFiring(ep, n, () => consumer.lines),
+    sub: () => {
+      const want = delivered + n;
+      return costPerFiring(sub, n, () => until(() => delivered >= want, 'subscriber delivery'));
+    },
+    ep: async () => {
+      const consumer = await traceConsumer('benchdeliver:ep', n);
+      const cost = await costPerFiring(ep, n, async () => {
+        const { code, stderr } = await consumer.exited;
+        if (code !== 0 || /dropped/.test(stderr)) throw new Error(`dynprobe trace: ${stderr}`);
+      });
+      return cost;
+    },
     bt: () => costPerFiring(bt, n),
   };
   const kinds = canTrace ? ['sub', 'ep', 'bt'] : ['sub', 'ep'];
@@ -477,8 +474,7 @@ async function deliveredFire() {
   } else {
     console.log('  bpftrace: SKIPPED: needs root and bpftrace');
   }
-  console.log(`  wall ns per firing: subscriber ${median(runs.sub.map((x) => x.wall)).toFixed(0)}, endpoint ${median(runs.ep.map((x) => x.wall)).toFixed(0)}${canTrace ? `, bpftrace ${median(runs.bt.map((x) => x.wall)).toFixed(0)}` : ''}`);
-  if (subscription.dropped > 0) console.log(`  (the subscriber dropped ${subscription.dropped}: its queue was full)`);
+  console.log(`  wall ns per firing: subscriber ${median(runs.sub.map((x) => x.wall)).toFixed(0)}, endpoint ${median(runs.ep.map((x) => x.wall)).toFixed(0)}${canTrace ? `, bpftrace ${median(runs.bt.map((x) => x.wall)).toFixed(0)}` : ''} (dynprobe trace prints ~100,000 lines a second)`);
   if (stopBpftrace) {
     const hits = (await stopBpftrace()).benchdeliver;
     console.log(`  bpftrace counted ${hits} of ${n * (TURNS + 1)}`);
@@ -488,18 +484,7 @@ async function deliveredFire() {
   // A flood: a million firings a second for a second, to a subscriber and
   // to `dynprobe trace`, with their default bounds.
   console.log('\nA flood of 1,000,000 firings a second for 1 s, default bounds: delivered and dropped');
-  for (const [label, probe, consumerOf] of [
-    ['subscriber', sub, () => {
-      let got = 0;
-      const s = dynprobe.subscribe('benchdeliver:sub', () => got++);
-      return { got: () => got, dropped: () => s.dropped, close: () => s.close() };
-    }],
-    ['dynprobe trace (endpoint)', ep, () => {
-      const base = consumer.lines;
-      return { got: () => consumer.lines - base, dropped: () => null, close: () => {} };
-    }],
-  ]) {
-    const c = consumerOf();
+  const flood = async (probe) => {
     const fn = (i, s) => [i, s];
     const t0 = process.hrtime.bigint();
     let fired = 0;
@@ -513,15 +498,22 @@ async function deliveredFire() {
       await turn();
       lag = Math.max(lag, Number(process.hrtime.bigint() - before) / 1e6);
     }
-    // What was delivered once the flood is over.
-    await new Promise((r) => setTimeout(r, 1500));
-    const got = c.got();
-    const dropped = c.dropped() ?? fired - got;
-    console.log(`  ${label.padEnd(28)} fired ${fired}, delivered ${got}, dropped ${dropped}${c.dropped() === null ? ' (counted by the consumer)' : ''}; longest turn ${lag.toFixed(1)} ms`);
-    c.close();
-  }
-  await consumer.stop();
-  if (/dropped (\d+) firings:/.test(consumer.stderr)) console.log(`  dynprobe trace said: ${/dynprobe: (process \d+ dropped \d+ firings[^\n]*)/.exec(consumer.stderr)[1]}`);
+    return { fired, lag };
+  };
+  let got = 0;
+  const s = dynprobe.subscribe('benchdeliver:sub', () => got++);
+  const toSubscriber = await flood(sub);
+  await new Promise((r) => setTimeout(r, 500));
+  console.log(`  subscriber                   fired ${toSubscriber.fired}, delivered ${got}, dropped ${s.dropped}; longest turn ${toSubscriber.lag.toFixed(1)} ms`);
+  s.close();
+  const consumer = await traceConsumer('benchdeliver:ep', 1e9);
+  const toTrace = await flood(ep);
+  await new Promise((r) => setTimeout(r, 3000));
+  consumer.child.kill('SIGINT');
+  const { stderr } = await consumer.exited;
+  const said = /dynprobe: (process \d+ dropped (\d+) firings[^\n]*)/.exec(stderr);
+  const dropped = said ? Number(said[2]) : 0;
+  console.log(`  dynprobe trace (endpoint)    fired ${toTrace.fired}, sent ${toTrace.fired - dropped}, dropped ${dropped} (as dynprobe trace says); longest turn ${toTrace.lag.toFixed(1)} ms`);
   dp.disable();
 }
 

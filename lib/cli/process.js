@@ -225,14 +225,17 @@ async function trace(pid, pattern, opts = {}, why = null) {
     conn.on('firings', (m) => {
       if (!Array.isArray(m.firings)) return;
       if (Number.isSafeInteger(m.dropped) && m.dropped > dropped) dropped = m.dropped;
+      // One write per batch: a line each would cost a system call each.
+      const lines = [];
       for (const f of m.firings) {
-        if (printed >= count || stopping) return;
+        if (printed >= count || stopping) break;
         const firing = decode(f, taps, offset, pid);
         if (firing === null) continue;
         printed++;
-        out.write(`${opts.json ? formatJson(firing, pid) : formatLine(firing, { pretty: opts.pretty, pid })}\n`);
-        if (printed >= count) stop();
+        lines.push(opts.json ? formatJson(firing, pid) : formatLine(firing, { pretty: opts.pretty, pid }));
       }
+      if (lines.length > 0) out.write(`${lines.join('\n')}\n`);
+      if (printed >= count) stop();
     });
     ask(conn, 'subscribe', { pattern: text }).then(
       () => {
