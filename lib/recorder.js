@@ -36,7 +36,7 @@ function state() {
 }
 
 // Starts (or replaces) the recording: { pattern, count, bytes }.
-function record(pattern, { count = LIMITS.count.record, bytes = LIMITS.bytes.record } = {}) {
+function record(pattern, { count = LIMITS.record.count[0], bytes = LIMITS.record.bytes[0] } = {}) {
   stop();
   const queue = new FiringQueue({ count, bytes, keepLatest: true });
   const sink = { push: (tap, time, values) => queue.push(tap, time, values) };
@@ -89,12 +89,12 @@ function writeFile(file, reason) {
   return true;
 }
 
-function positive(env, name, fallback, spec) {
+function positive(env, name, [fallback, min, max]) {
   const text = env[name];
   if (text === undefined || text === '') return fallback;
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < spec.min || n > spec.max) {
-    process.emitWarning(`${name}=${text} is not an integer from ${spec.min} to ${spec.max}: using ${fallback}`, { code: 'DYNPROBE_RECORD_SETTING' });
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    process.emitWarning(`${name}=${text} is not an integer from ${min} to ${max}: using ${fallback}`, { code: 'DYNPROBE_RECORD_SETTING' });
     return fallback;
   }
   return n;
@@ -105,8 +105,8 @@ function positive(env, name, fallback, spec) {
 function startFromEnvironment(endpointDir, env = process.env) {
   const pattern = env.DYNPROBE_RECORD;
   if (!pattern) return null;
-  const count = positive(env, 'DYNPROBE_RECORD_COUNT', LIMITS.count.record, LIMITS.count);
-  const bytes = positive(env, 'DYNPROBE_RECORD_BYTES', LIMITS.bytes.record, LIMITS.bytes);
+  const count = positive(env, 'DYNPROBE_RECORD_COUNT', LIMITS.record.count);
+  const bytes = positive(env, 'DYNPROBE_RECORD_BYTES', LIMITS.record.bytes);
   record(pattern, { count, bytes });
   const named = env.DYNPROBE_RECORD_FILE;
   const file = named

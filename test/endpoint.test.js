@@ -361,6 +361,21 @@ test('harmless: many consumers at once, and consumers coming and going in a loop
       const s = await ask('stats', 'stats');
       return s.sessions === 0 && ctestOff(s) && s.fds === before.fds ? s : null;
     }, 10000, 'every session closed, its fd too');
+    // Every session's queues together are bounded (128 MiB): the ninth of
+    // 16 MiB is refused; closing gives the room back.
+    const c = await connect(other.pid);
+    for (let i = 0; i < 8; i++) await c.request('subscribe', { pattern: 'ctest:*', bytes: 16 * 1048576 });
+    await assert.rejects(c.request('subscribe', { pattern: 'ctest:*', bytes: 16 * 1048576 }), /endpoint queues would pass 134217728 bytes \(134217728 reserved\)/);
+    c.close();
+    await until(async () => (await ask('stats', 'stats')).sessions === 0, 5000, 'closed');
+    const again = await connect(other.pid);
+    await again.request('subscribe', { pattern: 'ctest:*', bytes: 64 * 1048576 });
+    await again.request('subscribe', { pattern: 'ctest:*', bytes: 64 * 1048576 });
+    again.close();
+    await until(async () => {
+      const s = await ask('stats', 'stats');
+      return s.sessions === 0 && ctestOff(s) && s.fds === before.fds;
+    }, 10000, 'closed again');
     const afterStats = await ask('stats', 'stats');
     assert.equal(afterStats.threads, before.threads, 'no thread left');
     assert.equal(afterStats.fds, before.fds, 'no fd left');

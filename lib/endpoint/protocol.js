@@ -14,10 +14,12 @@ const MAX_REQUEST = 64 * 1024;
 const MAX_MESSAGE = 16 * 1024 * 1024;
 const MAX_PATTERN = 512;
 const OPS = new Set(['list', 'subscribe', 'unsubscribe', 'record', 'stop-recording', 'dump']);
-// What a client may ask a queue to hold (subscriptions and the recorder).
+// What a client may ask a queue to hold: [default, min, max] of firings and
+// of bytes, for a subscription and for the recorder (one per process, and
+// the user's explicit choice: it may be larger).
 const LIMITS = {
-  count: { min: 1, max: 10000000, subscribe: 65536, record: 1000 },
-  bytes: { min: 1024, max: 1024 * 1024 * 1024, subscribe: 16 * 1024 * 1024, record: 4 * 1024 * 1024 },
+  subscribe: { count: [65536, 1, 1000000], bytes: [16 * 1024 * 1024, 1024, 64 * 1024 * 1024] },
+  record: { count: [1000, 1, 10000000], bytes: [4 * 1024 * 1024, 1024, 1024 * 1024 * 1024] },
 };
 
 class ProtocolError extends Error {
@@ -90,12 +92,10 @@ function parseObject(body) {
 const isId = (v) => Number.isSafeInteger(v) && v >= 0 && v < 2 ** 31;
 
 function limitOf(request, name, op) {
-  const spec = LIMITS[name];
+  const [fallback, min, max] = LIMITS[op][name];
   const v = request[name];
-  if (v === undefined || v === null) return spec[op];
-  if (!Number.isSafeInteger(v) || v < spec.min || v > spec.max) {
-    throw new ProtocolError(`${name} must be an integer from ${spec.min} to ${spec.max}`);
-  }
+  if (v === undefined || v === null) return fallback;
+  if (!Number.isSafeInteger(v) || v < min || v > max) throw new ProtocolError(`${name} must be an integer from ${min} to ${max}`);
   return v;
 }
 

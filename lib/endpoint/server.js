@@ -30,6 +30,10 @@ const { endpointPath } = require('./dir');
 
 const MAX_SESSIONS = 32;
 const MAX_SUBSCRIPTIONS = 16;
+// What every session's queues together may hold (their bytes bounds
+// added up): a subscription that would pass it is refused.
+const QUEUE_BUDGET = 128 * 1024 * 1024;
+let reserved = 0;
 // What a session lets the socket hold before it waits for the client.
 const HIGH_WATER = 1024 * 1024;
 // A batch of firings, at most.
@@ -115,8 +119,10 @@ class SessionSubscription {
   }
 
   close() {
-    if (this.handle !== null) this.handle.close();
+    if (this.handle === null) return;
+    this.handle.close();
     this.handle = null;
+    reserved -= this.queue.maxBytes;
     while (this.queue.shift());
   }
 }
@@ -177,7 +183,11 @@ class Session {
         return this.send({ type: 'reply', id, providers: listing() });
       case 'subscribe': {
         if (this.subscriptions.size >= MAX_SUBSCRIPTIONS) throw new ProtocolError(`at most ${MAX_SUBSCRIPTIONS} subscriptions per connection`);
+        if (reserved + request.bytes > QUEUE_BUDGET) {
+          throw new ProtocolError(`the process's endpoint queues would pass ${QUEUE_BUDGET} bytes (${reserved} reserved): ask for fewer bytes`);
+        }
         const sub = new SessionSubscription(this, this.nextSub++, request.pattern, { count: request.count, bytes: request.bytes });
+        reserved += request.bytes;
         this.subscriptions.set(sub.id, sub);
         // The reply goes first, then the probes the subscription covers.
         this.send({ type: 'reply', id, sub: sub.id });
@@ -206,18 +216,29 @@ class Session {
     }
   }
 
-  // The recorder's firings, in messages of a batch each; the last says so.
+  // The recorder's firings, in messages of a batch each, a batch per turn
+  // of the event loop and only as fast as the client reads (a large record
+  // must not stall the application); the last says so.
   dump(id) {
     const r = recorder.current();
     if (r === null) throw new ProtocolError('nothing is being recorded (start with `dynprobe record PID PATTERN`)');
     const entries = r.queue.snapshot();
     const taps = new Set(entries.map((e) => e.tap));
     this.send({ type: 'reply', id, pattern: r.pattern, count: r.count, bytes: r.bytes, overwritten: r.queue.dropped, firings: entries.length, probes: [...taps].map(describeTap) });
-    for (let i = 0; i < entries.length; i += BATCH_FIRINGS) {
-      const chunk = entries.slice(i, i + BATCH_FIRINGS).map((e) => wireFiring(e.tap, e.time, e.values));
-      this.send({ type: 'dump', id, firings: chunk });
-    }
-    this.send({ type: 'dump', id, firings: [], done: true });
+    let at = 0;
+    const next = () => {
+      if (this.closed) return;
+      if (this.socket.writableLength > HIGH_WATER) {
+        this.socket.once('drain', next);
+        return;
+      }
+      const chunk = entries.slice(at, at + BATCH_FIRINGS).map((e) => wireFiring(e.tap, e.time, e.values));
+      at += BATCH_FIRINGS;
+      const done = at >= entries.length;
+      this.send(done ? { type: 'dump', id, firings: chunk, done: true } : { type: 'dump', id, firings: chunk });
+      if (!done) setImmediate(next);
+    };
+    next();
   }
 
   schedule() {
