@@ -109,7 +109,10 @@ describe('module', () => {
   });
 });
 
-describe('module loading (child processes)', () => {
+// Its children fake the platform with `node -r`, which Deno's command line
+// does not take (test/bun-deno.test.js runs this file under Deno).
+const NO_PRELOAD = typeof globalThis.Deno === 'undefined' ? false : "Deno's command line takes no -r preload";
+describe('module loading (child processes)', { skip: NO_PRELOAD }, () => {
   const preload = path.join(__dirname, 'fixtures', 'fake-platform.js');
   const useStub = `
     const d = require(helpers.ROOT);
