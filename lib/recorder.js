@@ -100,24 +100,33 @@ function positive(env, name, [fallback, min, max]) {
   return n;
 }
 
-// DYNPROBE_RECORD from start-up; `endpointDir` is where the file goes by
-// default (null: the current directory).
-function startFromEnvironment(endpointDir, env = process.env) {
+// DYNPROBE_RECORD from start-up.
+function startFromEnvironment(env = process.env) {
   const pattern = env.DYNPROBE_RECORD;
   if (!pattern) return null;
   const count = positive(env, 'DYNPROBE_RECORD_COUNT', LIMITS.record.count);
   const bytes = positive(env, 'DYNPROBE_RECORD_BYTES', LIMITS.record.bytes);
   record(pattern, { count, bytes });
   const named = env.DYNPROBE_RECORD_FILE;
-  const file = named
-    ? path.resolve(named.replaceAll('%p', String(process.pid)))
-    : path.join(endpointDir || process.cwd(), `dynprobe-record-${process.pid}.jsonl`);
-  state().recordFile = file;
+  // By default in this user's private directory (the endpoint's), found when
+  // the file is written; the current directory if there is none.
+  const where = () => {
+    if (named) return path.resolve(named.replaceAll('%p', String(process.pid)));
+    let dir;
+    try {
+      dir = require('./endpoint/dir').endpointDir(env);
+    } catch {
+      dir = process.cwd();
+    }
+    return path.join(dir, `dynprobe-record-${process.pid}.jsonl`);
+  };
   let written = false;
   const write = (reason) => {
     if (written) return;
     written = true;
+    let file = named;
     try {
+      file = where();
       writeFile(file, reason);
     } catch (err) {
       process.emitWarning(`dynprobe could not write its flight record to ${file}: ${err.message}`, { code: 'DYNPROBE_RECORD_WRITE_FAILED' });
@@ -144,7 +153,7 @@ function startFromEnvironment(endpointDir, env = process.env) {
     };
     process.on(signal, onSignal);
   }
-  return file;
+  return true;
 }
 
 module.exports = { record, stop, current, traceFiring, writeFile, startFromEnvironment, FATAL_SIGNALS };

@@ -7,32 +7,39 @@
 
 const { registry } = require('./registry');
 
+function isMainThread() {
+  try {
+    return require('node:worker_threads').isMainThread;
+  } catch {
+    return true; // no workers here
+  }
+}
+
+// The recorder starts at once (it records from start-up); the endpoint a
+// turn of the event loop later, off the `require` path (its socket needs
+// Node's net module, whose listen loads cluster and child_process too).
 function startProcessServices() {
   const state = registry().state;
   if (state.services) return;
   state.services = true;
-  let isMainThread = true;
-  try {
-    isMainThread = require('node:worker_threads').isMainThread;
-  } catch {
-    // no workers here
-  }
-  if (!isMainThread) return;
-  let server;
-  try {
-    server = require('./endpoint/server');
-  } catch (err) {
-    // Node's modules cannot be loaded here (an ES-module bundle has no
-    // `require` for them): no endpoint, no recorder; subscriptions work.
-    process.emitWarning(`dynprobe's endpoint and flight recorder are off: ${err && err.message} (an ES-module bundle?); dynprobe.subscribe() still works`, {
-      code: 'DYNPROBE_ENDPOINT_UNAVAILABLE',
-    });
-    state.endpoint = null;
-    return;
-  }
-  const endpoint = server.startEndpoint();
-  state.endpoint = endpoint;
-  require('./recorder').startFromEnvironment(endpoint === null ? null : endpoint.dir);
+  state.endpoint = null;
+  if (process.env.DYNPROBE_RECORD && isMainThread()) require('./recorder').startFromEnvironment();
+  if (process.env.DYNPROBE_ENDPOINT === 'off') return;
+  setImmediate(() => {
+    if (!isMainThread()) return;
+    let server;
+    try {
+      server = require('./endpoint/server');
+    } catch (err) {
+      // Node's modules cannot be loaded here (an ES-module bundle has no
+      // `require` for them): no endpoint; subscriptions and the recorder work.
+      process.emitWarning(`dynprobe's endpoint is off: ${err && err.message} (an ES-module bundle?); dynprobe.subscribe() still works`, {
+        code: 'DYNPROBE_ENDPOINT_UNAVAILABLE',
+      });
+      return;
+    }
+    state.endpoint = server.startEndpoint();
+  });
 }
 
 module.exports = { startProcessServices };

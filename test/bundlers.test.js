@@ -150,6 +150,6 @@ describe('other bundler options never crash the app at start', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { warnings: ['DYNPROBE_ADDON_LOAD_FAILED', 'DYNPROBE_ENDPOINT_UNAVAILABLE'] });
     assert.match(r.stderr, /no CommonJS require here/);
-    assert.match(r.stderr, /endpoint and flight recorder are off: Dynamic require of "node:\w+" is not supported \(an ES-module bundle\?\); dynprobe\.subscribe\(\) still works/);
+    assert.match(r.stderr, /endpoint is off: Dynamic require of "node:\w+" is not supported \(an ES-module bundle\?\); dynprobe\.subscribe\(\) still works/);
   });
 });

@@ -578,6 +578,7 @@ test('the endpoint costs nothing while idle: no timer keeps the process alive, n
     p.addProbe('a', 'int');
     p.enable();
     const { connect } = require(helpers.ROOT + '/lib/endpoint/client');
+    await helpers.tick(); // the endpoint starts a turn after require
     const started = Date.now();
     // Connect to ourselves, and subscribe: the connection is unref'd too.
     const c = await connect(process.pid);

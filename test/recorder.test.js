@@ -98,6 +98,6 @@ test('a program that handles the signal itself keeps doing so; one that exits no
   assert.equal(fs.existsSync(quiet), false);
   const bad = path.join(tmp, 'bad.jsonl');
   const b = run('throw', record(bad, { DYNPROBE_RECORD_COUNT: 'lots' }));
-  assert.match(b.stderr, /\[DYNPROBE_RECORD_SETTING\] Warning: DYNPROBE_RECORD_COUNT=lots is not an integer from 1 to 10000000: using 1000/);
+  assert.match(b.stderr, /\[DYNPROBE_RECORD_SETTING\] Warning: DYNPROBE_RECORD_COUNT=lots is not an integer from 1 to 1000000: using 1000/);
   assert.equal(readRecord(bad).lines.length, 200);
 });

@@ -292,14 +292,13 @@ test('a provider collected without disable() leaves the registry; a subscription
     const d = require(helpers.ROOT);
     const got = [];
     const sub = d.subscribe('gone*', (f) => got.push(f.args[0]));
-    (() => {
-      const p = d.createDTraceProvider('gone1');
-      p.addProbe('a', 'int').fire(() => [0]);
-      p.enable();
-      p.a.fire(() => [1]);
-    })();
+    let p = d.createDTraceProvider('gone1');
+    p.addProbe('a', 'int').fire(() => [0]);
+    p.enable();
+    p.a.fire(() => [1]);
     await new Promise((r) => setTimeout(r, 10));
     const before = d.providers().map((x) => x.provider);
+    p = null;
     await helpers.collect();
     const after = d.providers().map((x) => x.provider);
     sub.close();

@@ -155,10 +155,15 @@ function endpointPath(pid = process.pid, env = process.env) {
   }
 }
 
+// This user's private endpoints directory (created as needed), or throws.
+function endpointDir(env = process.env) {
+  return path.dirname(endpointPath(process.pid, env).file);
+}
+
 // The conventional socket of process `pid` for this user (where /proc
 // cannot tell): every candidate's, as this process would have made it.
 function conventionalPaths(pid, env = process.env) {
   return candidates(env).map(({ dir }) => path.join(dir, SUBDIR, socketName(pid)));
 }
 
-module.exports = { endpointPath, conventionalPaths, trustedPath, UnsafeDirectory, MAX_SOCKET_PATH, SUBDIR };
+module.exports = { endpointPath, endpointDir, conventionalPaths, trustedPath, UnsafeDirectory, MAX_SOCKET_PATH, SUBDIR };

@@ -19,7 +19,7 @@ const OPS = new Set(['list', 'subscribe', 'unsubscribe', 'record', 'stop-recordi
 // the user's explicit choice: it may be larger).
 const LIMITS = {
   subscribe: { count: [65536, 1, 1000000], bytes: [16 * 1024 * 1024, 1024, 64 * 1024 * 1024] },
-  record: { count: [1000, 1, 10000000], bytes: [4 * 1024 * 1024, 1024, 1024 * 1024 * 1024] },
+  record: { count: [1000, 1, 1000000], bytes: [4 * 1024 * 1024, 1024, 256 * 1024 * 1024] },
 };
 
 class ProtocolError extends Error {

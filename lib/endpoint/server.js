@@ -363,18 +363,20 @@ function startEndpoint() {
       }
     }
   }
+  const endpoint = { file, dir, sessions, close: cleanup, listening: false };
   server.listen(file, () => {
     try {
       fs.chmodSync(file, 0o600);
     } catch {
       // the directory already keeps others out
     }
+    endpoint.listening = true;
   });
   server.unref();
   process.on('exit', cleanup);
   const later = setImmediate(() => pruneStale(dir, file));
   if (typeof later.unref === 'function') later.unref();
-  return { file, dir, sessions, close: cleanup };
+  return endpoint;
 }
 
 // Sockets left in the directory by processes that died by a signal (no
