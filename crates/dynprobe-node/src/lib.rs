@@ -16,6 +16,11 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
+// Like the #[napi] functions defined here, public at the crate's root: in a
+// `cargo test` build napi-derive registers nothing, and a function only
+// reachable through a private module would be dead code there.
+pub use address::address_of;
+
 /// One probe as the JS layer describes it: C type names, already mapped from
 /// dtrace-provider's loose spellings, and optionally the types as declared
 /// (`int`, `json`, exact C names) and the arguments' names (C identifiers),
