@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: tracer
+// test-tier: quick
 // The dtrace-provider contract (/work/shared/docs/dtrace-provider-contract.md),
 // line by line, without a tracer; the traced path at the end attaches the real
 // bpftrace to this process (root only: skipped loudly otherwise, failed under

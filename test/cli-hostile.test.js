@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // The `dynprobe` CLI treats every process as hostile. Real processes map
 // crafted libraries (their notes say what an attacker likes), run as root or
 // as nobody, some in user and mount namespaces of their own where they hide
