@@ -34,6 +34,7 @@ const os = require('node:os');
 const path = require('node:path');
 
 const runtimes = require('../fixtures/runtimes');
+const { BPFTRACE_SIGINT_EVERY_MS } = require('../fixtures/helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const FIRE_BIN = path.join(ROOT, 'target', 'release', 'examples', 'fire');
@@ -188,13 +189,21 @@ async function exitWithin(proc, ms) {
   clearTimeout(timer);
 }
 
-async function stop(proc, ms) {
+// Stops `proc` after `ms`: SIGINT first (DTrace killed harder leaves uprobe
+// events behind), SIGKILL 15 s later. With `again` (bpftrace), SIGINT is
+// sent again every 250 ms until it ends (helpers.BPFTRACE_SIGINT_EVERY_MS).
+async function stop(proc, ms, { again = false } = {}) {
   if (proc.exited) return;
-  const timer = setTimeout(() => proc.child.kill('SIGINT'), ms);
-  // SIGINT first: DTrace killed harder leaves uprobe events behind.
+  let repeat = null;
+  const interrupt = () => {
+    if (!proc.exited) proc.child.kill('SIGINT');
+    if (again && repeat === null) repeat = setInterval(() => proc.exited || proc.child.kill('SIGINT'), BPFTRACE_SIGINT_EVERY_MS);
+  };
+  const timer = setTimeout(interrupt, ms);
   const hard = setTimeout(() => proc.child.kill('SIGKILL'), ms + 15000);
   await proc.exit;
   clearTimeout(timer);
+  clearInterval(repeat);
   clearTimeout(hard);
 }
 
@@ -234,7 +243,7 @@ async function runCase(c, tracer, runtime = runtimes.HOST) {
     program.child.stdin.end('go\n');
     await exitWithin(traced, 60000);
   } finally {
-    if (traced) await stop(traced, 0);
+    if (traced) await stop(traced, 0, { again: TRACERS[tracer].family === 'bpftrace' });
     program.child.stdin.end();
     await stop(program, 5000);
   }
@@ -261,7 +270,7 @@ async function runByPath(c, tracer, script, tracerEnv, runtime) {
     program.child.stdin.end('go\n');
     await exitWithin(traced, 60000);
   } finally {
-    await stop(traced, 0);
+    await stop(traced, 0, { again: TRACERS[tracer].family === 'bpftrace' });
     if (program) await stop(program, 5000);
   }
   return finish(c, tracer, traced, program);
@@ -276,7 +285,7 @@ async function runList(c, tracer, args, tracerEnv, runtime) {
     listing = start([...TRACERS[tracer].command, ...argv], { env: tracerEnv });
     await exitWithin(listing, 60000);
   } finally {
-    if (listing) await stop(listing, 0);
+    if (listing) await stop(listing, 0, { again: TRACERS[tracer].family === 'bpftrace' });
     program.child.stdin.end('go\n');
     await stop(program, 5000);
   }

@@ -22,6 +22,8 @@ const BPFTRACE: &str = "/usr/bin/bpftrace";
 /// How long a child waits for the tracer to attach or detach (bpftrace
 /// takes about 40 s to attach in an emulated arm64 machine).
 const PATIENCE: Duration = Duration::from_secs(120);
+/// How often [`Bpftrace::stop`] repeats its SIGINT until bpftrace ends.
+const SIGINT_AGAIN: Duration = Duration::from_millis(250);
 /// After the semaphore flips, the tracer may still be attaching its program
 /// to the probe; fires before that would not be counted.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -97,12 +99,38 @@ impl Bpftrace {
     }
 
     /// Stops the tracer as Ctrl-C would and returns all it printed.
+    ///
+    /// bpftrace 0.17 ends on SIGINT only when the signal interrupts its wait
+    /// for events (epoll_wait); one that arrives while it is still attaching
+    /// or reading events sets a flag it never reads again, and it runs on
+    /// until the traced process exits (here: never, the child waits for the
+    /// semaphore to drop). So SIGINT is sent again every 250 ms until it ends.
     fn stop(mut self) -> String {
         self.stopping.store(true, Ordering::SeqCst);
         let mut child = self.child.take().unwrap();
-        // SAFETY: kill has no memory effects; the pid is our own child's.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let status = child.wait().unwrap();
+        let stopping = Instant::now();
+        let status = loop {
+            if stopping.elapsed() > PATIENCE {
+                // Fails the assertion below, with what it printed.
+                let _ = child.kill();
+            }
+            // SAFETY: kill has no memory effects; the pid is our own child's,
+            // not yet reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let sent = Instant::now();
+            let waited = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break Some(status);
+                }
+                if sent.elapsed() >= SIGINT_AGAIN {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            if let Some(status) = waited {
+                break status;
+            }
+        };
         self.reader.take().unwrap().join().unwrap();
         let output = std::mem::take(&mut *self.output.lock().unwrap());
         assert!(status.success(), "bpftrace failed ({status}):\n{output}");
