@@ -34,7 +34,6 @@ const os = require('node:os');
 const path = require('node:path');
 
 const runtimes = require('../fixtures/runtimes');
-const { BPFTRACE_SIGINT_EVERY_MS } = require('../fixtures/helpers');
 
 const ROOT = path.join(__dirname, '..', '..');
 const FIRE_BIN = path.join(ROOT, 'target', 'release', 'examples', 'fire');
@@ -189,21 +188,13 @@ async function exitWithin(proc, ms) {
   clearTimeout(timer);
 }
 
-// Stops `proc` after `ms`: SIGINT first (DTrace killed harder leaves uprobe
-// events behind), SIGKILL 15 s later. With `again` (bpftrace), SIGINT is
-// sent again every 250 ms until it ends (helpers.BPFTRACE_SIGINT_EVERY_MS).
-async function stop(proc, ms, { again = false } = {}) {
+async function stop(proc, ms) {
   if (proc.exited) return;
-  let repeat = null;
-  const interrupt = () => {
-    if (!proc.exited) proc.child.kill('SIGINT');
-    if (again && repeat === null) repeat = setInterval(() => proc.exited || proc.child.kill('SIGINT'), BPFTRACE_SIGINT_EVERY_MS);
-  };
-  const timer = setTimeout(interrupt, ms);
+  const timer = setTimeout(() => proc.child.kill('SIGINT'), ms);
+  // SIGINT first: DTrace killed harder leaves uprobe events behind.
   const hard = setTimeout(() => proc.child.kill('SIGKILL'), ms + 15000);
   await proc.exit;
   clearTimeout(timer);
-  clearInterval(repeat);
   clearTimeout(hard);
 }
 
@@ -243,7 +234,7 @@ async function runCase(c, tracer, runtime = runtimes.HOST) {
     program.child.stdin.end('go\n');
     await exitWithin(traced, 60000);
   } finally {
-    if (traced) await stop(traced, 0, { again: TRACERS[tracer].family === 'bpftrace' });
+    if (traced) await stop(traced, 0);
     program.child.stdin.end();
     await stop(program, 5000);
   }
@@ -270,7 +261,7 @@ async function runByPath(c, tracer, script, tracerEnv, runtime) {
     program.child.stdin.end('go\n');
     await exitWithin(traced, 60000);
   } finally {
-    await stop(traced, 0, { again: TRACERS[tracer].family === 'bpftrace' });
+    await stop(traced, 0);
     if (program) await stop(program, 5000);
   }
   return finish(c, tracer, traced, program);
@@ -285,7 +276,7 @@ async function runList(c, tracer, args, tracerEnv, runtime) {
     listing = start([...TRACERS[tracer].command, ...argv], { env: tracerEnv });
     await exitWithin(listing, 60000);
   } finally {
-    if (listing) await stop(listing, 0, { again: TRACERS[tracer].family === 'bpftrace' });
+    if (listing) await stop(listing, 0);
     program.child.stdin.end('go\n');
     await stop(program, 5000);
   }
