@@ -134,7 +134,8 @@ function cargoJob() {
     // crates/dynprobe/tests/semaphore.rs attaches bpftrace.
     needs: ['tracer'],
     cmd: 'cargo',
-    args: ['test', ...RUST_TESTS],
+    // Every test binary runs, whichever fails first.
+    args: ['test', '--no-fail-fast', ...RUST_TESTS],
     cwd: ROOT,
     env: process.env,
     count: (r) => {

@@ -4,7 +4,8 @@
 // destination when the run ends. It runs beside the spec reporter, which
 // prints the run as usual.
 //
-// Every test is counted once, suites (describe) not: a skipped test is
+// Every test is counted once, suites (describe) not, unless skipped whole
+// (then its tests never run, and it counts as one skipped test): a skipped test is
 // skipped; a todo test (whether it passed or failed: its result does not
 // fail the run) is todo; otherwise it passed or failed, a test cancelled
 // (its file ended first, or its parent failed) being a failure.
@@ -14,8 +15,10 @@ module.exports = async function* counts(source) {
   for await (const event of source) {
     if (event.type !== 'test:pass' && event.type !== 'test:fail') continue;
     const { data } = event;
-    if (data.details && data.details.type === 'suite') continue;
-    if (data.skip !== undefined && data.skip !== false) tally.skipped++;
+    const skipped = data.skip !== undefined && data.skip !== false;
+    // A skipped suite runs none of its tests: it counts as one skip.
+    if (data.details && data.details.type === 'suite' && !skipped) continue;
+    if (skipped) tally.skipped++;
     else if (data.todo !== undefined && data.todo !== false) tally.todo++;
     else if (event.type === 'test:pass') tally.passed++;
     else {

@@ -427,14 +427,13 @@ fn a_killed_writer_leaves_no_temporary_file() {
     for leftover in [&old_leftover, &fresh_leftover] {
         let mut f = fs::File::create(leftover).unwrap();
         f.write_all(b"\x7fELF half a library").unwrap();
+        if leftover == &old_leftover {
+            // Before the mode below takes write access away (from anyone but root).
+            f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+                .unwrap();
+        }
         fs::set_permissions(leftover, fs::Permissions::from_mode(0o500)).unwrap();
     }
-    fs::File::options()
-        .write(true)
-        .open(&old_leftover)
-        .unwrap()
-        .set_modified(SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
 
     let mut litter = Vec::new();
     for i in 0..KILLS {
