@@ -15,9 +15,11 @@
 // `npm run test:quick` (--quick): no provisioning and no root needed: lint,
 // the addon, the Rust tests and the test files whose `test-tier` is quick.
 //
-// Options: --quick; --no-lint; --jobs N (how many tests run at once;
-// default: the number of CPUs plus one); test files as arguments run only
-// those (and not cargo test).
+// Options: --quick; --no-lint; --no-setup (no provisioning and no prebuilt
+// addons: for a machine provisioned already); --jobs N (how many tests run
+// at once; default: the number of CPUs plus one); --only REGEX (the jobs
+// whose names match: `cargo test`, test/NAME.test.js); test files as
+// arguments run only those (and not cargo test).
 //
 // Tests that need root, a tracer or a provisioned root skip loudly without
 // them, and with CI=true they fail.
@@ -39,14 +41,16 @@ const RUST_TESTS = ['--release', '-p', 'dynprobe-format', '-p', 'dynprobe'];
 const HISTORY = path.join(ROOT, 'node_modules', '.cache', 'dynprobe', 'test-times.json');
 
 function parseArgs(argv) {
-  const opts = { quick: false, lint: true, jobs: os.cpus().length + 1, files: [] };
+  const opts = { quick: false, lint: true, setup: true, jobs: os.cpus().length + 1, only: null, files: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--no-lint') opts.lint = false;
+    else if (a === '--no-setup') opts.setup = false;
+    else if (a === '--only') opts.only = new RegExp(argv[++i]);
     else if (a === '--jobs') opts.jobs = Number(argv[++i]);
     else if (a.startsWith('--jobs=')) opts.jobs = Number(a.slice('--jobs='.length));
-    else if (a.startsWith('-')) throw new Error(`unknown option ${a} (--quick, --no-lint, --jobs N, test files)`);
+    else if (a.startsWith('-')) throw new Error(`unknown option ${a} (--quick, --no-lint, --no-setup, --jobs N, --only REGEX, test files)`);
     else opts.files.push(a);
   }
   if (!Number.isInteger(opts.jobs) || opts.jobs < 1) throw new Error('--jobs takes a whole number above 0');
@@ -205,10 +209,11 @@ async function main() {
       return 1;
     }
   }
-  if (!opts.quick) phase('provision', () => setup.provision());
+  const full = !opts.quick && opts.setup;
+  if (full) phase('provision', () => setup.provision());
   phase('build: addon', () => setup.build());
+  if (full) phase('build: prebuilt addons', () => setup.prebuilt());
   if (!opts.quick) {
-    phase('build: prebuilt addons', () => setup.prebuilt());
     // The Rust program that tracer cases run (test/tracers/harness.js).
     phase('build: fire example', () => run('cargo', ['build', '--release', '--quiet', '-p', 'dynprobe', '--examples']));
   }
@@ -217,7 +222,7 @@ async function main() {
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-npm-test-'));
   process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
-  const jobs = [...(withCargo ? [cargoJob()] : []), ...specs.map((s) => fileJob(s, tmp))];
+  const jobs = [...(withCargo ? [cargoJob()] : []), ...specs.map((s) => fileJob(s, tmp))].filter((job) => !opts.only || opts.only.test(job.name));
   // The longest first (from the last run's times; new ones count as long).
   const last = history();
   const order = jobs.map((job, i) => ({ job, i, t: last[job.name] ?? Infinity })).sort((a, b) => b.t - a.t || a.i - b.i);
