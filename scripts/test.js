@@ -210,15 +210,23 @@ async function main() {
     }
   }
   const full = !opts.quick && opts.setup;
-  if (full) phase('provision', () => setup.provision());
-  phase('build: addon', () => setup.build());
-  if (full) phase('build: prebuilt addons', () => setup.prebuilt());
-  if (!opts.quick) {
-    // The Rust program that tracer cases run (test/tracers/harness.js).
-    phase('build: fire example', () => run('cargo', ['build', '--release', '--quiet', '-p', 'dynprobe', '--examples']));
-  }
   const withCargo = opts.files.length === 0;
-  if (withCargo) phase('build: rust tests', () => run('cargo', ['test', '--no-run', '--quiet', ...RUST_TESTS]));
+  // The Rust program that tracer cases run (test/tracers/harness.js), and
+  // the Rust tests, built before they run so that building is not testing.
+  const builds = {};
+  if (!opts.quick) builds['build: fire example'] = ['cargo', 'build', '--release', '--quiet', '-p', 'dynprobe', '--examples'];
+  if (withCargo) builds['build: rust tests'] = ['cargo', 'test', '--no-run', '--quiet', ...RUST_TESTS];
+  if (full && typeof setup.prepare === 'function') {
+    // Set-up as steps side by side (provisioning, the addon, the prebuilt
+    // addons), ours among them once the addon is built.
+    const extra = Object.fromEntries(Object.entries(builds).map(([name, cmd]) => [name, { cmd, after: ['addon'], cpu: true }]));
+    phase('set-up', () => setup.prepare(extra));
+  } else {
+    if (full) phase('provision', () => setup.provision());
+    phase('build: addon', () => setup.build());
+    if (full) phase('build: prebuilt addons', () => setup.prebuilt());
+    for (const [name, cmd] of Object.entries(builds)) phase(name, () => run(cmd[0], cmd.slice(1)));
+  }
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-npm-test-'));
   process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
