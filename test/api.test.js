@@ -302,6 +302,18 @@ describe('addProbe({ name, args }): dynprobe names the arguments', () => {
     assert.throws(() => dtp.addProbe({ name: ' lead', args: [] }), (e) => e instanceof RangeError && /white space/.test(e.message));
   });
 
+  test("names that spell a tracer's own argument words (arg0, arg1, ..., sarg0, args): RangeError saying why", () => {
+    const dtp = createDTraceProvider('apinameword');
+    for (const word of ['arg0', 'arg1', 'arg9', 'arg12', 'sarg0', 'args']) {
+      const spec = { name: 'req', args: [{ name: 'url', type: 'char *' }, { name: word, type: 'int32_t' }] };
+      assert.throws(() => dtp.addProbe(spec), (e) => e instanceof RangeError && e.message.includes(`"${word}" of argument 1 is a tracer's own name for an argument`), word);
+      assert.equal(dtp.req, undefined, word);
+    }
+    // Names that only look alike are fine.
+    const ok = dtp.addProbe({ name: 'req', args: ['arg', 'argv', 'arg_1', 'Arg1', 'args2', 'pid'].map((name) => ({ name, type: 'int' })) });
+    assert.deepEqual(ok.argNames, ['arg', 'argv', 'arg_1', 'Arg1', 'args2', 'pid']);
+  });
+
   test('a spec of the wrong shape: TypeError saying what', () => {
     const dtp = createDTraceProvider('apinameshape');
     const cases = [
