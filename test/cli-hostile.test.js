@@ -14,7 +14,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { gate, bpftraceUnavailable } = require('./fixtures/helpers');
-const { unavailable } = require('./tracers/harness');
+const { unavailable, TRACERS } = require('./tracers/harness');
 const { writeLibrary, sharedDir, mapper, hiddenMapper, fuseMapper, watchedCli } = require('./fixtures/hostile');
 const { withRecords } = require('./fixtures/hostile/declared');
 
@@ -233,7 +233,7 @@ test('trace: refused names never reach bpftrace, whose program traces the rest',
 test('trace: refused names never reach a DTrace script', { skip: dtraceGate.skip, timeout: 180000 }, async () => {
   assert.ok(!dtraceGate.reason, dtraceGate.reason);
   const proc = await injectedProcess();
-  const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'dtrace']);
+  const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'dtrace', '--dtrace', TRACERS.dtrace.command[0]]);
   assert.strictEqual(dry.status, 0, dry.all);
   for (const marker of MARKERS) assert.ok(!dry.stdout.includes(marker), `${marker} in\n${dry.stdout}`);
   assert.match(dry.stdout, /^good\$target:::fine$/m);
