@@ -1,7 +1,7 @@
 'use strict';
-// The dtrace-provider contract (/work/shared/docs/dtrace-provider-contract.md),
-// line by line, without a tracer; the traced path at the end attaches the real
-// bpftrace to this process (root only: skipped loudly otherwise, failed under
+// The dtrace-provider contract (docs/dtrace-provider.md), line by line,
+// without a tracer; the traced path at the end attaches the real bpftrace to
+// this process (root only: skipped loudly otherwise, failed under
 // CI=true).
 
 const { describe, test, before, after } = require('node:test');
