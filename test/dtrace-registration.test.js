@@ -8,8 +8,8 @@
 //   is listed by a provider glob and traced system-wide (`-Z`, no `-p`).
 // - dynprobe: a provider that Provider::load registers with DTRACEHIOC_ADDDOF
 //   (its DOF from dynprobe-format's dof module;
-//   test/drivers/src/bin/dtrace_register.rs) is seen by the seed's exact command, started before
-//   the program, through the checked fire (is_enabled() turns on under
+//   test/drivers/src/bin/dtrace_register.rs) is seen by the seed's exact
+//   command, started before the program, through the checked fire (is_enabled() turns on under
 //   DTrace's probes); it is listed while registered, and gone after unload
 //   (DTRACEHIOC_REMOVE) and after the process exits.
 // - Node: one boot runs every Node case (test/fixtures/dtrace-vm-node/
