@@ -32,6 +32,12 @@ mod status;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+// What `#[napi]` exports to JavaScript, named at the root: a test build
+// registers nothing with Node, and would see them unused.
+pub use address::address_of;
+pub use definition::{check_probe, check_provider, format_table};
+pub use probe_notes::read_probes;
+
 /// Registers the raw N-API part of the addon: the class `NativeProvider`
 /// and `fire`, which share this environment's state.
 #[napi(module_exports)]
