@@ -332,6 +332,15 @@ mod tests {
         assert!(names(b"p\0q\0int\0\0\x1b[2J\0").contains(r#""\u{1b}[2J" is not a C identifier"#));
         assert!(names(b"p\0q\0int\0\0\x31st\0").contains("not a C identifier"));
         assert!(names(b"p\0q\0int\0int\0\0a\0a\0").contains(r#"names two arguments "a""#));
+        // A tracer's own word for an argument would show in the wrong place.
+        for word in ["arg0", "arg1", "sarg2", "args"] {
+            let desc = format!("p\0q\0int\0int\0\0url\0{word}\0");
+            let why = names(desc.as_bytes());
+            assert!(
+                why.contains(&format!("{word:?} is a tracer's own name for an argument")),
+                "{why}"
+            );
+        }
         let long = format!("p\0q\0int\0\0{}\0", "n".repeat(MAX_ARG_NAME_LEN + 1));
         assert!(names(long.as_bytes()).contains("longer than 64 bytes"));
         // Exactly at the limit is fine; invalid UTF-8 is refused, not mangled.
