@@ -211,10 +211,10 @@ async function main() {
   }
   const full = !opts.quick && opts.setup;
   const withCargo = opts.files.length === 0;
-  // The Rust program that tracer cases run (test/tracers/harness.js), and
+  // The Rust programs the tests drive (test/drivers: the tracer cases' fire), and
   // the Rust tests, built before they run so that building is not testing.
   const builds = {};
-  if (!opts.quick) builds['build: fire example'] = ['cargo', 'build', '--release', '--quiet', '-p', 'dynprobe', '--examples'];
+  if (!opts.quick) builds['build: test drivers'] = ['cargo', 'build', '--release', '--quiet', '-p', 'dynprobe-test-drivers'];
   if (withCargo) builds['build: rust tests'] = ['cargo', 'test', '--no-run', '--quiet', ...RUST_TESTS];
   if (full && typeof setup.prepare === 'function') {
     // Set-up as steps side by side (provisioning, the addon, the prebuilt
