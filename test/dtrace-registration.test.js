@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: vm
 // DTrace's own registration, in a virtual machine running Oracle DTrace 2.0.7
 // with its helper daemon dtprobed (this machine's kernel has no CUSE):
 // scripts/provision-dtrace-vm.sh makes the VM, scripts/dtrace-vm boots it and

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // dynprobe/node: how it is loaded (-r dynprobe/node, NODE_OPTIONS, require),
 // the probes' notes (Node 18's names, argument order and sizes), that it
 // changes nothing while untraced (no subscriber, no wrapper, no timer keeping

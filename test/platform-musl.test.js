@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // musl: the linux-x64-musl and linux-arm64-musl addons under Bun's musl
 // builds (the only Node-API runtime published for musl; scripts/provision-musl.sh),
 // x64 on the host, arm64 under qemu-user. Each passes test/api.test.js; the

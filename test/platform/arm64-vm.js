@@ -124,7 +124,7 @@ function runVm({ pkg, muslPkg = null, tests = [], timeoutMs = 25 * 60 * 1000, lo
         clearTimeout(timer);
         cleanup();
         // (without terminal colour codes, should anything print them)
-        const text = output.replace(/\r/g, '').replace(/\x1b\[[0-9;]*m/g, '');
+        const text = output.replace(/\r/g, '').replace(/\x1b\[[0-9;]*m/g, '') // eslint-disable-line no-control-regex -- ESC starts a colour code;
         resolve({ output: text, code, signal, seconds: Math.round((Date.now() - started) / 1000) });
       });
     });
