@@ -7,6 +7,7 @@
 # addon is loaded into a process that already has its libc.
 # As root; installs its toolchain on first use (scripts/toolchain/).
 set -euo pipefail
+# shellcheck source=../toolchain/prebuilt.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../toolchain/prebuilt.sh"
 build_prebuilt linux-x64-musl x86_64-unknown-linux-musl x86_64-unknown-linux-musl X86-64 musl \
   RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C target-feature=-crt-static" -Zbuild-std=std,panic_unwind

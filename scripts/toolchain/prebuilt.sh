@@ -1,41 +1,55 @@
-# Sourced by scripts/build/linux-{arm64-gnu,x64-musl,arm64-musl}.sh: builds
-# the addon with sid's Rust (scripts/toolchain/sid-cargo.sh) and installs it,
-# stripped and checked, as build/prebuilt/<target>/dynprobe.node.
+# shellcheck shell=bash
+# Sourced by scripts/build/*.sh (with scripts/lib/common.sh):
 #   build_prebuilt NAME RUST_TARGET ZIG_TARGET ELF_MACHINE LIBC [NAME=VALUE... cargo args...]
+#       builds the addon with sid's Rust (scripts/toolchain/sid-cargo.sh),
+#       then check_prebuilt's it
+#   check_prebuilt NAME FILE ELF_MACHINE LIBC
+#       checks a built addon (machine, stripped, the libc it links: glibc
+#       2.17 or musl) and installs it as build/prebuilt/NAME/dynprobe.node
 set -euo pipefail
-TOOLCHAIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SRC=$(cd "$TOOLCHAIN_DIR/../.." && pwd)
-export DYNPROBE_SID_TARGET_DIR=${DYNPROBE_SID_TARGET_DIR:-/var/lib/dynprobe/target-sid}
+# shellcheck source=../lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+SRC=$(dirname "$DP_SCRIPTS")
 
 build_prebuilt() {
-  local name=$1 rust_target=$2 zig_target=$3 machine=$4 libc=$5; shift 5
-  local say="build/$name"
-  [ "$(id -u)" = 0 ] || { echo "$say: needs root: it builds in the Debian sid root /var/lib/dynprobe/sid, which holds the Rust toolchain for $rust_target (scripts/toolchain/sid-rust.sh installs it)" >&2; return 1; }
+  local name=$1 rust_target=$2 zig_target=$3 machine=$4 libc=$5
+  shift 5
+  need_root "it builds in the Debian sid root $DYNPROBE_SID_ROOT, which holds the Rust toolchain for $rust_target (scripts/toolchain/sid-rust.sh installs it)"
   local envs=()
-  while [ $# -gt 0 ] && [[ $1 == [A-Za-z_]*=* ]]; do envs+=("$1"); shift; done
+  while [ $# -gt 0 ] && [[ $1 == [A-Za-z_]*=* ]]; do
+    envs+=("$1")
+    shift
+  done
   local start=$SECONDS
+  step "cargo zigbuild --release -p dynprobe-node --target $zig_target $*"
   # No debug info and stripped: the published addon is about 0.7 MB.
-  "$TOOLCHAIN_DIR/sid-cargo.sh" CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols "${envs[@]}" \
-    cargo zigbuild --release --locked --quiet -p dynprobe-node --target "$zig_target" "$@" ||
-    { echo "$say: cargo zigbuild --target $zig_target failed" >&2; return 1; }
-  local built=$DYNPROBE_SID_TARGET_DIR/$rust_target/release/libdynprobe_node.so
-  [ -s "$built" ] || { echo "$say: the build wrote no $built" >&2; return 1; }
-  local header; header=$(readelf -h "$built")
-  grep -q "Machine:.*$machine" <<<"$header" || { echo "$say: $built is not for $machine" >&2; return 1; }
-  if readelf -S -W "$built" | grep -qE ' \.(debug_info|symtab) '; then
-    echo "$say: $built is not stripped" >&2; return 1
-  fi
-  local needed; needed=$(readelf -d -W "$built" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+  quiet "$DP_SCRIPTS/toolchain/sid-cargo.sh" CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols "${envs[@]}" \
+    cargo zigbuild --release --locked -p dynprobe-node --target "$zig_target" "$@"
+  check_prebuilt "$name" "$DYNPROBE_SID_TARGET_DIR/$rust_target/release/libdynprobe_node.so" "$machine" "$libc"
+  say "built in $((SECONDS - start)) s"
+}
+
+check_prebuilt() {
+  local name=$1 built=$2 machine=$3 libc=$4
+  [ -s "$built" ] || die "the build wrote no $built"
+  grep -q "Machine:.*$machine" <<<"$(readelf -h "$built")" || die "$built is not for $machine"
+  # (here-strings, not pipes: grep -q stops reading at its first match)
+  ! grep -qE ' \.(debug_info|symtab) ' <<<"$(readelf -S -W "$built")" || die "$built is not stripped"
+  local needed versions newest
+  needed=$(readelf -d -W "$built" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+  versions=$(readelf -V -W "$built")
   if [ "$libc" = glibc ]; then
     # The floor: no symbol version newer than GLIBC_2.17.
-    local newest; newest=$(readelf -V -W "$built" | grep -o 'GLIBC_2\.[0-9]*' | sort -t. -k2 -n -u | tail -n 1)
-    [ "${newest#GLIBC_2.}" -le 17 ] || { echo "$say: $built needs $newest (the floor is GLIBC_2.17)" >&2; return 1; }
+    newest=$(grep -o 'GLIBC_2\.[0-9]*' <<<"$versions" | sort -t. -k2 -n -u | tail -n 1)
+    [ "${newest#GLIBC_2.}" -le 17 ] || die "$built needs $newest (the floor is GLIBC_2.17)"
   else
-    grep -q 'libc\.so' <<<"$needed" || { echo "$say: $built needs no libc.so (NEEDED: $needed)" >&2; return 1; }
-    if grep -q 'GLIBC_' < <(readelf -V -W "$built"); then echo "$say: $built has glibc symbol versions" >&2; return 1; fi
+    grep -q 'libc\.so' <<<"$needed" || die "$built needs no libc.so (NEEDED: $needed)"
+    ! grep -q 'GLIBC_' <<<"$versions" || die "$built has glibc symbol versions"
   fi
   local out=$SRC/build/prebuilt/$name/dynprobe.node
   mkdir -p "$(dirname "$out")"
-  cp "$built" "$out.$$.tmp" && mv "$out.$$.tmp" "$out"
-  echo "$say: $out ($(($(stat -c %s "$out") / 1024)) KB, NEEDED: $needed; $((SECONDS - start)) s)" >&2
+  # Copy and rename: a process that has the old file mapped keeps a consistent one.
+  cp "$built" "$out.$$.tmp"
+  mv -f "$out.$$.tmp" "$out"
+  say "$out ($(($(stat -c %s "$out") / 1024)) KB, NEEDED: $needed)"
 }
