@@ -28,8 +28,8 @@ PACKAGES=nodejs,bpftrace,ca-certificates
 BASE_PACKAGES=base-files,base-passwd,libc-bin,dash,bash,coreutils,mount,util-linux,grep,sed
 
 case ${1:-} in
-  --qemu-only) apt_need qemu-user-static ;;
-  '') apt_need qemu-user-static qemu-system-arm mmdebstrap cpio xz-utils curl ;;
+  --qemu-only) apt_need_for arm64-qemu ;;
+  '') apt_need_for arm64 ;;
   *) die "usage: provision-arm64.sh [--qemu-only]" ;;
 esac
 QEMU_USER=$(command -v qemu-aarch64-static) || die "qemu-aarch64-static is missing"

@@ -31,7 +31,7 @@ if [ ! -e "$SID/.dynprobe-ready" ]; then
 fi
 [ -x "$SID/usr/sbin/dtprobed" ] || die "$SID has no dtprobed"
 
-apt_need qemu-system-x86 busybox-static xz-utils zstd cpio
+apt_need_for dtrace-vm
 lock "$DIR/vm"
 
 # --- the kernel: the newest Debian 6.12 generic amd64 image the host's apt knows

@@ -24,7 +24,7 @@ if ready "$BASE/x64/.dynprobe-ready" "$STAMP" && ready "$BASE/arm64/.dynprobe-re
   echo "musl runtimes: Bun $BUN_VERSION at $BASE/x64/bin/bun and $BASE/arm64/bin/bun"
   exit 0
 fi
-apt_need patchelf xz-utils curl
+apt_need_for musl
 command -v python3 >/dev/null || die "python3 is missing: pip fetches the musllinux wheel with libstdc++"
 command -v npm >/dev/null || die "npm is missing: it fetches Bun"
 bash "$DP_SCRIPTS/provision-arm64.sh" --qemu-only

@@ -13,7 +13,7 @@ ROOT=$DYNPROBE_SID_ROOT
 LIBDIR=$DYNPROBE_DTRACE_LIBDIR
 PACKAGES=dtrace,bpftrace
 
-apt_need bpftrace gdb mmdebstrap binutils-aarch64-linux-gnu gcc systemtap-sdt-dev
+apt_need_for tracers
 
 # --- tracefs and debugfs (DTrace hard-codes /sys/kernel/debug/tracing)
 mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing

@@ -35,6 +35,8 @@
 #                        ours at a time (flock)
 #   apt_need PKG...      install those of the host packages that are missing
 #                        (`apt-get update` first when not done lately)
+#   apt_need_for WHO...  apt_need the packages that scripts/lib/host-packages.list
+#                        says WHO needs (all of them for `all`)
 #   in_root ROOT CMD...  run CMD chrooted in ROOT, /proc /sys /dev bound in a
 #                        private mount namespace (gone when CMD ends)
 #   unmount_under DIR    detach whatever is mounted under DIR (before rm -rf)
@@ -199,6 +201,15 @@ apt_need() {
   apt_get update
   touch "$stamp"
   apt_get install -y --no-install-recommends "${missing[@]}"
+}
+
+apt_need_for() {
+  local pkgs
+  pkgs=$(awk -v who=" $* " '/^[a-z0-9]/ { for (i = 2; i <= NF; i++) if (who ~ " " $i " " || who ~ / all /) { print $1; break } }' \
+    "$DP_LIB/host-packages.list")
+  [ -n "$pkgs" ] || die "scripts/lib/host-packages.list names no package for $*"
+  # shellcheck disable=SC2086 # one name a line
+  apt_need $pkgs
 }
 
 in_root() {
