@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck on every shell script of the repository: the tracked *.sh files
+# Runs shellcheck on every shell script of the repository: the tracked *.sh files
 # and the tracked files whose first line runs sh or bash (scripts/dtrace,
 # .ci/run...). Settings: .shellcheckrc (sourced files are followed).
 #   scripts/lint-shell.sh      exits non-zero when shellcheck finds anything
