@@ -18,11 +18,13 @@ const os = require('node:os');
 const path = require('node:path');
 
 const ROOT = path.join(__dirname, '..', '..');
-const BASE = process.env.DYNPROBE_ARM64 || '/var/lib/dynprobe/arm64';
+const cache = require('../../scripts/lib/paths');
+
+const BASE = cache.DYNPROBE_ARM64;
 const ARM64_ROOT = path.join(BASE, 'root');
 const ARM64_NODE = path.join(ARM64_ROOT, 'usr', 'bin', 'node');
 const IS_ROOT = process.getuid && process.getuid() === 0;
-const MUSL_ARM64 = path.join(process.env.DYNPROBE_MUSL || '/var/lib/dynprobe/musl', 'arm64');
+const MUSL_ARM64 = path.join(cache.DYNPROBE_MUSL, 'arm64');
 const MUSL_BUN = path.join(MUSL_ARM64, 'bin', 'bun');
 // Where the musl package is in the machine (vm-cases.js runs its cases).
 const VM_MUSL_PACKAGE = '/dynprobe/pkg-musl';
@@ -100,6 +102,9 @@ function runVm({ pkg, muslPkg = null, tests = [], timeoutMs = 25 * 60 * 1000, lo
       fs.cpSync(MUSL_ARM64, path.join(tree, MUSL_ARM64), { recursive: true, verbatimSymlinks: true, filter: (src) => !/^\.(lock|musl\.|wheel\.|bun\.)/.test(path.basename(src)) });
     }
     for (const t of tests) fs.copyFileSync(t.file, path.join(tree, 'dynprobe', 'tests', t.name.replace(/[^\w.-]/g, '_')));
+    // The cache paths, as here (Bun's musl build is at its host path).
+    const env = Object.entries(cache.cachePaths()).map(([k, v]) => `export ${k}='${v}'\n`);
+    fs.writeFileSync(path.join(tree, 'dynprobe', 'env'), env.join(''));
     // The root's archive, then the payload's: the kernel unpacks both.
     const initrd = path.join(dir, 'initrd.cpio');
     const pack = spawnSync('sh', ['-c', 'cat "$1" >"$3" && cd "$2" && find . -print0 | cpio --null -o -H newc --quiet >>"$3"', 'pack', path.join(BASE, 'root.cpio'), tree, initrd], { encoding: 'utf8' });

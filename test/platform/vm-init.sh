@@ -4,6 +4,9 @@
 # tracer cases under the machine's bpftrace, then the Rust test binaries,
 # printing @@ markers the host parses, and powers off.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TMPDIR=/tmp
+# The host's cache paths (test/platform/arm64-vm.js writes them).
+# shellcheck source=/dev/null
+[ -f /dynprobe/env ] && . /dynprobe/env
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
