@@ -29,7 +29,7 @@ BASE_PACKAGES=base-files,base-passwd,libc-bin,dash,bash,coreutils,mount,util-lin
 
 case ${1:-} in
   --qemu-only) apt_need_for arm64-qemu ;;
-  '') apt_need_for arm64 ;;
+  '') apt_need_for roots arm64 ;;
   *) die "usage: provision-arm64.sh [--qemu-only]" ;;
 esac
 QEMU_USER=$(command -v qemu-aarch64-static) || die "qemu-aarch64-static is missing"

@@ -11,7 +11,7 @@ need_root "it makes a root file system"
 ROOT=$DYNPROBE_BULLSEYE_ROOT
 
 if [ ! -e "$ROOT/.dynprobe-ready" ]; then
-  apt_need_for bullseye
+  apt_need_for roots
   lock "$ROOT"
   if [ ! -e "$ROOT/.dynprobe-ready" ]; then
     step "making the bullseye root in $ROOT (mmdebstrap)"

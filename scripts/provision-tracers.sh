@@ -13,8 +13,6 @@ ROOT=$DYNPROBE_SID_ROOT
 LIBDIR=$DYNPROBE_DTRACE_LIBDIR
 PACKAGES=dtrace,bpftrace
 
-apt_need_for tracers
-
 # --- tracefs and debugfs (DTrace hard-codes /sys/kernel/debug/tracing)
 mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
@@ -22,6 +20,7 @@ mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
 
 # --- the sid root
 if [ ! -e "$ROOT/.dynprobe-ready" ]; then
+  apt_need_for roots
   lock "$ROOT"
   if [ ! -e "$ROOT/.dynprobe-ready" ]; then
     step "making the sid root with $PACKAGES in $ROOT (mmdebstrap)"
@@ -35,6 +34,9 @@ if [ ! -e "$ROOT/.dynprobe-ready" ]; then
     echo "$PACKAGES" >"$ROOT/.dynprobe-ready"
   fi
 fi
+
+# The host's tracers and what the tests build probes with.
+apt_need_for tracers
 
 # --- patched D library dir: io.d reads vmlinux`major_names, which kallsyms
 # does not export here, so every dtrace command would fail to compile it.

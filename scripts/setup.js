@@ -7,7 +7,10 @@
 // others: downloads and root file systems beside the compiles, at most
 // CPU_SLOTS compiles at a time.
 //
-//   prepare()          all of it (what `npm test` needs), side by side
+//   prepare(extra)     all of it (what `npm test` needs), side by side; `extra`
+//                      adds steps of the caller's, { name: { cmd: [argv],
+//                      after: [names], cpu: true } }, that run among them
+//                      (e.g. compiling the tests while the roots download)
 //   provision()        as root, the provisioning steps (scripts/provision-*.sh:
 //                      tracers, test roots, runtimes, the VMs' files)
 //   devDependencies()  `npm ci` when a devDependency is missing from
@@ -42,17 +45,19 @@ const CPU_SLOTS = 2;
 // sharing a lock never run at once (one cargo target directory) }
 const bash = (script, ...args) => ['bash', path.join('scripts', script), ...args];
 const STEPS = {
-  'host packages': { cmd: bash('provision-host.sh'), root: true },
-  'sid root (tracers)': { cmd: bash('provision-tracers.sh'), after: ['host packages'], root: true },
+  // mmdebstrap first and alone: the roots need nothing else to start.
+  'host packages: mmdebstrap': { cmd: bash('provision-host.sh', 'roots'), root: true },
+  'host packages': { cmd: bash('provision-host.sh'), after: ['host packages: mmdebstrap'], root: true },
+  'sid root (tracers)': { cmd: bash('provision-tracers.sh'), after: ['host packages: mmdebstrap'], root: true },
   'arm64 root and kernel': { cmd: bash('provision-arm64.sh'), after: ['host packages'], root: true },
   'node majors': { cmd: bash('provision-node-majors.sh'), root: true },
-  'bullseye root': { cmd: bash('provision-bullseye.sh'), after: ['host packages', 'node majors'], root: true },
+  'bullseye root': { cmd: bash('provision-bullseye.sh'), after: ['host packages: mmdebstrap', 'node majors'], root: true },
   'musl runtimes': { cmd: bash('provision-musl.sh'), after: ['host packages'], root: true },
   'DTrace VM': { cmd: bash('provision-dtrace-vm.sh'), after: ['host packages', 'sid root (tracers)'], root: true },
   'devDependencies': { cmd: [process.execPath, __filename, '--dev-dependencies'] },
   'addon': { cmd: [process.execPath, path.join('scripts', 'build-addon.js')], cpu: true, preflight: checkCargo },
   'zig toolchain': { cmd: bash('toolchain/zig.sh'), root: true },
-  'sid Rust toolchain': { cmd: bash('toolchain/sid-rust.sh'), after: ['sid root (tracers)'], root: true },
+  'sid Rust toolchain': { cmd: bash('toolchain/sid-rust.sh'), after: ['host packages: mmdebstrap'], root: true },
   'prebuilt linux-x64-gnu': { cmd: bash('build/linux-x64-gnu.sh'), after: ['zig toolchain'], cpu: true, root: true },
   'prebuilt linux-arm64-gnu': {
     cmd: bash('build/linux-arm64-gnu.sh'), after: ['zig toolchain', 'sid Rust toolchain'], cpu: true, root: true, lock: 'sid target',
@@ -94,13 +99,16 @@ function checkCargo() {
 // Runs `names` (and nothing else: a step they come after that is not among
 // them counts as done) in a child process, so that the callers stay
 // synchronous; its timings join ours.
-function runSteps(names) {
+function runSteps(names, extra = {}) {
   checkSteps();
   if (names.length === 0) return;
-  for (const name of names) if (STEPS[name].preflight) STEPS[name].preflight();
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-setup-')), 'timings.json');
+  for (const name of names) if (STEPS[name] && STEPS[name].preflight) STEPS[name].preflight();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-setup-'));
+  const out = path.join(dir, 'timings.json');
+  const extraFile = path.join(dir, 'extra.json');
+  fs.writeFileSync(extraFile, JSON.stringify(extra));
   try {
-    const r = spawnSync(process.execPath, [__filename, '--steps', out, ...names], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+    const r = spawnSync(process.execPath, [__filename, '--steps', out, extraFile, ...names], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
     if (fs.existsSync(out)) timings.push(...JSON.parse(fs.readFileSync(out, 'utf8')));
     if (r.error) throw r.error;
     if (r.status !== 0) {
@@ -110,7 +118,7 @@ function runSteps(names) {
       throw err;
     }
   } finally {
-    fs.rmSync(path.dirname(out), { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -247,11 +255,14 @@ function prebuilt() {
 }
 
 // Everything, side by side: what `npm test` needs.
-function prepare() {
+function prepare(extra = {}) {
+  for (const [name, s] of Object.entries(extra)) {
+    if (STEPS[name] || !Array.isArray(s.cmd)) throw new Error(`setup.prepare: step ${JSON.stringify(name)} needs a new name and a cmd array`);
+  }
   const names = Object.keys(STEPS).filter((n) => IS_ROOT || !STEPS[n].root);
   if (!IS_ROOT) say('not root: no provisioning and no prebuilt addons (tests that need them skip loudly, and fail with CI=true)');
   if (missingDevDependencies().length === 0) names.splice(names.indexOf('devDependencies'), 1);
-  runSteps(names);
+  runSteps([...names, ...Object.keys(extra)], extra);
 }
 
 module.exports = { prepare, provision, devDependencies, build, prebuilt, missingDevDependencies, timings, STEPS };
@@ -260,9 +271,12 @@ if (require.main === module) {
   const [flag, ...rest] = process.argv.slice(2);
   try {
     if (flag === '--steps') {
-      schedule(rest.slice(1)).then((results) => {
-        fs.writeFileSync(rest[0], JSON.stringify(results));
-        process.exitCode = results.every((r) => r.ok) && results.length === rest.length - 1 ? 0 : 1;
+      // (run by runSteps: --steps TIMINGS-OUT EXTRA-STEPS-JSON NAME...)
+      const [timingsOut, extraFile, ...names] = rest;
+      Object.assign(STEPS, JSON.parse(fs.readFileSync(extraFile, 'utf8')));
+      schedule(names).then((results) => {
+        fs.writeFileSync(timingsOut, JSON.stringify(results));
+        process.exitCode = results.every((r) => r.ok) && results.length === names.length ? 0 : 1;
       });
     } else if (flag === '--dev-dependencies') {
       installDevDependencies();

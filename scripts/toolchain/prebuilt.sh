@@ -14,7 +14,7 @@ SRC=$(dirname "$DP_SCRIPTS")
 build_prebuilt() {
   local name=$1 rust_target=$2 zig_target=$3 machine=$4 libc=$5
   shift 5
-  need_root "it builds in the Debian sid root $DYNPROBE_SID_ROOT, which holds the Rust toolchain for $rust_target (scripts/toolchain/sid-rust.sh installs it)"
+  need_root "it builds in $DYNPROBE_RUST_ROOT, a root holding sid's Rust toolchain for $rust_target (scripts/toolchain/sid-rust.sh makes it)"
   local envs=()
   while [ $# -gt 0 ] && [[ $1 == [A-Za-z_]*=* ]]; do
     envs+=("$1")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a command (cargo, cargo zigbuild) with Debian sid's Rust toolchain:
-# chrooted in the sid root (scripts/toolchain/sid-rust.sh installs it there),
+# chrooted in the root scripts/toolchain/sid-rust.sh makes ($DYNPROBE_RUST_ROOT),
 # with zig and cargo-zigbuild (scripts/toolchain/zig.sh) on PATH, and this
 # checkout bound at its own path, so paths in and out are the host's.
 #
@@ -12,9 +12,9 @@
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
-need_root "it chroots into $DYNPROBE_SID_ROOT"
+need_root "it chroots into $DYNPROBE_RUST_ROOT"
 SRC=$(dirname "$DP_SCRIPTS")
-ROOT=$DYNPROBE_SID_ROOT
+ROOT=$DYNPROBE_RUST_ROOT
 
 bash "$DP_SCRIPTS/toolchain/sid-rust.sh" >/dev/null
 zig_export=$(bash "$DP_SCRIPTS/toolchain/zig.sh")
