@@ -224,9 +224,10 @@ in_root() {
 
 unmount_under() {
   local dir=$1 mounts
-  mounts=$(findmnt -rn -o TARGET | { grep -F "$dir/" || true; } | sort -r)
+  # (deepest first)
+  mounts=$(findmnt -rn -o TARGET | awk -v d="$dir/" 'index($0, d) == 1' | sort -r)
   [ -z "$mounts" ] || xargs -r umount -l <<<"$mounts"
-  mounts=$(findmnt -rn -o TARGET | { grep -F "$dir/" || true; })
+  mounts=$(findmnt -rn -o TARGET | awk -v d="$dir/" 'index($0, d) == 1')
   [ -z "$mounts" ] || die "cannot unmount everything under $dir: $mounts"
 }
 
