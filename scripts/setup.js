@@ -62,15 +62,13 @@ const STEPS = {
   'prebuilt linux-arm64-gnu': {
     cmd: bash('build/linux-arm64-gnu.sh'), after: ['zig toolchain', 'sid Rust toolchain'], cpu: true, root: true, lock: 'sid target',
   },
-  'prebuilt linux-x64-musl': {
-    cmd: bash('build/linux-x64-musl.sh'), after: ['zig toolchain', 'sid Rust toolchain'], cpu: true, root: true, lock: 'sid target',
-  },
-  'prebuilt linux-arm64-musl': {
-    cmd: bash('build/linux-arm64-musl.sh'), after: ['zig toolchain', 'sid Rust toolchain'], cpu: true, root: true, lock: 'sid target',
+  // Both musl targets in one cargo run: their std builds keep both cores busy.
+  'prebuilt linux-x64-musl, linux-arm64-musl': {
+    cmd: bash('build/linux-x64-musl.sh', 'linux-arm64-musl'), after: ['zig toolchain', 'sid Rust toolchain'], cpu: true, root: true, lock: 'sid target',
   },
   'package (dist/)': {
     cmd: [process.execPath, path.join('scripts', 'package.js'), '--no-build'],
-    after: ['prebuilt linux-x64-gnu', 'prebuilt linux-arm64-gnu', 'prebuilt linux-x64-musl', 'prebuilt linux-arm64-musl'],
+    after: ['prebuilt linux-x64-gnu', 'prebuilt linux-arm64-gnu', 'prebuilt linux-x64-musl, linux-arm64-musl'],
     root: true,
   },
 };

@@ -26,5 +26,5 @@ step "cargo zigbuild --release -p dynprobe-node --target $TRIPLE.2.17"
 # neither debug info nor a symbol table (8 MB -> ~0.7 MB).
 (cd "$SRC" && quiet env CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_NET_RETRY=5 \
   cargo zigbuild --release --locked -p dynprobe-node --target "$TRIPLE.2.17")
-check_prebuilt linux-x64-gnu "${CARGO_TARGET_DIR:-$SRC/target}/$TRIPLE/release/libdynprobe_node.so" X86-64 glibc
+check_prebuilt linux-x64-gnu "${CARGO_TARGET_DIR:-$SRC/target}/$TRIPLE/release/libdynprobe_node.so"
 say "built in $((SECONDS - start)) s"

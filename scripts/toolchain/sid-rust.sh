@@ -25,12 +25,16 @@ if ! ready "$ROOT/.dynprobe-ready" "$PACKAGES"; then
     mmdebstrap_root sid "$ROOT" --variant=extract --architectures=amd64,arm64 --include="$BASE_PACKAGES,$PACKAGES"
     step "setting up $ROOT"
     [ -e "$ROOT/bin/sh" ] || ln -s dash "$ROOT/usr/bin/sh"
+    # The link gcc's alternatives would make: cargo links the build scripts
+    # and proc-macros (host code) with cc.
+    [ -e "$ROOT/usr/bin/cc" ] || ln -s gcc "$ROOT/usr/bin/cc"
     # sid-cargo.sh binds the host's CA bundle here.
     mkdir -p "$ROOT/etc/ssl/certs"
     touch "$ROOT/etc/ssl/certs/ca-certificates.crt"
     quiet in_root "$ROOT" ldconfig
     quiet in_root "$ROOT" rustc --print sysroot
     quiet in_root "$ROOT" cargo --version
+    quiet in_root "$ROOT" cc --version
     [ -d "$ROOT/usr/lib/rustlib/aarch64-unknown-linux-gnu/lib" ] || die "no aarch64 std in $ROOT/usr/lib/rustlib"
     [ -e "$ROOT/usr/lib/rustlib/src/rust/library/Cargo.lock" ] || die "rust-src is not at $ROOT/usr/lib/rustlib/src/rust"
     echo "$PACKAGES" >"$ROOT/.dynprobe-ready"
