@@ -37,34 +37,36 @@ const say = (text) => process.stdout.write(`setup: ${text}\n`);
 const IS_ROOT = process.getuid() === 0;
 const timings = [];
 
-// Two cores: compiles each use both, two at once keep them busy through
-// each one's serial stretches (linking, the last crates).
-const CPU_SLOTS = 2;
+// Compiles at once. Each uses both cores part of the time only (one crate
+// waiting for another, linking): three keep the two busy.
+const CPU_SLOTS = 3;
 
-// name: { cmd, after: [names], cpu: a compile, root: needs root, lock: steps
-// sharing a lock never run at once (one cargo target directory) }
+// name: { cmd, after: [names], cpu: a compile, root: needs root, low: not on
+// the way to the builds, the longest chain (their unpacking and checks take
+// CPU too: they run niced, so as not to slow it) }
 const bash = (script, ...args) => ['bash', path.join('scripts', script), ...args];
 const STEPS = {
   // mmdebstrap first and alone: the roots need nothing else to start.
   'host packages: mmdebstrap': { cmd: bash('provision-host.sh', 'roots'), root: true },
-  'host packages': { cmd: bash('provision-host.sh'), after: ['host packages: mmdebstrap'], root: true },
-  'sid root (tracers)': { cmd: bash('provision-tracers.sh'), after: ['host packages: mmdebstrap'], root: true },
-  'arm64 root and kernel': { cmd: bash('provision-arm64.sh'), after: ['host packages'], root: true },
-  'node majors': { cmd: bash('provision-node-majors.sh'), root: true },
-  'bullseye root': { cmd: bash('provision-bullseye.sh'), after: ['host packages: mmdebstrap', 'node majors'], root: true },
-  'musl runtimes': { cmd: bash('provision-musl.sh'), after: ['host packages'], root: true },
-  'DTrace VM': { cmd: bash('provision-dtrace-vm.sh'), after: ['host packages', 'sid root (tracers)'], root: true },
-  'devDependencies': { cmd: [process.execPath, __filename, '--dev-dependencies'] },
+  'host packages': { cmd: bash('provision-host.sh'), after: ['host packages: mmdebstrap'], root: true, low: true },
+  'sid root (tracers)': { cmd: bash('provision-tracers.sh'), after: ['host packages: mmdebstrap'], root: true, low: true },
+  'arm64 root and kernel': { cmd: bash('provision-arm64.sh'), after: ['host packages'], root: true, low: true },
+  'node majors': { cmd: bash('provision-node-majors.sh'), root: true, low: true },
+  'bullseye root': { cmd: bash('provision-bullseye.sh'), after: ['host packages: mmdebstrap', 'node majors'], root: true, low: true },
+  'musl runtimes': { cmd: bash('provision-musl.sh'), after: ['host packages'], root: true, low: true },
+  'DTrace VM': { cmd: bash('provision-dtrace-vm.sh'), after: ['host packages', 'sid root (tracers)'], root: true, low: true },
+  'devDependencies': { cmd: [process.execPath, __filename, '--dev-dependencies'], low: true },
   'addon': { cmd: [process.execPath, path.join('scripts', 'build-addon.js')], cpu: true, preflight: checkCargo },
   'zig toolchain': { cmd: bash('toolchain/zig.sh'), root: true },
   'sid Rust toolchain': { cmd: bash('toolchain/sid-rust.sh'), after: ['host packages: mmdebstrap'], root: true },
   'prebuilt linux-x64-gnu': { cmd: bash('build/linux-x64-gnu.sh'), after: ['zig toolchain'], cpu: true, root: true },
-  'prebuilt linux-arm64-gnu': {
-    cmd: bash('build/linux-arm64-gnu.sh'), after: ['zig toolchain', 'sid Rust toolchain'], cpu: true, root: true, lock: 'sid target',
-  },
-  // Both musl targets in one cargo run: their std builds keep both cores busy.
+  // Both musl targets in one cargo run: their std builds keep both cores
+  // busy. The longest build: first when the Rust root is there.
   'prebuilt linux-x64-musl, linux-arm64-musl': {
-    cmd: bash('build/linux-x64-musl.sh', 'linux-arm64-musl'), after: ['zig toolchain', 'sid Rust toolchain'], cpu: true, root: true, lock: 'sid target',
+    cmd: bash('build/linux-x64-musl.sh', 'linux-arm64-musl'), after: ['zig toolchain', 'sid Rust toolchain'], cpu: true, root: true,
+  },
+  'prebuilt linux-arm64-gnu': {
+    cmd: bash('build/linux-arm64-gnu.sh'), after: ['zig toolchain', 'sid Rust toolchain'], cpu: true, root: true,
   },
   'package (dist/)': {
     cmd: [process.execPath, path.join('scripts', 'package.js'), '--no-build'],
@@ -129,13 +131,11 @@ async function schedule(names) {
   const results = [];
   let failed = false;
   const started = Date.now();
-  const heldLocks = new Set();
   const cpuBusy = () => [...running.keys()].filter((n) => STEPS[n].cpu).length;
   const canStart = (name) => {
     const s = STEPS[name];
     if ((s.after || []).some((a) => wanted.has(a) && !done.has(a))) return false;
     if (s.cpu && cpuBusy() >= CPU_SLOTS) return false;
-    if (s.lock && heldLocks.has(s.lock)) return false;
     return true;
   };
   return new Promise((resolve) => {
@@ -156,11 +156,11 @@ async function schedule(names) {
     };
     const start = (name) => {
       const s = STEPS[name];
-      if (s.lock) heldLocks.add(s.lock);
       const t0 = Date.now();
       say(`start: ${name} ($ ${s.cmd.map((a) => (a === process.execPath ? 'node' : a)).join(' ')})`);
       // Its own process group, so that a failure elsewhere stops all of it.
-      const child = spawn(s.cmd[0], s.cmd.slice(1), { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const argv = s.low ? ['nice', '-n', '10', ...s.cmd] : s.cmd;
+      const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       running.set(name, child);
       // Whole lines only, so that the steps' lines do not interleave mid-line.
       for (const [stream, to] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {
@@ -175,7 +175,6 @@ async function schedule(names) {
       }
       child.on('close', (code, signal) => {
         running.delete(name);
-        if (s.lock) heldLocks.delete(s.lock);
         const seconds = Math.round((Date.now() - t0) / 100) / 10;
         const ok = code === 0;
         results.push({ phase: name, seconds, ok });

@@ -43,17 +43,22 @@ build_prebuilt() {
     libc=$(target_field "$name" 3)
     args+=(--target "$(target_field "$name" 1)")
   done
+  # The musl builds have a target directory of their own, so that they can
+  # run beside the glibc ones (cargo locks a target directory while it builds).
+  local target_dir=$DYNPROBE_SID_TARGET_DIR
   if [ "$libc" = musl ]; then
     envs=("${MUSL_ENV[@]}")
     args+=("${MUSL_ARGS[@]}")
+    target_dir=$DYNPROBE_SID_TARGET_DIR-musl
   fi
   local start=$SECONDS
   step "cargo zigbuild --release -p dynprobe-node ${args[*]}"
   # No debug info and stripped: the published addon is about 0.7 MB.
-  quiet "$DP_SCRIPTS/toolchain/sid-cargo.sh" CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols "${envs[@]}" \
+  DYNPROBE_SID_TARGET_DIR=$target_dir quiet "$DP_SCRIPTS/toolchain/sid-cargo.sh" \
+    CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols "${envs[@]}" \
     cargo zigbuild --release --locked -p dynprobe-node "${args[@]}"
   for name in "$@"; do
-    check_prebuilt "$name" "$DYNPROBE_SID_TARGET_DIR/$(target_field "$name" 0)/release/libdynprobe_node.so"
+    check_prebuilt "$name" "$target_dir/$(target_field "$name" 0)/release/libdynprobe_node.so"
   done
   say "built $* in $((SECONDS - start)) s"
 }
