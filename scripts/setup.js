@@ -109,10 +109,11 @@ function runSteps(names, extra = {}) {
   fs.writeFileSync(extraFile, JSON.stringify(extra));
   try {
     const r = spawnSync(process.execPath, [__filename, '--steps', out, extraFile, ...names], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
-    if (fs.existsSync(out)) timings.push(...JSON.parse(fs.readFileSync(out, 'utf8')));
+    const result = fs.existsSync(out) ? JSON.parse(fs.readFileSync(out, 'utf8')) : { timings: [], failed: [] };
+    timings.push(...result.timings);
     if (r.error) throw r.error;
     if (r.status !== 0) {
-      const failed = timings.filter((t) => !t.ok).map((t) => t.phase);
+      const { failed } = result;
       const err = new Error(`set-up failed${failed.length ? ` in: ${failed.join(', ')}` : ` (exit ${r.status ?? r.signal})`} (see above)`);
       err.status = r.status || 1;
       throw err;
@@ -122,13 +123,14 @@ function runSteps(names, extra = {}) {
   }
 }
 
-// The scheduler, in the child: resolves with the timings; `ok` false for a
-// step that failed, and the others stop.
+// The scheduler, in the child: resolves with { timings, failed }: `ok` is
+// false for a step that failed, and for those then stopped.
 async function schedule(names) {
   const wanted = new Set(names);
   const done = new Set();
   const running = new Map(); // name -> child
   const results = [];
+  const failures = [];
   let failed = false;
   const started = Date.now();
   const cpuBusy = () => [...running.keys()].filter((n) => STEPS[n].cpu).length;
@@ -151,7 +153,7 @@ async function schedule(names) {
       if (running.size === 0) {
         if (!failed && pending.length > 0) say(`steps that could not start: ${pending.join(', ')}`);
         say(`set-up took ${Math.round((Date.now() - started) / 1000)} s`);
-        resolve(results);
+        resolve({ timings: results, failed: failures });
       }
     };
     const start = (name) => {
@@ -182,6 +184,7 @@ async function schedule(names) {
           done.add(name);
           say(`done: ${name} in ${seconds} s`);
         } else if (!(failed && signal === 'SIGTERM')) {
+          failures.push(name);
           say(`FAILED: ${name} (exit ${code ?? signal}) after ${seconds} s: $ ${s.cmd.join(' ')}`);
           if (!failed) {
             failed = true;
@@ -271,9 +274,9 @@ if (require.main === module) {
       // (run by runSteps: --steps TIMINGS-OUT EXTRA-STEPS-JSON NAME...)
       const [timingsOut, extraFile, ...names] = rest;
       Object.assign(STEPS, JSON.parse(fs.readFileSync(extraFile, 'utf8')));
-      schedule(names).then((results) => {
-        fs.writeFileSync(timingsOut, JSON.stringify(results));
-        process.exitCode = results.every((r) => r.ok) && results.length === names.length ? 0 : 1;
+      schedule(names).then((result) => {
+        fs.writeFileSync(timingsOut, JSON.stringify(result));
+        process.exitCode = result.timings.every((r) => r.ok) && result.timings.length === names.length ? 0 : 1;
       });
     } else if (flag === '--dev-dependencies') {
       installDevDependencies();

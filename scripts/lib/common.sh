@@ -52,7 +52,10 @@
 # log, $DYNPROBE_CACHE/logs/$DP_NAME.log, or under /tmp when that cannot be
 # written).
 
-set -euo pipefail
+# (-E and inherit_errexit: the ERR trap and set -e hold in functions and in
+# command substitutions too)
+set -Eeuo pipefail
+shopt -s inherit_errexit
 exec </dev/null
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 
@@ -140,8 +143,8 @@ retry() {
     rc=0
     dp_logged "$@" || rc=$?
     [ "$rc" = 0 ] && return 0
-    why=$(dp_tail 40 | grep -v '^---- ' | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-200)
-    if [ "$waited" -lt "$DP_LOCK_WAIT" ] && dp_tail 40 | grep -Eq "$DP_LOCK_BUSY"; then
+    why=$(dp_tail 40 | awk '!/^---- / && NF { l = $0 } END { print substr(l, 1, 200) }')
+    if [ "$waited" -lt "$DP_LOCK_WAIT" ] && grep -Eq "$DP_LOCK_BUSY" <<<"$(dp_tail 40)"; then
       [ "$waited" -gt 0 ] || say "waiting for a lock held by another process: $why"
       sleep 5
       waited=$((waited + 5))
@@ -175,8 +178,8 @@ lock() {
 fetch() {
   local url=$1 file=$2
   mkdir -p "$(dirname "$file")"
-  retry curl -fsSL --connect-timeout 30 --speed-limit 20000 --speed-time 60 -o "$file.part" "$url"
-  mv -f "$file.part" "$file"
+  retry curl -fsSL --connect-timeout 30 --speed-limit 20000 --speed-time 60 -o "$file.part.$$" "$url"
+  mv -f "$file.part.$$" "$file"
 }
 
 # One apt of ours at a time on the machine, whatever the cache (apt's own
@@ -272,14 +275,19 @@ host_mirror() {
 }
 
 debian_index() {
-  local suite=$1 arch=$2 file
+  local suite=$1 arch=$2 file fd
   file=$DYNPROBE_CACHE/downloads/Packages-$suite-$arch
+  mkdir -p "$(dirname "$file")"
+  # Two scripts may want the same index at once: one fetches, the other waits.
+  exec {fd}>"$file.lock"
+  flock -w 600 "$fd" || die "$file.lock is held for ten minutes"
   if [ -z "$(find "$file" -mmin -1440 2>/dev/null)" ]; then
-    fetch "$(host_mirror)/dists/$suite/main/binary-$arch/Packages.xz" "$file.xz"
-    xz -dc "$file.xz" >"$file.tmp"
-    mv -f "$file.tmp" "$file"
-    rm -f "$file.xz"
+    fetch "$(host_mirror)/dists/$suite/main/binary-$arch/Packages.xz" "$file.xz.$$"
+    xz -dc "$file.xz.$$" >"$file.tmp.$$"
+    mv -f "$file.tmp.$$" "$file"
+    rm -f "$file.xz.$$"
   fi
+  exec {fd}>&-
   echo "$file"
 }
 
