@@ -18,4 +18,6 @@ if ! mount -t 9p -o "$opts,ro,cache=loose" root /newroot ||
 fi
 for d in run tmp var/tmp root; do mount -t tmpfs tmpfs "/newroot/$d"; done
 for d in dev proc sys; do mount -o move "/$d" "/newroot/$d"; done
+# (on the console: what a boot that gives no result reached)
+echo "dtrace-vm init: root mounted at $(cut -d' ' -f1 /proc/uptime) s"
 exec switch_root /newroot /bin/sh /mnt/.stage2

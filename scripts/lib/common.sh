@@ -93,7 +93,12 @@ if [ "$(stat -c %s "$DP_LOG" 2>/dev/null || echo 0)" -gt 20000000 ]; then : >"$D
 printf '\n==== %s %s (pid %s)\n' "$(date -u '+%F %T')" "$DP_NAME" "$$" >>"$DP_LOG"
 
 # An unexpected failure (a command outside quiet/retry) names itself too.
-dp_on_err() { say "failed (exit $1) at ${BASH_SOURCE[1]##*/}:$2: $3${DP_STEP:+ (step: $DP_STEP)}"; }
+# (Not in subshells: a command substitution's failure is the caller's, which
+# says so if it matters.)
+dp_on_err() {
+  [ "$BASH_SUBSHELL" = 0 ] || return 0
+  say "failed (exit $1) at ${BASH_SOURCE[1]##*/}:$2: $3${DP_STEP:+ (step: $DP_STEP)}"
+}
 trap 'dp_on_err $? $LINENO "$BASH_COMMAND"' ERR
 
 dp_quote() {
