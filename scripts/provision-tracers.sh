@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Provision the tracers dynprobe is tested against: host bpftrace 0.17 and
-# gdb, and a Debian sid root ($DYNPROBE_SID_ROOT) holding Oracle DTrace 2.0.7
-# and bpftrace 0.27, which scripts/dtrace and scripts/bpftrace-sid run.
+# Provision the tracers dynprobe is tested against (docs/platforms.md): host
+# bpftrace 0.17 and gdb, and a Debian sid root ($DYNPROBE_SID_ROOT) holding
+# Oracle DTrace 2.0.7 and bpftrace 0.27, which scripts/dtrace and
+# scripts/bpftrace-sid run.
 # The DTrace VM boots into the same root (scripts/provision-dtrace-vm.sh).
 # Idempotent; a marker makes a provisioned machine take well under a second.
 set -euo pipefail
