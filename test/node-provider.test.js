@@ -20,7 +20,7 @@ const { load } = require('../lib/native');
 const { PROBES } = require('../lib/node/probes');
 
 const NODE_JS = path.join(ROOT, 'node.js');
-const MAJORS_DIR = process.env.DYNPROBE_NODE_CACHE || '/var/lib/dynprobe/node';
+const MAJORS_DIR = require('../scripts/lib/paths').DYNPROBE_NODE_CACHE;
 const MAJORS = [18, 20, 22, 24, 26];
 
 // A directory where `dynprobe` resolves to this checkout, as in an

@@ -24,7 +24,7 @@ const runtimes = require('./fixtures/runtimes');
 const { runCase, unavailable } = require('./tracers/harness');
 const { ensurePrebuilt, addonPath, basicCases, IS_ROOT } = require('./platform/prebuilt');
 
-const MUSL = process.env.DYNPROBE_MUSL || '/var/lib/dynprobe/musl';
+const MUSL = require('../scripts/lib/paths').DYNPROBE_MUSL;
 const CI = process.env.CI === 'true';
 const PLATFORMS = [
   { target: 'linux-x64-musl', arch: 'x64', traced: true },
