@@ -192,7 +192,9 @@ async function schedule(names) {
               say(`stopping ${other}`);
               try {
                 process.kill(-c.pid, 'SIGTERM');
-              } catch {}
+              } catch {
+                // already gone
+              }
             }
           }
         }
