@@ -30,11 +30,8 @@ function exportsFor() {
   return createApi(require('./lib/plain'));
 }
 
-const api = exportsFor();
+const { DTraceProvider, createDTraceProvider } = exportsFor();
 startProcessServices();
-module.exports = {
-  DTraceProvider: api.DTraceProvider,
-  createDTraceProvider: api.createDTraceProvider,
-  subscribe,
-  providers,
-};
+// In this literal form, Node's ES module loader (cjs-module-lexer) finds
+// every name: `import { createDTraceProvider, subscribe } from 'dynprobe'`.
+module.exports = { DTraceProvider, createDTraceProvider, subscribe, providers };

@@ -15,6 +15,8 @@
 //                  (build/dynprobe.node, `npm run build`) stripped here: what
 //                  the install and bundler tests use
 //   --target T     only target T (repeatable), e.g. while working on one build
+//   --no-build     package the addons that scripts/build/<target>.sh already
+//                  wrote (scripts/setup.js runs the builds side by side first)
 //   --out DIR      write the tarballs to DIR instead of dist/
 
 const { spawnSync } = require('node:child_process');
@@ -30,16 +32,17 @@ const ELF_MACHINE = { x64: 62, arm64: 183 };
 class PackageError extends Error {}
 
 function parseArgs(argv) {
-  const opts = { hostBuild: false, targets: [], out: path.join(ROOT, 'dist') };
+  const opts = { hostBuild: false, noBuild: false, targets: [], out: path.join(ROOT, 'dist') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--host-build') opts.hostBuild = true;
+    else if (a === '--no-build') opts.noBuild = true;
     else if (a === '--out' && i + 1 < argv.length) opts.out = path.resolve(argv[++i]);
     else if (a === '--target' && i + 1 < argv.length) {
       const t = argv[++i];
       if (!TARGETS.includes(t)) throw new PackageError(`unknown target ${JSON.stringify(t)}: the targets are ${TARGETS.join(', ')}`);
       opts.targets.push(t);
-    } else throw new PackageError(`unknown argument ${JSON.stringify(a)} (usage: package.js [--host-build] [--target T]... [--out DIR])`);
+    } else throw new PackageError(`unknown argument ${JSON.stringify(a)} (usage: package.js [--host-build | --no-build] [--target T]... [--out DIR])`);
   }
   return opts;
 }
@@ -106,6 +109,13 @@ function hostBuild(target) {
   return dest;
 }
 
+// The addon scripts/build/<target>.sh wrote (scripts/setup.js ran it).
+function builtAddon(target) {
+  const file = path.join(ROOT, 'build', 'prebuilt', target, 'dynprobe.node');
+  if (!fs.existsSync(file)) throw new PackageError(`${path.relative(ROOT, file)} is missing: run bash scripts/build/${target}.sh`);
+  return file;
+}
+
 // Runs scripts/build/<target>.sh; the addon it wrote.
 function scriptBuild(target) {
   const script = path.join('scripts', 'build', `${target}.sh`);
@@ -134,6 +144,7 @@ function packTarget(target, addon, version, stageRoot, out) {
   fs.mkdirSync(stage, { recursive: true });
   fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify({ ...manifest, version }, null, 2)}\n`);
   fs.copyFileSync(path.join(ROOT, 'npm', target, 'README.md'), path.join(stage, 'README.md'));
+  fs.copyFileSync(path.join(ROOT, 'LICENSE'), path.join(stage, 'LICENSE'));
   fs.copyFileSync(addon, path.join(stage, manifest.main));
   const packed = pack(stage, out);
   if (packed.size >= MAX_PLATFORM_TARBALL) {
@@ -153,7 +164,7 @@ function packMain(root, version, stageRoot, out) {
   for (const key of ['devDependencies', 'scripts', 'overrides', 'private']) delete manifest[key];
   manifest.optionalDependencies = Object.fromEntries(TARGETS.map((t) => [packageName(t), version]));
   fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  for (const entry of [...root.files, 'README.md']) {
+  for (const entry of [...root.files, 'README.md', 'LICENSE']) {
     const from = path.join(ROOT, entry);
     if (fs.existsSync(from)) fs.cpSync(from, path.join(stage, entry), { recursive: true });
   }
@@ -174,6 +185,7 @@ function main() {
   const ours = new Set([`dynprobe-${version}.tgz`, ...TARGETS.map((t) => `dynprobe-${t}-${version}.tgz`)]);
   for (const f of fs.readdirSync(opts.out)) if (ours.has(f)) fs.rmSync(path.join(opts.out, f));
   const stageRoot = fs.mkdtempSync(path.join(opts.out, '.stage-'));
+  if (opts.hostBuild && opts.noBuild) throw new PackageError('--host-build and --no-build: one or the other');
   if (opts.hostBuild && opts.targets.length > 0) throw new PackageError('--host-build packages this machine\'s target: no --target with it');
   const targets = opts.hostBuild ? [currentTarget()] : opts.targets.length > 0 ? opts.targets : TARGETS;
   const buildDir = path.join(ROOT, 'scripts', 'build');
@@ -184,7 +196,7 @@ function main() {
   try {
     for (const target of targets) {
       try {
-        const addon = opts.hostBuild ? hostBuild(target) : scriptBuild(target);
+        const addon = opts.hostBuild ? hostBuild(target) : opts.noBuild ? builtAddon(target) : scriptBuild(target);
         const addonSize = checkAddon(target, addon);
         const packed = packTarget(target, addon, version, stageRoot, opts.out);
         written.push(`${shown(packed.file)} (${packed.size} bytes; addon ${addonSize} bytes)`);

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: vm
 // DTrace's own registration, in a virtual machine running Oracle DTrace 2.0.7
 // with its helper daemon dtprobed (this machine's kernel has no CUSE):
 // scripts/provision-dtrace-vm.sh makes the VM, scripts/dtrace-vm boots it and
@@ -7,9 +8,9 @@
 // - The reference: a C program built with DTrace's own `dtrace -h`/`dtrace -G`
 //   is listed by a provider glob and traced system-wide (`-Z`, no `-p`).
 // - dynprobe: a provider that Provider::load registers with DTRACEHIOC_ADDDOF
-//   (its DOF from dynprobe-format's dof module; crates/dynprobe/examples/
-//   dtrace_register.rs) is seen by the seed's exact command, started before
-//   the program, through the checked fire (is_enabled() turns on under
+//   (its DOF from dynprobe-format's dof module;
+//   test/drivers/src/bin/dtrace_register.rs) is seen by the seed's exact
+//   command, started before the program, through the checked fire (is_enabled() turns on under
 //   DTrace's probes); it is listed while registered, and gone after unload
 //   (DTRACEHIOC_REMOVE) and after the process exits.
 // - Node: one boot runs every Node case (test/fixtures/dtrace-vm-node/
@@ -31,14 +32,16 @@ const path = require('node:path');
 const { gate } = require('./fixtures/helpers');
 
 const ROOT = path.join(__dirname, '..');
-const VM = process.env.DYNPROBE_DTRACE_VM || '/var/lib/dynprobe/dtrace-vm';
+const cache = require('../scripts/lib/paths');
+
+const VM = cache.DYNPROBE_DTRACE_VM;
 const RUN = path.join(ROOT, 'scripts', 'dtrace-vm');
 const FIXTURES = path.join(__dirname, 'fixtures');
 const ADDON = path.join(ROOT, 'build', 'dynprobe.node');
 const NODE_FIXTURES = path.join(FIXTURES, 'dtrace-vm-node');
-const EXAMPLE = path.join(ROOT, 'target', 'release', 'examples', 'dtrace_register');
+const EXAMPLE = path.join(ROOT, 'target', 'release', 'dtrace_register');
 const SID_INCLUDE = path.join(
-  process.env.DYNPROBE_SID_ROOT || '/var/lib/dynprobe/sid',
+  cache.DYNPROBE_SID_ROOT,
   'usr/lib/x86_64-linux-gnu/dtrace/include',
 );
 
@@ -125,7 +128,7 @@ test('DTrace VM: dtrace -V, and a dtrace -G program listed by a provider glob an
 
 test("DTrace VM: the seed's exact command sees a dynprobe provider registered with DTRACEHIOC_ADDDOF", { skip: vmGate.skip, timeout: 900000 }, () => {
   assert.ok(!vmGate.reason, vmGate.reason);
-  assert.ok(fs.existsSync(EXAMPLE), `${EXAMPLE} is missing: cargo build --release -p dynprobe --examples`);
+  assert.ok(fs.existsSync(EXAMPLE), `${EXAMPLE} is missing: cargo build --release -p dynprobe-test-drivers`);
   const r = inVm(path.join(FIXTURES, 'dtrace-registration.sh'), [EXAMPLE]);
   assert.strictEqual(r.status, 0, r.why);
 

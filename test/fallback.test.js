@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // Where there is no addon, dtrace-provider's contract: `require('dynprobe')`
 // returns plain JavaScript providers whose callbacks never run while nobody
 // subscribes, and the process gets ONE warning whose code says why (which

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // dynprobe installed like a user installs it: scripts/package.js packs the
 // tarballs (this machine's target, from the local build), and a fresh
 // project installs them offline with no cargo or rustc on PATH, with bunyan
@@ -67,7 +68,7 @@ test('the committed per-target packages: one per target, same version, os/cpu/li
 test('the tarballs: the platform package holds only its stripped addon, under 1 MB; dynprobe lists every target at its exact version', { skip: gate.skip }, () => {
   const { version } = require('../package.json');
   const platform = tarball(tarballs.platform);
-  assert.deepEqual(platform.files, ['package/README.md', 'package/dynprobe.node', 'package/package.json']);
+  assert.deepEqual(platform.files, ['package/LICENSE', 'package/README.md', 'package/dynprobe.node', 'package/package.json']);
   assert.equal(platform.manifest.name, packageName(p.TARGET));
   assert.ok(fs.statSync(tarballs.platform).size < 1000 * 1000, `${fs.statSync(tarballs.platform).size} bytes`);
   const main = tarball(tarballs.main);

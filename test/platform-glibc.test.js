@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // The linux-x64-gnu prebuilt addon's glibc floor: it imports nothing newer
 // than glibc 2.17, and on the oldest glibc reachable here, Debian bullseye
 // (2.31), with Node 18 and 20 from npm, it loads, passes test/api.test.js
@@ -82,7 +83,7 @@ for (const major of MAJORS) {
       package: runtimes.packageWith(runtimes.PREBUILT_GNU),
       // The host's root at /host, so that api.test.js's traced path runs the host's bpftrace.
       hostAt: '/host',
-      env: { DYNPROBE_BPFTRACE: JSON.stringify(['chroot', '/host', 'bpftrace']) },
+      env: { DYNPROBE_TEST_BPFTRACE: JSON.stringify(['chroot', '/host', 'bpftrace']) },
     };
     return runtime;
   };

@@ -22,8 +22,13 @@ const USAGE = `Usage:
         --duration S     stop after S seconds
         --pretty         indent JSON arguments
         --json           one JSON object per firing
-        --tracer NAME    bpftrace, bpftrace-sid (0.27, from a provisioned
-                         checkout) or dtrace
+        --tracer NAME    bpftrace or dtrace (default: bpftrace, unless a
+                         probe has more arguments than it reads and DTrace
+                         reads more)
+        --bpftrace PATH  the bpftrace to run (default: $DYNPROBE_BPFTRACE,
+                         else bpftrace on PATH); implies --tracer bpftrace
+        --dtrace PATH    the Oracle DTrace to run (default: $DYNPROBE_DTRACE,
+                         else dtrace on PATH); implies --tracer dtrace
         --dry-run        print the tracer command and program, do not run
         --via PATH       kernel: a kernel tracer only (root); process: the
                          process's endpoint only. Default: kernel where root
@@ -58,6 +63,10 @@ const positiveBytes = (v) => {
   if (!/^[1-9]\d*$/.test(v)) throw new UsageError(`--bytes takes a positive integer, not ${JSON.stringify(v)}`);
   return Number(v);
 };
+const tracerPath = (name) => (v) => {
+  if (v === '') throw new UsageError(`--${name} takes the path of ${name === 'dtrace' ? 'Oracle DTrace' : 'bpftrace'}`);
+  return v;
+};
 const COMMANDS = {
   list: { options: { json: 'flag', via }, max: Infinity },
   record: { options: { count: positiveInt('count'), bytes: positiveBytes, stop: 'flag' }, min: 1, max: 2 },
@@ -69,6 +78,8 @@ const COMMANDS = {
       pretty: 'flag',
       json: 'flag',
       tracer: String,
+      bpftrace: tracerPath('bpftrace'),
+      dtrace: tracerPath('dtrace'),
       'dry-run': 'flag',
       via,
     },
@@ -107,6 +118,15 @@ function parse(argv) {
   }
   if (positional.length < (spec.min || 0)) throw new UsageError(`${name}: a process id is required`);
   if (positional.length > spec.max) throw new UsageError(`${name}: too many arguments: ${positional.join(' ')}`);
+  // A tracer's path says which tracer, unless --tracer says another.
+  if (options.bpftrace !== undefined && options.dtrace !== undefined) {
+    throw new UsageError('--bpftrace and --dtrace each choose a tracer: give one of them');
+  }
+  const implied = options.bpftrace !== undefined ? 'bpftrace' : options.dtrace !== undefined ? 'dtrace' : undefined;
+  if (implied !== undefined && options.tracer !== undefined && options.tracer !== implied) {
+    throw new UsageError(`--${implied} chooses ${implied}, not --tracer ${options.tracer}`);
+  }
+  if (implied !== undefined) options.tracer = implied;
   return { name, positional, options };
 }
 

@@ -23,10 +23,22 @@ const GRAMMAR = {
   // A library path in a bpftrace attach point (`usdt:PATH:provider:probe`).
   path: /^(\/[A-Za-z0-9_.-]+)+$/,
 };
-// An argument name as a library records it (crates/dynprobe-format's
-// declared.rs): a C identifier of 1 to 64 bytes. Shown in listings only,
-// never put in a tracer program.
-const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+// An argument name as a library records it (lib/arg-types.json, the same
+// rules as crates/dynprobe-format's types.rs): a C identifier of 1 to 64
+// bytes that is not a tracer's own name for an argument (arg0, args, ...).
+// Shown in listings only, never put in a tracer program.
+const { argNames: ARG_NAME_RULES, limits: LIMITS } = require('../arg-types.json');
+const IDENTIFIER = new RegExp(ARG_NAME_RULES.identifier);
+const TRACER_WORD = new RegExp(ARG_NAME_RULES.tracerWords);
+
+// Why `name` cannot name an argument in a listing, or null.
+function argNameProblem(name) {
+  if (typeof name !== 'string' || name.length === 0 || name.length > LIMITS.maxArgNameLen || !IDENTIFIER.test(name)) {
+    return `is not a C identifier of at most ${LIMITS.maxArgNameLen} bytes`;
+  }
+  if (TRACER_WORD.test(name)) return "is a tracer's own name for an argument (arg0, arg1, ..., sarg0, ..., args)";
+  return null;
+}
 
 // Longer than any name a tracer keeps (DTrace: 64 bytes).
 const MAX_NAME = 128;
@@ -61,8 +73,10 @@ function probeProblem(entry, probe, { needsPath = false } = {}) {
 // formatting characters (format, Cf: U+200B, U+202E, U+2066, U+FEFF, ...);
 // in a value also the backslash, so that an escape cannot be faked, and in a
 // message not the newline.
+/* eslint-disable no-control-regex -- control characters are what these match */
 const UNSAFE_VALUE = /[\0-\x1f\x7f-\x9f\\\u2028\u2029]|\p{Cf}/gu;
 const UNSAFE_MESSAGE = /[\0-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]|\p{Cf}/gu;
+/* eslint-enable no-control-regex */
 
 function escape(c) {
   if (c === '\\') return '\\\\';
@@ -114,4 +128,4 @@ function safeJson(value, ...rest) {
 // Text that is valid JSON without raw C0 controls, made as safe.
 safeJson.raw = (json) => json.replace(UNSAFE_JSON, jsonEscape);
 
-module.exports = { ARG_NAME, nameProblem, probeProblem, visible, safeText, shown, quoted, safeJson };
+module.exports = { argNameProblem, nameProblem, probeProblem, visible, safeText, shown, quoted, safeJson };
