@@ -43,6 +43,7 @@ mod loader;
 mod provider;
 mod site;
 mod site_watch;
+mod slot;
 
 pub use dynprobe_format::{
     build_image, Arch, ArgType, DefinitionError, Image, ProbeDef, ProbeLayout, ProviderDef,
@@ -51,17 +52,4 @@ pub use dynprobe_format::{
 pub use error::Error;
 pub use provider::{Arg, DtraceRegistration, Probe, Provider, SiteCall, Storage};
 pub use site::native_target;
-
-/// Byte of a probe's 4-byte semaphore slot that the site watcher owns (the
-/// kernel's u16 semaphore is bytes 0 and 1).
-pub const SLOT_WATCHER_BYTE: usize = 2;
-
-/// Byte of a probe's semaphore slot that in-process subscribers own: the
-/// Node binding sets it while a subscription covers the probe, so that the
-/// disabled check (one load of the slot) sees them too. Nothing in this
-/// crate writes it.
-pub const SLOT_SUBSCRIBER_BYTE: usize = 3;
-
-/// The bits of a slot read as one native-endian `u32` that tracers set: the
-/// kernel's semaphore and the watcher's byte.
-pub const SLOT_TRACER_MASK: u32 = u32::from_ne_bytes([0xff, 0xff, 0xff, 0]);
+pub use slot::{SLOT_SUBSCRIBER_BYTE, SLOT_TRACER_MASK, SLOT_WATCHER_BYTE};

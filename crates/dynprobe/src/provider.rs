@@ -200,7 +200,7 @@ impl Provider {
                 byte: p.stub as *const u8,
                 idle: p.idle,
                 // SAFETY: the slot is 4 bytes, so its watcher byte is in it.
-                flag: unsafe { (p.slot as *const u8).add(crate::SLOT_WATCHER_BYTE) }.cast(),
+                flag: unsafe { (p.slot as *const u8).add(crate::slot::SLOT_WATCHER_BYTE) }.cast(),
             })
             .collect();
         // SAFETY: the sites and flags stay mapped until `self.watch` is
@@ -287,9 +287,9 @@ impl Provider {
     /// caller (the Node binding) can read them without a call. Each slot is
     /// a 4-aligned `u32`: the kernel's u16 semaphore (bytes 0-1, the address
     /// in the probe's stapsdt note), the site watcher's byte
-    /// ([`crate::SLOT_WATCHER_BYTE`]: set while a tracer that knows no
+    /// ([`crate::slot::SLOT_WATCHER_BYTE`]: set while a tracer that knows no
     /// semaphore, DTrace's own registration, has a uprobe at the site), and
-    /// the subscriber byte ([`crate::SLOT_SUBSCRIBER_BYTE`]: the Node
+    /// the subscriber byte ([`crate::slot::SLOT_SUBSCRIBER_BYTE`]: the Node
     /// binding's, set while an in-process subscription covers the probe). A
     /// caller that reads the slot as one `u32` and finds 0 knows that nobody
     /// wants the probe; [`Probe::is_enabled`] looks at the tracers' bytes
@@ -385,7 +385,7 @@ impl<'a> Probe<'a> {
         // SAFETY: the slot stays mapped while the provider lives, is
         // 4-aligned, and each of its parts is updated with single aligned
         // writes of its own size.
-        unsafe { std::ptr::read_volatile(self.slot) & crate::SLOT_TRACER_MASK != 0 }
+        unsafe { std::ptr::read_volatile(self.slot) & crate::slot::SLOT_TRACER_MASK != 0 }
     }
 
     /// Address of the probe's 16-bit semaphore, the kernel's (the first
@@ -404,7 +404,7 @@ impl<'a> Probe<'a> {
     /// slot: 1 while a uprobe is at the site of a watched provider.
     pub fn dtrace_flag(&self) -> *const u8 {
         // SAFETY: the slot is 4 bytes.
-        unsafe { (self.site.slot as *const u8).add(crate::SLOT_WATCHER_BYTE) }
+        unsafe { (self.site.slot as *const u8).add(crate::slot::SLOT_WATCHER_BYTE) }
     }
 
     /// Fires the probe if a tracer is attached; returns whether it fired.

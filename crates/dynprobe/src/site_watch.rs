@@ -43,7 +43,7 @@ pub(crate) struct Site {
     pub byte: *const u8,
     /// What that byte is while no uprobe is there (the image's own byte).
     pub idle: u8,
-    /// The probe's flag: byte [`crate::SLOT_WATCHER_BYTE`] of its semaphore
+    /// The probe's flag: byte [`crate::slot::SLOT_WATCHER_BYTE`] of its semaphore
     /// slot.
     pub flag: *const AtomicU8,
 }
