@@ -10,6 +10,8 @@
 //   OP__start(uint64_t id, text)
 //   OP__done(uint64_t id, uint64_t duration_ns, text[, int32_t status])
 //   OP__error(uint64_t id, uint64_t duration_ns, text, char *error_code, char *error_message)
+// (the message's first line: Node's MODULE_NOT_FOUND goes on with its
+// require stack, which would break a tracer's line-per-firing output)
 // `id` is unique in the process while the operation runs; `duration_ns` runs
 // from `start` to the end of the asynchronous part (`asyncEnd`), or to `end`
 // when there is none. An operation begun before its source was on fires
@@ -94,7 +96,7 @@ const channelOf = (spec) => spec.tracing ?? spec.lifecycle ?? spec.plain;
 const startValues = (op) => [op.id, op.text];
 const doneValues = (op) => [op.id, op.duration, op.text];
 const doneStatusValues = (op) => [op.id, op.duration, op.text, op.status];
-const errorValues = (op) => [op.id, op.duration, op.text, v.errorCode(op.error), v.errorMessage(op.error)];
+const errorValues = (op) => [op.id, op.duration, op.text, v.errorCode(op.error), v.firstLine(v.errorMessage(op.error))];
 const plainValues = (msg) => [v.primitiveFields(msg)];
 
 function createChannels({ createProvider, providers = new Map(), env = process.env, present = () => true }) {
@@ -151,7 +153,16 @@ function createChannels({ createProvider, providers = new Map(), env = process.e
         doneProbe.fire(doneValues, op);
       }
     }
-    const settled = spec.settled || ((ctx) => hasOwn(ctx, 'result') || hasOwn(ctx, 'error'));
+    const isSettled = spec.settled || ((ctx) => hasOwn(ctx, 'result') || hasOwn(ctx, 'error'));
+    // (A context that cannot be asked is taken as settled: its operation
+    // then ends at `end` rather than never.)
+    const settled = (ctx) => {
+      try {
+        return isSettled(ctx);
+      } catch {
+        return true;
+      }
+    };
     const handlers = {
       start: spec.begin === 'asyncStart' ? null : open,
       asyncStart: spec.begin === 'asyncStart' ? open : null,

@@ -342,7 +342,10 @@ function install() {
   refresh();
   // Only with the addon: the stub never traces anything.
   if (addon !== null) every(refresh, POLL_MS).unref();
-  return { provider, probes, refresh, addChannels, PROBES };
+  // A provider by name (`node`, `mysql2`, ...), as dtrace-provider's API
+  // gives it (its probes are its properties), or undefined.
+  const providerOf = (name) => (channels.registry.has(name) ? channels.registry.get(name).provider : undefined);
+  return { provider, probes, refresh, addChannels, providerOf, PROBES };
 }
 
 // Channels that get no probes are said, one warning each; never thrown.

@@ -139,7 +139,9 @@ function spawnCommand(ctx) {
 }
 
 // Node's own channels (provider `node`): which Node releases publish them
-// is in docs/channels.md.
+// is in docs/channels.md. An HTTP/2 stream's operation runs from its start
+// to its close: Node publishes `finish` when the response's headers are
+// sent (server) or received (client), whose :status the __done carries.
 const CORE = {
   core: true,
   channels: [
@@ -147,7 +149,6 @@ const CORE = {
       lifecycle: 'http2.server.stream',
       key: (msg) => msg.stream,
       begin: 'http2.server.stream.start',
-      done: 'http2.server.stream.finish',
       error: 'http2.server.stream.error',
       close: 'http2.server.stream.close',
       status: { channel: 'http2.server.stream.finish', read: http2Status },

@@ -6,9 +6,13 @@
 // probes, OP__start, OP__done and OP__error; a plain channel one, OP. Node's
 // own channels (their namespace is one of Node's: `http2.server.stream.start`)
 // join the `node` provider, the whole name naming the probe. Any other
-// character a tracer cannot take in a name becomes `_`.
+// character a tracer cannot take in a name becomes `_`. A provider name
+// that would end in a digit gets a final `_`: DTrace reads a provider's
+// trailing digits as the process id (`mysql2$target` is `mysql2` + `1234`,
+// which it reads as provider `mysql` of process 21234), so it could never
+// name such a provider.
 //
-//   mysql2:pool:connect      mysql2:pool__connect__start
+//   mysql2:pool:connect      mysql2_:pool__connect__start
 //   node-redis:command       node_redis:command__done
 //   fastify.request.handler  fastify:request__handler__start
 //   http2.server.stream.start (Node's) node:http2__server__stream__start
@@ -50,7 +54,8 @@ function split(channel) {
 
 function providerName(ns) {
   const name = ns.replace(SEPARATORS, '_').replace(OTHERS, '_');
-  return /^[0-9]/.test(name) ? `_${name}` : name;
+  const first = /^[0-9]/.test(name) ? `_${name}` : name;
+  return /[0-9]$/.test(first) ? `${first}_` : first;
 }
 
 function probeBase(op) {

@@ -123,6 +123,13 @@ function errorMessage(error) {
   }
 }
 
+// The first line of a message, bounded.
+function firstLine(message) {
+  const s = text(message);
+  const nl = s.indexOf('\n');
+  return bounded(nl < 0 ? s : s.slice(0, nl));
+}
+
 // A text argument, at most MAX_TEXT UTF-16 units (a surrogate pair is never
 // cut in two): what one firing copies stays bounded whatever the application
 // sends (a bulk INSERT's SQL).
@@ -192,6 +199,7 @@ module.exports = {
   errorCode,
   errorMessage,
   bounded,
+  firstLine,
   primitiveFields,
   MAX_TEXT,
   MAX_JSON,
