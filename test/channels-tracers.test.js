@@ -20,9 +20,11 @@
 
 const test = require('node:test');
 const assert = require('node:assert');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
 const { gate } = require('./fixtures/helpers');
 const runtimes = require('./fixtures/runtimes');
-const { runCase, unavailable } = require('./tracers/harness');
+const { runCase, unavailable, start, stop, parseReady, ROOT } = require('./tracers/harness');
 const { load } = require('../lib/native');
 const servers = require('./fixtures/servers');
 const C = require('./tracers/channels/cases');
@@ -54,6 +56,70 @@ test.describe('databases: mysql2 on MariaDB, ioredis and node-redis on Redis', (
   });
   test.after(async () => {
     await Promise.all([mariadb && mariadb.stop(), redis && redis.stop()]);
+  });
+
+  // dynprobe list and dynprobe trace on an application querying MariaDB
+  // (`npx dynprobe trace PID 'mysql2_:*'`).
+  const cliGate = gate('channels: dynprobe list and trace', serversGate.reason || tracerReason['bpftrace-0.17']);
+  test("dynprobe list shows mysql2's probes with argument names and types; dynprobe trace decodes them", { skip: cliGate.skip, timeout: 180000 }, async () => {
+    assert.ok(!cliGate.reason, `required when CI=true: ${cliGate.reason}`);
+    const app = start(
+      [process.execPath, '-r', C.NODE_JS, '-e', `
+        const c = require('mysql2').createConnection({ socketPath: process.env.DYNPROBE_TEST_MARIADB, user: 'root', database: 'dynprobe' });
+        c.connect((err) => {
+          if (err) throw err;
+          console.log('READY ' + process.pid);
+          let i = 0;
+          setInterval(() => c.query('SELECT ' + (i++ % 1000) + ' AS n', () => {}), 20);
+        });`],
+      { env: process.env, cwd: ROOT },
+    );
+    const cli = (args) => spawnSync(process.execPath, [path.join(ROOT, 'bin', 'dynprobe.js'), ...args], { encoding: 'utf8', timeout: 120000 });
+    try {
+      const pid = parseReady(await app.waitFor(/^READY /, 30000, 'application')).pid;
+      const listed = cli(['list', String(pid), '--json']);
+      assert.equal(listed.status, 0, listed.stderr);
+      const providers = JSON.parse(listed.stdout)[0].providers;
+      const mysql2 = providers.find((p) => p.provider === 'mysql2_');
+      const signature = (p) => `${p.name}(${p.args.map((a) => `${a.type} ${a.name}`).join(', ')})`;
+      assert.deepEqual(
+        mysql2.probes.map(signature).filter((s) => s.startsWith('query__')),
+        [
+          'query__start(uint64_t id, char * text)',
+          'query__done(uint64_t id, uint64_t duration_ns, char * text)',
+          'query__error(uint64_t id, uint64_t duration_ns, char * text, char * error_code, char * error_message)',
+        ],
+      );
+      assert.deepEqual(mysql2.probes.map((p) => p.name), C.DATABASES_OPS.filter(([p]) => p === 'mysql2_').flatMap(([, op]) => ['start', 'done', 'error'].map((e) => `${op}__${e}`)));
+      // The other libraries this checkout has, and Node's.
+      assert.deepEqual(providers.map((p) => p.provider).sort(), ['fastify', 'graphql', 'ioredis', 'mysql2_', 'node', 'node_redis', 'undici']);
+
+      const traced = cli(['trace', String(pid), 'mysql2_:*', '--count', '8', '--json', '--tracer', 'bpftrace']);
+      assert.equal(traced.status, 0, traced.stderr);
+      const firings = traced.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+      assert.equal(firings.length, 8, traced.stdout + traced.stderr);
+      const starts = new Map();
+      let done = 0;
+      for (const f of firings) {
+        assert.equal(f.provider, 'mysql2_');
+        if (f.probe === 'query__start') {
+          assert.deepEqual(f.types, ['uint', 'string']);
+          assert.match(f.args[1], /^SELECT \d+ AS n$/);
+          starts.set(f.args[0], f.args[1]);
+        } else {
+          assert.equal(f.probe, 'query__done');
+          assert.deepEqual(f.types, ['uint', 'uint', 'string']);
+          // The first firing may be a done whose start came before the tracer.
+          if (starts.size === 0) continue;
+          assert.equal(starts.get(f.args[0]), f.args[2], 'a done carries its start\'s id and text');
+          assert.ok(f.args[1] > 0 && f.args[1] < 10e9, String(f.args[1]));
+          done++;
+        }
+      }
+      assert.ok(starts.size >= 3 && done >= 3, traced.stdout);
+    } finally {
+      await stop(app, 0);
+    }
   });
 
   const c = caseOf('channels: databases', C.DATABASES, C.DATABASES_OPS);

@@ -107,8 +107,11 @@ function fastifyStatus(ctx) {
 
 function undiciRequest(msg) {
   const r = msg.request || {};
-  const origin = r.origin === undefined || r.origin === null ? '' : String(r.origin);
-  return v.bounded(`${v.text(r.method)} ${origin}${v.text(r.path)}`);
+  const path = v.text(r.path);
+  let origin = r.origin === undefined || r.origin === null ? '' : String(r.origin);
+  // (an origin given as a URL object reads with a final slash)
+  if (origin.endsWith('/') && path.startsWith('/')) origin = origin.slice(0, -1);
+  return v.bounded(`${v.text(r.method)} ${origin}${path}`);
 }
 
 function headerOf(msg, name) {
