@@ -132,6 +132,13 @@ const DATABASES = `
   const pooled = await new Promise((resolve, reject) => pool.getConnection((err, conn) => (err ? reject(err) : resolve(conn))));
   pooled.release();
   await new Promise((resolve) => pool.end(resolve));
+  // A server that is not there: connect and pool connect fail.
+  const nowhere = { ...options, socketPath: '/nonexistent/mysqld.sock' };
+  const lost = mysql.createConnection(nowhere);
+  if (!(await new Promise((resolve) => lost.connect(resolve)))) throw new Error('a connection to nowhere succeeded');
+  const lostPool = mysql.createPool(nowhere);
+  if (!(await new Promise((resolve) => lostPool.getConnection((err) => resolve(err))))) throw new Error('a pool connection to nowhere succeeded');
+  await new Promise((resolve) => lostPool.end(resolve));
 
   const Redis = require('ioredis');
   const io = new Redis({ path: env.DYNPROBE_TEST_REDIS, lazyConnect: true, enableReadyCheck: false });
@@ -140,8 +147,12 @@ const DATABASES = `
   for (let i = 1; i <= 3; i++) await io.get('io' + i);
   if (!(await io.incr('io1').then(() => null, (err) => err))) throw new Error('INCR of a string succeeded');
   await io.multi().set('io4', 'v4').get('io4').exec();
+  if (!(await io.multi().call('NOSUCHCMD').exec().then(() => null, (err) => err))) throw new Error('a MULTI with an unknown command succeeded');
   await io.blpop('nolist', 0.1);
   io.disconnect();
+  const ioLost = new Redis({ path: '/nonexistent/redis.sock', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  ioLost.on('error', () => {});
+  if (!(await ioLost.connect().then(() => null, (err) => err))) throw new Error('a connection to nowhere succeeded');
 
   const { createClient } = require('redis');
   const nr = createClient({ socket: { path: env.DYNPROBE_TEST_REDIS } });
@@ -150,8 +161,12 @@ const DATABASES = `
   for (let i = 1; i <= 3; i++) await nr.get('nr' + i);
   if (!(await nr.incr('nr1').then(() => null, (err) => err))) throw new Error('INCR of a string succeeded');
   await nr.multi().set('nr4', 'v4').get('nr4').exec();
+  if (!(await nr.multi().addCommand(['NOSUCHCMD']).exec().then(() => null, (err) => err))) throw new Error('a MULTI with an unknown command succeeded');
   await nr.blPop('nolist', 0.1);
   await nr.close();
+  const nrLost = createClient({ socket: { path: '/nonexistent/redis.sock', reconnectStrategy: false } });
+  nrLost.on('error', () => {});
+  if (!(await nrLost.connect().then(() => null, (err) => err))) throw new Error('a connection to nowhere succeeded');
 `;
 
 // Operations: GraphQL, fastify, undici (its package and Node's fetch),
@@ -166,6 +181,7 @@ const WEB_OPS = [
   ['graphql', 'execute__variableCoercion'],
   ['graphql', 'execute__rootSelectionSet'],
   ['graphql', 'resolve'],
+  ['graphql', 'subscribe'],
   ['fastify', 'request__handler', { status: true }],
   ['undici', 'request', { status: true, headers: 'request__headers' }],
   ['node', 'http2__server__stream', { status: true }],
@@ -203,11 +219,17 @@ const WEB = `
       user: { type: User, args: { id: { type: g.GraphQLID } }, resolve: (_, a) => ({ name: 'u' + a.id }) },
       slow: { type: g.GraphQLString, resolve: () => new Promise((r) => setTimeout(() => r('z'), 120)) },
       fail: { type: g.GraphQLString, resolve: () => { throw new Error('resolver failed'); } },
+    } }), subscription: new g.GraphQLObjectType({ name: 'Subscription', fields: {
+      tick: { type: g.GraphQLString, subscribe: async function* () { yield { tick: 't' }; }, resolve: (x) => x.tick },
     } }) });
     for (let i = 1; i <= 3; i++) await g.graphql({ schema, source: '{ user(id: ' + i + ') { name } }' });
     await g.graphql({ schema, source: 'query Slow { slow }' });
     await g.graphql({ schema, source: 'query Failing { fail }' });
     await g.graphql({ schema, source: '{ user(' });
+    const ticks = await g.subscribe({ schema, document: g.parse('subscription Ticks { tick }') });
+    for await (const t of ticks) if (t.errors) throw new Error(String(t.errors));
+    // A schema with no query type: validate throws.
+    try { g.validate(new g.GraphQLSchema({}), g.parse('{ a }')); } catch {}
 
     // fastify, driven by undici's request() and by fetch().
     const app = require('fastify')();
@@ -269,6 +291,7 @@ const WEB = `
     require(path.join(mods, 'm2.js'));
     try { require(path.join(mods, 'missing.js')); } catch {}
     await import(require('node:url').pathToFileURL(path.join(mods, 'e.mjs')).href);
+    await import(require('node:url').pathToFileURL(path.join(mods, 'missing.mjs')).href).catch(() => {});
 
     // Child processes: two that run, one that cannot.
     const { spawn } = require('node:child_process');

@@ -25,6 +25,9 @@ function databases({ mariadb, redis }) {
   const server = `${mariadb}/dynprobe`;
   const missing = "ER_NO_SUCH_TABLE Table 'dynprobe.nope' doesn't exist";
   const notInteger = 'ERR value is not an integer or out of range';
+  const unknown = "ERR unknown command 'NOSUCHCMD', with args beginning with: ";
+  const execAbort = 'EXECABORT Transaction discarded because of previous errors.';
+  const nowhere = (server) => `/nonexistent/${server}.sock`;
   return [
     ...op(`${m}:connect`, server),
     ...[1, 2, 3].flatMap((i) => op(`${m}:query`, `INSERT INTO items VALUES (${i}, 'n${i}')`)),
@@ -35,6 +38,9 @@ function databases({ mariadb, redis }) {
     ...op(`${m}:query`, 'SELECT COUNT(*) FROM items'),
     ...op(`${m}:pool__connect`, server),
     ...op(`${m}:connect`, server),
+    ...op(`${m}:connect`, `${nowhere('mysqld')}/dynprobe`, { error: `ENOENT connect ENOENT ${nowhere('mysqld')}` }),
+    ...op(`${m}:pool__connect`, `${nowhere('mysqld')}/dynprobe`, { error: `ENOENT connect ENOENT ${nowhere('mysqld')}` }),
+    ...op(`${m}:connect`, `${nowhere('mysqld')}/dynprobe`, { error: `ENOENT connect ENOENT ${nowhere('mysqld')}` }),
 
     ...op('ioredis:connect', redis),
     // ioredis's own commands at connect: HELLO, then CLIENT SETINFO twice and
@@ -47,7 +53,13 @@ function databases({ mariadb, redis }) {
     ...op('ioredis:command', 'INCR', { error: `ReplyError ${notInteger}` }),
     ...op('ioredis:batch', 'MULTI 2'),
     ...['MULTI', 'SET', 'GET', 'EXEC'].flatMap((c) => op('ioredis:command', c)),
+    // A MULTI with an unknown command: Redis discards it at EXEC.
+    ...op('ioredis:batch', 'MULTI 1', { error: `ReplyError ${execAbort}` }),
+    ...op('ioredis:command', 'MULTI'),
+    ...op('ioredis:command', 'NOSUCHCMD', { error: `ReplyError ${unknown}` }),
+    ...op('ioredis:command', 'EXEC', { error: `ReplyError ${execAbort}` }),
     ...op('ioredis:command', 'BLPOP', { long: true }),
+    ...op('ioredis:connect', nowhere('redis'), { error: 'Error Connection is closed.' }),
 
     ...op('node_redis:connect', redis),
     ...times(3, op('node_redis:command', 'SET')),
@@ -55,7 +67,9 @@ function databases({ mariadb, redis }) {
     ...op('node_redis:command', 'INCR', { error: `Error ${notInteger}` }),
     // node-redis traces a MULTI as its batch only.
     ...op('node_redis:batch', 'MULTI 2'),
+    ...op('node_redis:batch', 'MULTI 1', { error: `Error ${unknown}` }),
     ...op('node_redis:command', 'BLPOP', { long: true }),
+    ...op('node_redis:connect', nowhere('redis'), { error: `ENOENT connect ENOENT ${nowhere('redis')}` }),
     'open=0',
   ];
 }
@@ -96,6 +110,15 @@ function web(major) {
     ...query('query Slow { slow }', 'query Slow', ['Query.slow'], { long: true }),
     ...query('query Failing { fail }', 'query Failing', ['Query.fail'], { failing: 'Query.fail' }),
     ...op(`${g}:parse`, '{ user(', { error: 'GraphQLError Syntax Error: Expected Name, found <EOF>.' }),
+    // A subscription: subscribe, then its event's execution.
+    ...op(`${g}:parse`, 'subscription Ticks { tick }'),
+    ...op(`${g}:subscribe`, 'subscription Ticks'),
+    ...op(`${g}:execute__variableCoercion`, 'subscription Ticks'),
+    ...op(`${g}:execute__rootSelectionSet`, 'subscription Ticks'),
+    ...op(`${g}:resolve`, 'Subscription.tick'),
+    // validate() with a schema that has no query type throws.
+    ...op(`${g}:parse`, '{ a }'),
+    ...op(`${g}:validate`, 'query', { error: 'Error Query root type must be provided.' }),
 
     ...[1, 2, 3].flatMap((i) => request(`/users/${i}`, '/users/:id')),
     ...request('/slow', '/slow', { long: true }),
@@ -126,6 +149,8 @@ function web(major) {
           ...op('node:module__require', '{MODS}/m2.js'),
           ...op('node:module__require', '{MODS}/missing.js', { error: "MODULE_NOT_FOUND Cannot find module '{MODS}/missing.js'" }),
           ...op('node:module__import', 'file://{MODS}/e.mjs'),
+          // (bpftrace's strings stop at 63 bytes: the message's end is not compared)
+          ...op('node:module__import', 'file://{MODS}/missing.mjs', { error: "ERR_MODULE_NOT_FOUND Cannot find module '{MODS}/missing.mjs'{ANY}" }),
         ]
       : []),
     ...(core.spawn
@@ -165,6 +190,7 @@ const TOKENS = {
   '{PORT}': '\\d+',
   '{MODS}': `${MODULES}[A-Za-z0-9]+`,
   '{LONG}': '[01]',
+  '{ANY}': '.*',
   '{CLIENT}': "ioredis:command (done CLIENT paired=1 sane=1 long=[01]|error CLIENT ReplyError ERR .* paired=1 sane=1)",
   '{SQLITE_SLOW}': 'node:sqlite__db__query WITH RECURSIVE c\\(x\\) AS \\(SELECT 1 UNION ALL SELECT x \\+ 1 FROM c.*',
 };
