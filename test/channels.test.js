@@ -594,3 +594,21 @@ test("a tracer on one of mysql2's probes subscribes that operation's channels on
     await stop(program, 5000);
   }
 });
+
+test('README and docs/channels.md list every provider and operation dynprobe knows', () => {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const docs = fs.readFileSync(path.join(ROOT, 'docs', 'channels.md'), 'utf8');
+  for (const group of [CORE, ...libraries()]) {
+    for (const spec of group.channels) {
+      const { provider, probes } = probesOf(spec);
+      // The operation: the probes' common base (a plain channel's probe is its own).
+      const op = spec.plain ? probes[0].name : probes[0].name.replace(/__start$/, '');
+      for (const [file, text] of [['README.md', readme], ['docs/channels.md', docs]]) {
+        assert.ok(text.includes(`\`${provider}\``), `${file} names provider ${provider}`);
+        assert.ok(new RegExp(`\`${op}[\`(]`).test(text), `${file} names ${provider}:${op}`);
+      }
+      const channel = spec.tracing ?? spec.plain ?? spec.lifecycle;
+      assert.ok(docs.includes(`\`${channel}`), `docs/channels.md names channel ${channel}`);
+    }
+  }
+});
