@@ -30,9 +30,10 @@ export type ProbeCallback = (this: DTraceProbe, ...extra: any[]) => unknown;
 /**
  * dynprobe's extension (dtrace-provider has no such form): a probe whose
  * arguments have names. `name` of each argument: a C identifier
- * (`[A-Za-z_][A-Za-z0-9_]*`) of 1 to 64 bytes, each used once; the
- * generated library records it with the type, and `dynprobe list` shows
- * `probe(int32_t status, char *url)`.
+ * (`[A-Za-z_][A-Za-z0-9_]*`) of 1 to 64 bytes, each used once, and not one
+ * of the tracers' own names for arguments (`arg0`, `arg1`, ..., `sarg0`,
+ * ..., `args`); the generated library records it with the type, and
+ * `dynprobe list` shows `probe(int32_t status, char *url)`.
  */
 export interface ProbeSpec {
   name: string;
@@ -71,8 +72,9 @@ export declare class DTraceProvider {
   /**
    * dynprobe's extension: the same, with each argument named (see
    * {@link ProbeSpec}). Throws `TypeError` for a spec of the wrong shape,
-   * `RangeError` for a name that is not a C identifier of 1 to 64 bytes or
-   * is repeated, or more than 32 arguments.
+   * `RangeError` for a name that is not a C identifier of 1 to 64 bytes, is
+   * a tracer's own name for an argument (`arg0`, `args`, ...) or is
+   * repeated, or more than 32 arguments.
    */
   addProbe(spec: ProbeSpec): DTraceProbe;
 

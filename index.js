@@ -23,8 +23,7 @@ function exportsFor() {
   return require('./lib/stub');
 }
 
-const api = exportsFor();
-module.exports = {
-  DTraceProvider: api.DTraceProvider,
-  createDTraceProvider: api.createDTraceProvider,
-};
+const { DTraceProvider, createDTraceProvider } = exportsFor();
+// In this literal form, Node's ES module loader (cjs-module-lexer) finds both
+// names: `import { createDTraceProvider, DTraceProvider } from 'dynprobe'`.
+module.exports = { DTraceProvider, createDTraceProvider };

@@ -2,8 +2,8 @@
  * .probes semaphore checked before firing), but on a 5-byte NOP site, which
  * Linux 6.18 optimises (sys/sdt.h emits a 1-byte NOP). Shared by the
  * benchmark's C program and its N-API addon. */
-#ifndef DYNPROBE_BENCH_C_PROBE_H
-#define DYNPROBE_BENCH_C_PROBE_H
+#ifndef BENCH_C_PROBE_H
+#define BENCH_C_PROBE_H
 
 __attribute__((section(".probes"), used)) volatile unsigned short cprobe_fire_semaphore;
 

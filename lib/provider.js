@@ -11,8 +11,12 @@
 // one native call (two when a value is an object, which the addon refuses
 // and this layer converts).
 
-const MAX_ARGS = 32;
-const EXACT_INTS = new Set(['int8_t', 'uint8_t', 'int16_t', 'uint16_t', 'int32_t', 'uint32_t', 'int64_t', 'uint64_t']);
+// The argument types and limits (one table for the JS layer, checked
+// against the format crate's by test/arg-types.test.js).
+const ARG_TYPES = require('./arg-types.json');
+const MAX_ARGS = ARG_TYPES.limits.maxArgs;
+// The exact C integer types (`int8_t` ... `uint64_t`): the ones that travel as themselves.
+const EXACT_INTS = new Set(ARG_TYPES.types.filter((t) => t.travelsAs === t.name && t.kind !== 'str').map((t) => t.name));
 // The semaphore slot a probe reads while it is not loaded: always 0.
 const NOT_LOADED = new Uint32Array(1);
 // Bytes per probe in the addon's semaphore buffer.

@@ -2,7 +2,7 @@
 # Fuzzes the note reader (dynprobe-format's read_stapsdt: stapsdt notes and
 # the declared-types records of .note.dynprobe) for at least 10 million inputs
 # with each engine:
-#  - driver: crates/dynprobe-format/examples/fuzz_notes.rs (stable Rust):
+#  - driver: test/drivers/src/bin/fuzz_notes.rs (stable Rust):
 #    arbitrary bytes, crafted ELF structures and mutations of valid images,
 #    every input replayable from its seed and index;
 #  - libfuzzer: the coverage-guided target crates/dynprobe-format/fuzz
@@ -28,8 +28,8 @@ work=target/fuzz-notes
 crashes=${FUZZ_CRASH_DIR:-$work/crashes}
 mkdir -p "$work"
 
-cargo build --release --quiet -p dynprobe-format --example fuzz_notes
-driver=target/release/examples/fuzz_notes
+cargo build --release --quiet -p dynprobe-test-drivers --bin fuzz_notes
+driver=target/release/fuzz_notes
 
 seeds=()
 if command -v gcc >/dev/null && echo '#include <sys/sdt.h>' | gcc -E -x c - >/dev/null 2>&1; then

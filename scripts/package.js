@@ -134,6 +134,7 @@ function packTarget(target, addon, version, stageRoot, out) {
   fs.mkdirSync(stage, { recursive: true });
   fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify({ ...manifest, version }, null, 2)}\n`);
   fs.copyFileSync(path.join(ROOT, 'npm', target, 'README.md'), path.join(stage, 'README.md'));
+  fs.copyFileSync(path.join(ROOT, 'LICENSE'), path.join(stage, 'LICENSE'));
   fs.copyFileSync(addon, path.join(stage, manifest.main));
   const packed = pack(stage, out);
   if (packed.size >= MAX_PLATFORM_TARBALL) {
@@ -153,7 +154,7 @@ function packMain(root, version, stageRoot, out) {
   for (const key of ['devDependencies', 'scripts', 'overrides', 'private']) delete manifest[key];
   manifest.optionalDependencies = Object.fromEntries(TARGETS.map((t) => [packageName(t), version]));
   fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  for (const entry of [...root.files, 'README.md']) {
+  for (const entry of [...root.files, 'README.md', 'LICENSE']) {
     const from = path.join(ROOT, entry);
     if (fs.existsSync(from)) fs.cpSync(from, path.join(stage, entry), { recursive: true });
   }

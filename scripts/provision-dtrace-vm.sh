@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provision the virtual machine that runs Oracle DTrace 2.0.7 with its helper
-# daemon, dtprobed (see /work/shared/docs/dtrace-registration.md): this
+# daemon, dtprobed (see docs/dtrace-registration.md): this
 # machine's kernel has no CUSE, so dtprobed cannot serve /dev/dtrace/helper
 # here. The guest is Debian's 6.12 kernel (CUSE as a module, uprobes, BPF,
 # BTF) booted as an ELF vmlinux under TCG, a busybox initramfs that loads the

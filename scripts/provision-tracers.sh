@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provision the tracers dynprobe is tested against (see
-# /work/shared/docs/oracle-dtrace-on-linux.md): host bpftrace 0.17 + gdb, and
+# docs/platforms.md): host bpftrace 0.17 + gdb, and
 # a Debian sid root holding Oracle DTrace 2.0.7 and bpftrace 0.27, run through
 # scripts/dtrace and scripts/bpftrace-sid. Idempotent; fast when provisioned.
 set -euo pipefail

@@ -24,7 +24,7 @@ try {
   // The addon, and the Rust fire program that tracer cases run.
   setup.build();
   setup.prebuilt();
-  run('cargo', ['build', '--release', '--quiet', '-p', 'dynprobe', '--examples']);
+  run('cargo', ['build', '--release', '--quiet', '-p', 'dynprobe-test-drivers']);
   // The addon crate is a cdylib whose N-API symbols come from node: its
   // behaviour is tested through JavaScript.
   run('cargo', ['test', '--release', '-p', 'dynprobe-format', '-p', 'dynprobe']);

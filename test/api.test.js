@@ -1,7 +1,7 @@
 'use strict';
-// The dtrace-provider contract (/work/shared/docs/dtrace-provider-contract.md),
-// line by line, without a tracer; the traced path at the end attaches the real
-// bpftrace to this process (root only: skipped loudly otherwise, failed under
+// The dtrace-provider contract (docs/dtrace-provider.md), line by line,
+// without a tracer; the traced path at the end attaches the real bpftrace to
+// this process (root only: skipped loudly otherwise, failed under
 // CI=true).
 
 const { describe, test, before, after } = require('node:test');
@@ -300,6 +300,18 @@ describe('addProbe({ name, args }): dynprobe names the arguments', () => {
     assert.equal(dtp.addProbe(many).types.length, 32);
     // A bad probe name is refused as addProbe(name, ...types) refuses it.
     assert.throws(() => dtp.addProbe({ name: ' lead', args: [] }), (e) => e instanceof RangeError && /white space/.test(e.message));
+  });
+
+  test("names that spell a tracer's own argument words (arg0, arg1, ..., sarg0, args): RangeError saying why", () => {
+    const dtp = createDTraceProvider('apinameword');
+    for (const word of ['arg0', 'arg1', 'arg9', 'arg12', 'sarg0', 'args']) {
+      const spec = { name: 'req', args: [{ name: 'url', type: 'char *' }, { name: word, type: 'int32_t' }] };
+      assert.throws(() => dtp.addProbe(spec), (e) => e instanceof RangeError && e.message.includes(`"${word}" of argument 1 is a tracer's own name for an argument`), word);
+      assert.equal(dtp.req, undefined, word);
+    }
+    // Names that only look alike are fine.
+    const ok = dtp.addProbe({ name: 'req', args: ['arg', 'argv', 'arg_1', 'Arg1', 'args2', 'pid'].map((name) => ({ name, type: 'int' })) });
+    assert.deepEqual(ok.argNames, ['arg', 'argv', 'arg_1', 'Arg1', 'args2', 'pid']);
   });
 
   test('a spec of the wrong shape: TypeError saying what', () => {

@@ -14,7 +14,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { gate, bpftraceUnavailable } = require('./fixtures/helpers');
-const { unavailable } = require('./tracers/harness');
+const { unavailable, TRACERS } = require('./tracers/harness');
 const { writeLibrary, sharedDir, mapper, hiddenMapper, fuseMapper, watchedCli } = require('./fixtures/hostile');
 const { withRecords } = require('./fixtures/hostile/declared');
 
@@ -233,7 +233,7 @@ test('trace: refused names never reach bpftrace, whose program traces the rest',
 test('trace: refused names never reach a DTrace script', { skip: dtraceGate.skip, timeout: 180000 }, async () => {
   assert.ok(!dtraceGate.reason, dtraceGate.reason);
   const proc = await injectedProcess();
-  const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'dtrace']);
+  const dry = await watchedCli(['trace', proc.pid, '--dry-run', '--tracer', 'dtrace', '--dtrace', TRACERS.dtrace.command[0]]);
   assert.strictEqual(dry.status, 0, dry.all);
   for (const marker of MARKERS) assert.ok(!dry.stdout.includes(marker), `${marker} in\n${dry.stdout}`);
   assert.match(dry.stdout, /^good\$target:::fine$/m);
@@ -501,7 +501,7 @@ test('crafted declared-types records (unknown and escaping type names, 100,000 t
   }
 });
 
-test('crafted argument names (escaping, injecting, 65 bytes, 1 MiB, 100,000 names, too few, repeated) are listed safely: the types kept, the names absent saying why, never in a tracer program', { skip: rootGate.skip, timeout: 180000 }, async () => {
+test('crafted argument names (escaping, injecting, 65 bytes, 1 MiB, 100,000 names, too few, repeated, a tracer\'s own words) are listed safely: the types kept, the names absent saying why, never in a tracer program', { skip: rootGate.skip, timeout: 180000 }, async () => {
   assert.ok(!rootGate.reason, rootGate.reason);
   const dir = tempDir();
   const cases = {
@@ -514,6 +514,9 @@ test('crafted argument names (escaping, injecting, 65 bytes, 1 MiB, 100,000 name
     few: { names: ['count'], why: 'names 1 arguments of 2' },
     twice: { names: ['url', 'url'], why: 'names two arguments "url"' },
     digit: { names: ['count', '2url'], why: 'is not a C identifier' },
+    // A tracer's own words: the listing would read `req(int arg1, char *arg0)`.
+    tracerword: { names: ['arg1', 'arg0'], why: "is a tracer's own name for an argument" },
+    args: { names: ['count', 'args'], why: "is a tracer's own name for an argument" },
   };
   const probes = Object.keys(cases).map((name) => ({ provider: 'argn', name, args: '-8@%rdi 8@%rsi' }));
   const lib = withRecords(
@@ -580,6 +583,8 @@ test('the CLI checks argument names again, whatever the reader returned', () => 
     [{ argNames: ['a', 'n'.repeat(65)] }, /at most 64 bytes/],
     [{ argNames: ['a', 'n'.repeat(1000)] }, /"n{80}", which/],
     [{ argNames: ['a', 'a'] }, /names two arguments "a"/],
+    [{ argNames: ['a', 'arg0'] }, /argument 1 "arg0", which is a tracer's own name for an argument/],
+    [{ argNames: ['args', 'b'] }, /argument 0 "args", which is a tracer's own name/],
     [{ argNames: null, argNamesProblem: 'from the reader' }, /^from the reader$/],
   ]) {
     const got = checkArgNames(note, declared);

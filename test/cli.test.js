@@ -10,7 +10,7 @@ const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { start, stop, unavailable } = require('./tracers/harness');
+const { start, stop, unavailable, TRACERS } = require('./tracers/harness');
 const { gate, bpftraceUnavailable } = require('./fixtures/helpers');
 
 const ROOT = path.join(__dirname, '..');
@@ -419,10 +419,12 @@ test('trace errors: no such process, no providers, no match (listing what exists
       assert.ok(r.stderr.includes(`  ${p}`), r.all);
     }
 
-    // No tracer anywhere: PATH without bpftrace/dtrace, no sid root.
+    // No tracer anywhere: PATH without bpftrace/dtrace, none named.
     const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-nopath-'));
     fs.symlinkSync(process.execPath, path.join(bin, 'node'));
-    const env = { ...process.env, PATH: bin, DYNPROBE_SID_ROOT: path.join(bin, 'none') };
+    const env = { ...process.env, PATH: bin };
+    delete env.DYNPROBE_BPFTRACE;
+    delete env.DYNPROBE_DTRACE;
     const none = cli(['trace', target.pid, 'clitest:tick'], { env });
     fs.rmSync(bin, { recursive: true, force: true });
     assert.strictEqual(none.status, 1, none.all);
@@ -471,11 +473,13 @@ test('two libraries with same-named probes, and libraries in memfds, are listed 
   }
 });
 
-test('trace picks bpftrace 0.27 for a probe with more than 6 arguments', { skip: sidGate.skip, timeout: 120000 }, async () => {
+test('trace runs the bpftrace it is given (--bpftrace PATH, DYNPROBE_BPFTRACE): 0.27 reads a probe\'s 7 arguments', { skip: sidGate.skip, timeout: 120000 }, async () => {
   assert.ok(!sidGate.reason, sidGate.reason);
   const target = await startTarget();
   try {
-    const r = cli(['trace', target.pid, 'clitest:seven', '--count', 1, '--json']);
+    // The CLI knows no test root: the test names bpftrace 0.27 by its path.
+    const sid = TRACERS['bpftrace-0.27'].command[0];
+    const r = cli(['trace', target.pid, 'clitest:seven', '--count', 1, '--json'], { env: { ...process.env, DYNPROBE_BPFTRACE: sid } });
     assert.strictEqual(r.status, 0, r.all);
     assert.match(r.stderr, /with bpftrace 0\.27/);
     const [f] = jsonLines(r.stdout);
@@ -483,7 +487,7 @@ test('trace picks bpftrace 0.27 for a probe with more than 6 arguments', { skip:
     assert.strictEqual(f.omitted, 0);
 
     // A json argument decoded as JSON under 0.27 too, and a uint64_t as a number.
-    const json = cli(['trace', target.pid, 'clitest:t*', '--count', 4, '--json', '--tracer', 'bpftrace-sid']);
+    const json = cli(['trace', target.pid, 'clitest:t*', '--count', 4, '--json', '--bpftrace', sid]);
     assert.strictEqual(json.status, 0, json.all);
     const firings = jsonLines(json.stdout);
     const tick = firings.find((x) => x.probe === 'tick');
@@ -507,7 +511,7 @@ test('trace with Oracle DTrace', { skip: dtraceGate.skip, timeout: 120000 }, asy
   assert.ok(!dtraceGate.reason, dtraceGate.reason);
   const target = await startTarget();
   try {
-    const r = cli(['trace', target.pid, 'clitest:*', '--count', 4, '--json', '--tracer', 'dtrace']);
+    const r = cli(['trace', target.pid, 'clitest:*', '--count', 4, '--json', '--tracer', 'dtrace', '--dtrace', TRACERS.dtrace.command[0]]);
     assert.strictEqual(r.status, 0, r.all);
     assert.match(r.stderr, /with Oracle DTrace 2\./);
     const firings = jsonLines(r.stdout);

@@ -7,9 +7,9 @@
 // - The reference: a C program built with DTrace's own `dtrace -h`/`dtrace -G`
 //   is listed by a provider glob and traced system-wide (`-Z`, no `-p`).
 // - dynprobe: a provider that Provider::load registers with DTRACEHIOC_ADDDOF
-//   (its DOF from dynprobe-format's dof module; crates/dynprobe/examples/
-//   dtrace_register.rs) is seen by the seed's exact command, started before
-//   the program, through the checked fire (is_enabled() turns on under
+//   (its DOF from dynprobe-format's dof module;
+//   test/drivers/src/bin/dtrace_register.rs) is seen by the seed's exact
+//   command, started before the program, through the checked fire (is_enabled() turns on under
 //   DTrace's probes); it is listed while registered, and gone after unload
 //   (DTRACEHIOC_REMOVE) and after the process exits.
 // - Node: one boot runs every Node case (test/fixtures/dtrace-vm-node/
@@ -36,7 +36,7 @@ const RUN = path.join(ROOT, 'scripts', 'dtrace-vm');
 const FIXTURES = path.join(__dirname, 'fixtures');
 const ADDON = path.join(ROOT, 'build', 'dynprobe.node');
 const NODE_FIXTURES = path.join(FIXTURES, 'dtrace-vm-node');
-const EXAMPLE = path.join(ROOT, 'target', 'release', 'examples', 'dtrace_register');
+const EXAMPLE = path.join(ROOT, 'target', 'release', 'dtrace_register');
 const SID_INCLUDE = path.join(
   process.env.DYNPROBE_SID_ROOT || '/var/lib/dynprobe/sid',
   'usr/lib/x86_64-linux-gnu/dtrace/include',
@@ -125,7 +125,7 @@ test('DTrace VM: dtrace -V, and a dtrace -G program listed by a provider glob an
 
 test("DTrace VM: the seed's exact command sees a dynprobe provider registered with DTRACEHIOC_ADDDOF", { skip: vmGate.skip, timeout: 900000 }, () => {
   assert.ok(!vmGate.reason, vmGate.reason);
-  assert.ok(fs.existsSync(EXAMPLE), `${EXAMPLE} is missing: cargo build --release -p dynprobe --examples`);
+  assert.ok(fs.existsSync(EXAMPLE), `${EXAMPLE} is missing: cargo build --release -p dynprobe-test-drivers`);
   const r = inVm(path.join(FIXTURES, 'dtrace-registration.sh'), [EXAMPLE]);
   assert.strictEqual(r.status, 0, r.why);
 

@@ -13,7 +13,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { ROOT, gate, bpftraceUnavailable, attachBpftrace, sleep } = require('./fixtures/helpers');
+const { ROOT, gate, bpftraceUnavailable, attachBpftrace, sleep, bpftraceCounts } = require('./fixtures/helpers');
 const { start, stop, parseReady } = require('./tracers/harness');
 const { load } = require('../lib/native');
 const { PROBES } = require('../lib/node/probes');
@@ -214,6 +214,66 @@ test(`a probe fires for the first request sent ${FIRST_REQUEST_AFTER_MS} ms afte
     const out = await tracer.stop();
     tracer = null;
     assert.deepStrictEqual(out.split('\n').filter((l) => l.startsWith('GET ')), ['GET /first'], `${out}\n${program.stderr}`);
+  } finally {
+    if (tracer) await tracer.stop();
+    await stop(program, 5000);
+  }
+});
+
+// With net.Socket.prototype and ChildProcess.prototype frozen, the two
+// probes that come from wrapping their methods cannot be turned on: they
+// never fire, nothing is thrown, and the other probes fire as usual.
+const FROZEN = `
+  const http = require('node:http');
+  const net = require('node:net');
+  const { ChildProcess, spawn } = require('node:child_process');
+  // Node makes the standard streams (pipes here) lazily, as sockets: before the freeze.
+  void process.stdin, process.stdout, process.stderr;
+  Object.freeze(net.Socket.prototype);
+  Object.freeze(ChildProcess.prototype);
+  require(${JSON.stringify(NODE_JS)});
+  const server = http.createServer((req, res) => res.end('ok')).listen(0, '127.0.0.1', () => {
+    console.log('READY ' + process.pid);
+    process.stdin.once('data', async () => {
+      const port = server.address().port;
+      for (let i = 0; i < 5; i++) {
+        await new Promise((resolve) => http.get({ host: '127.0.0.1', port, path: '/' + i, agent: false }, (res) => { res.resume(); res.on('end', resolve); }));
+        await new Promise((resolve) => { const s = net.connect(port, '127.0.0.1', () => s.end()); s.on('close', resolve); });
+        await new Promise((resolve) => spawn('true').on('close', resolve));
+      }
+      console.log('DONE');
+      server.close();
+      process.stdin.destroy();
+    });
+  });
+`;
+
+test('with net.Socket.prototype and ChildProcess.prototype frozen, net__stream__end and child__process__spawn never fire; the others do', { skip: bpf.skip, timeout: 120000 }, async () => {
+  assert.ok(!bpf.reason, bpf.reason);
+  const program = start([process.execPath, '-e', FROZEN], { env: process.env });
+  let tracer;
+  try {
+    const ready = await program.waitFor(/^READY /, 30000, 'program');
+    tracer = attachBpftrace(
+      parseReady(ready).pid,
+      'BEGIN { printf("ATTACHED\\n"); } usdt:*:node:http__server__request, usdt:*:node:net__stream__end, usdt:*:node:child__process__spawn { @n[probe] = count(); }',
+    );
+    const t0 = Date.now();
+    while (!tracer.out.stdout.includes('ATTACHED')) {
+      assert.ok(Date.now() - t0 < 60000, `bpftrace never attached: ${tracer.out.stderr}`);
+      await sleep(10);
+    }
+    await sleep(FIRST_REQUEST_AFTER_MS);
+    program.child.stdin.write('go\n');
+    await program.waitFor(/^DONE$/, 30000, 'the requests, connections and children');
+    await sleep(200);
+    const out = await tracer.stop();
+    tracer = null;
+    const counts = bpftraceCounts(out, 'n');
+    assert.strictEqual(counts.http__server__request, 5, `${out}\n${program.stderr}`);
+    assert.strictEqual(counts.net__stream__end, undefined, out);
+    assert.strictEqual(counts.child__process__spawn, undefined, out);
+    assert.doesNotMatch(program.stderr, /Error|Warning/);
   } finally {
     if (tracer) await tracer.stop();
     await stop(program, 5000);

@@ -29,7 +29,7 @@ after(() => tmp && fs.rmSync(tmp, { recursive: true, force: true }));
 // A checkout with the given build scripts (target -> bash text).
 function checkout(scripts) {
   const dir = fs.mkdtempSync(path.join(tmp, 'checkout-'));
-  for (const f of ['package.json', 'index.js', 'index.d.ts', 'README.md']) fs.copyFileSync(path.join(h.ROOT, f), path.join(dir, f));
+  for (const f of ['package.json', 'index.js', 'index.d.ts', 'node.js', 'node.d.ts', 'README.md', 'LICENSE']) fs.copyFileSync(path.join(h.ROOT, f), path.join(dir, f));
   for (const d of ['lib', 'bin', 'npm', 'scripts']) fs.cpSync(path.join(h.ROOT, d), path.join(dir, d), { recursive: true });
   fs.rmSync(path.join(dir, 'scripts', 'build'), { recursive: true, force: true });
   fs.mkdirSync(path.join(dir, 'scripts', 'build'));
@@ -72,4 +72,74 @@ test('a missing build script is named; a platform tarball of 1 MB or more fails 
     assert.match(r.stderr, new RegExp(`${t}: scripts/build/${t}\\.sh does not exist`));
   }
   assert.deepEqual(fs.readdirSync(path.join(dir, 'dist')).filter((f) => !f.startsWith('dynprobe-0.1.0')), [], 'no stale or oversized platform tarball is left');
+});
+
+// What each published package holds, exactly: npm adds package.json,
+// README.md and LICENSE to what its `files` lists.
+const PLATFORM_FILES = ['LICENSE', 'README.md', 'dynprobe.node', 'package.json'];
+function mainFiles() {
+  const r = spawnSync('git', ['ls-files', '-z', 'lib', 'bin'], { cwd: h.ROOT, encoding: 'utf8' });
+  assert.equal(r.status, 0, `git ls-files: ${r.stderr || r.error}`);
+  const tracked = r.stdout.split('\0').filter(Boolean);
+  return ['LICENSE', 'README.md', 'package.json', 'index.js', 'index.d.ts', 'node.js', 'node.d.ts', ...tracked].sort();
+}
+
+// `npm publish --dry-run` of a tarball or directory: its exit status and the files it would publish.
+function publishDryRun(what, cwd) {
+  const r = spawnSync('npm', ['publish', '--dry-run', '--offline', '--json', '--loglevel=error', what], { cwd, encoding: 'utf8', timeout: 60000 });
+  assert.equal(r.status, 0, `npm publish --dry-run ${what}:\n${r.stdout}\n${r.stderr}`);
+  const [info] = Object.values(JSON.parse(r.stdout));
+  return { name: info.name, files: info.files.map((f) => f.path).sort() };
+}
+
+test('the packages npm run package writes pass npm publish --dry-run with exactly their files, a README and the LICENSE', { skip: gate.skip, timeout: 180000 }, () => {
+  const out = fs.mkdtempSync(path.join(tmp, 'dist-'));
+  const r = spawnSync(process.execPath, [path.join(h.ROOT, 'scripts', 'package.js'), '--host-build', '--out', out], { cwd: h.ROOT, encoding: 'utf8', timeout: 120000 });
+  assert.equal(r.status, 0, r.stderr);
+  const { currentTarget } = require('../lib/native');
+  const version = require('../package.json').version;
+  const main = publishDryRun(`./dynprobe-${version}.tgz`, out);
+  assert.equal(main.name, 'dynprobe');
+  assert.deepEqual(main.files, mainFiles());
+  const platform = publishDryRun(`./dynprobe-${currentTarget()}-${version}.tgz`, out);
+  assert.equal(platform.name, `@dynprobe/${currentTarget()}`);
+  assert.deepEqual(platform.files, PLATFORM_FILES);
+  // The LICENSE is the repository's, the licence the manifests name.
+  const license = fs.readFileSync(path.join(h.ROOT, 'LICENSE'), 'utf8');
+  assert.match(license, /^MIT License/);
+  for (const tarball of [`dynprobe-${version}.tgz`, `dynprobe-${currentTarget()}-${version}.tgz`]) {
+    const packed = spawnSync('tar', ['-xzOf', path.join(out, tarball), 'package/LICENSE', 'package/package.json'], { encoding: 'utf8' });
+    assert.equal(packed.status, 0, packed.stderr);
+    assert.ok(packed.stdout.startsWith(license), `${tarball}: LICENSE`);
+    assert.match(packed.stdout, /"license": "MIT"/, `${tarball}: package.json names MIT`);
+  }
+});
+
+test('every platform manifest publishes exactly its addon, a README and the LICENSE (checked without building them)', { timeout: 120000 }, () => {
+  const { TARGETS } = require('../lib/native');
+  const root = require('../package.json');
+  const stageRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-manifests-'));
+  try {
+    for (const target of TARGETS) {
+      const dir = path.join(h.ROOT, 'npm', target);
+      const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+      assert.deepEqual(manifest.files, ['dynprobe.node'], target);
+      assert.equal(manifest.main, 'dynprobe.node', target);
+      assert.equal(manifest.license, root.license, target);
+      assert.match(fs.readFileSync(path.join(dir, 'README.md'), 'utf8'), new RegExp(`@dynprobe/${target}`), target);
+      // Staged as scripts/package.js stages it, with a stand-in addon.
+      const stage = path.join(stageRoot, target);
+      fs.mkdirSync(stage);
+      fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify({ ...manifest, version: root.version }));
+      fs.copyFileSync(path.join(dir, 'README.md'), path.join(stage, 'README.md'));
+      fs.copyFileSync(path.join(h.ROOT, 'LICENSE'), path.join(stage, 'LICENSE'));
+      fs.writeFileSync(path.join(stage, 'dynprobe.node'), 'stand-in');
+      fs.writeFileSync(path.join(stage, 'stray.txt'), 'not published');
+      const published = publishDryRun('./', stage);
+      assert.equal(published.name, `@dynprobe/${target}`);
+      assert.deepEqual(published.files, PLATFORM_FILES, target);
+    }
+  } finally {
+    fs.rmSync(stageRoot, { recursive: true, force: true });
+  }
 });

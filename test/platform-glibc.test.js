@@ -82,7 +82,7 @@ for (const major of MAJORS) {
       package: runtimes.packageWith(runtimes.PREBUILT_GNU),
       // The host's root at /host, so that api.test.js's traced path runs the host's bpftrace.
       hostAt: '/host',
-      env: { DYNPROBE_BPFTRACE: JSON.stringify(['chroot', '/host', 'bpftrace']) },
+      env: { DYNPROBE_TEST_BPFTRACE: JSON.stringify(['chroot', '/host', 'bpftrace']) },
     };
     return runtime;
   };

@@ -21,8 +21,13 @@ const USAGE = `Usage:
         --duration S     stop after S seconds
         --pretty         indent JSON arguments
         --json           one JSON object per firing
-        --tracer NAME    bpftrace, bpftrace-sid (0.27, from a provisioned
-                         checkout) or dtrace
+        --tracer NAME    bpftrace or dtrace (default: bpftrace, unless a
+                         probe has more arguments than it reads and DTrace
+                         reads more)
+        --bpftrace PATH  the bpftrace to run (default: $DYNPROBE_BPFTRACE,
+                         else bpftrace on PATH); implies --tracer bpftrace
+        --dtrace PATH    the Oracle DTrace to run (default: $DYNPROBE_DTRACE,
+                         else dtrace on PATH); implies --tracer dtrace
         --dry-run        print the tracer command and program, do not run
 
   dynprobe help`;
@@ -37,6 +42,10 @@ const positiveNumber = (name) => (v) => {
   if (v === '' || !(n > 0)) throw new UsageError(`--${name} takes a positive number of seconds, not ${JSON.stringify(v)}`);
   return n;
 };
+const tracerPath = (name) => (v) => {
+  if (v === '') throw new UsageError(`--${name} takes the path of ${name === 'dtrace' ? 'Oracle DTrace' : 'bpftrace'}`);
+  return v;
+};
 const COMMANDS = {
   list: { options: { json: 'flag' }, max: Infinity },
   trace: {
@@ -46,6 +55,8 @@ const COMMANDS = {
       pretty: 'flag',
       json: 'flag',
       tracer: String,
+      bpftrace: tracerPath('bpftrace'),
+      dtrace: tracerPath('dtrace'),
       'dry-run': 'flag',
     },
     min: 1,
@@ -83,6 +94,15 @@ function parse(argv) {
   }
   if (positional.length < (spec.min || 0)) throw new UsageError(`${name}: a process id is required`);
   if (positional.length > spec.max) throw new UsageError(`${name}: too many arguments: ${positional.join(' ')}`);
+  // A tracer's path says which tracer, unless --tracer says another.
+  if (options.bpftrace !== undefined && options.dtrace !== undefined) {
+    throw new UsageError('--bpftrace and --dtrace each choose a tracer: give one of them');
+  }
+  const implied = options.bpftrace !== undefined ? 'bpftrace' : options.dtrace !== undefined ? 'dtrace' : undefined;
+  if (implied !== undefined && options.tracer !== undefined && options.tracer !== implied) {
+    throw new UsageError(`--${implied} chooses ${implied}, not --tracer ${options.tracer}`);
+  }
+  if (implied !== undefined) options.tracer = implied;
   return { name, positional, options };
 }
 

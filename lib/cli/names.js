@@ -23,10 +23,22 @@ const GRAMMAR = {
   // A library path in a bpftrace attach point (`usdt:PATH:provider:probe`).
   path: /^(\/[A-Za-z0-9_.-]+)+$/,
 };
-// An argument name as a library records it (crates/dynprobe-format's
-// declared.rs): a C identifier of 1 to 64 bytes. Shown in listings only,
-// never put in a tracer program.
-const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+// An argument name as a library records it (lib/arg-types.json, the same
+// rules as crates/dynprobe-format's types.rs): a C identifier of 1 to 64
+// bytes that is not a tracer's own name for an argument (arg0, args, ...).
+// Shown in listings only, never put in a tracer program.
+const { argNames: ARG_NAME_RULES, limits: LIMITS } = require('../arg-types.json');
+const IDENTIFIER = new RegExp(ARG_NAME_RULES.identifier);
+const TRACER_WORD = new RegExp(ARG_NAME_RULES.tracerWords);
+
+// Why `name` cannot name an argument in a listing, or null.
+function argNameProblem(name) {
+  if (typeof name !== 'string' || name.length === 0 || name.length > LIMITS.maxArgNameLen || !IDENTIFIER.test(name)) {
+    return `is not a C identifier of at most ${LIMITS.maxArgNameLen} bytes`;
+  }
+  if (TRACER_WORD.test(name)) return "is a tracer's own name for an argument (arg0, arg1, ..., sarg0, ..., args)";
+  return null;
+}
 
 // Longer than any name a tracer keeps (DTrace: 64 bytes).
 const MAX_NAME = 128;
@@ -114,4 +126,4 @@ function safeJson(value, ...rest) {
 // Text that is valid JSON without raw C0 controls, made as safe.
 safeJson.raw = (json) => json.replace(UNSAFE_JSON, jsonEscape);
 
-module.exports = { ARG_NAME, nameProblem, probeProblem, visible, safeText, shown, quoted, safeJson };
+module.exports = { argNameProblem, nameProblem, probeProblem, visible, safeText, shown, quoted, safeJson };

@@ -67,7 +67,7 @@ function plan(pidText, pattern, opts) {
   // Names every tracer refuses go before a tracer is chosen for the rest.
   const named = selected.filter((s) => probeProblem(s.entry, s.probe) === null);
   const neededArgs = Math.max(0, ...named.map((s) => s.probe.args.length));
-  const tracer = choose(opts.tracer, neededArgs);
+  const tracer = choose(opts.tracer, neededArgs, { bpftrace: opts.bpftrace, dtrace: opts.dtrace });
   const { ok: wellNamed, refused } = traceable(selected, tracer);
   // Each library's path, as the tracer will open it, must still be the
   // mapped file (checked once per library).

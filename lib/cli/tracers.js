@@ -1,36 +1,30 @@
 'use strict';
 // The tracers `dynprobe trace` can drive, what each can read, and which to use.
 //
-//   bpftrace      the host's (Debian 12: 0.17, bcc-based: 6 arguments,
-//                 strings up to 200 bytes, each string in its own clause
-//                 because strings live on the 512-byte BPF stack)
-//   bpftrace-sid  bpftrace 0.27 from a dynprobe checkout's provisioned sid
-//                 root (scripts/bpftrace-sid): 12 arguments, long strings
-//   dtrace        Oracle DTrace for Linux: `dtrace` on PATH, or the
-//                 checkout's scripts/dtrace; 10 arguments
+//   bpftrace   `--bpftrace PATH`, else $DYNPROBE_BPFTRACE, else `bpftrace` on
+//              PATH. Before 0.27 (bcc-based, Debian 12 has 0.17): 6
+//              arguments, strings up to 200 bytes, each string in its own
+//              clause because strings live on the 512-byte BPF stack; 0.27
+//              and later (libbpf): 12 arguments, long strings.
+//   dtrace     Oracle DTrace for Linux: `--dtrace PATH`, else
+//              $DYNPROBE_DTRACE, else `dtrace` on PATH; 10 arguments.
+//
+// A path may name a wrapper script, as long as it takes the tracer's own
+// arguments (`--version`, `-V`, `-p`, `-e`, `-s`).
 
 const { spawnSync } = require('node:child_process');
-const fs = require('node:fs');
-const path = require('node:path');
 const { CliError } = require('./errors');
 
-const ROOT = path.join(__dirname, '..', '..');
-const SCRIPTS = path.join(ROOT, 'scripts');
-
 const INSTALL_HINT =
-  'install bpftrace: `apt-get install bpftrace` (Debian, Ubuntu) or `dnf install bpftrace` (Fedora); ' +
-  'in a dynprobe checkout, `sudo bash scripts/provision-tracers.sh` installs bpftrace 0.17 and, in a ' +
-  'Debian sid root, Oracle DTrace 2.0.7 and bpftrace 0.27';
+  'install bpftrace: `apt-get install bpftrace` (Debian, Ubuntu) or `dnf install bpftrace` (Fedora), ' +
+  'or name one that is not on PATH: --bpftrace PATH or DYNPROBE_BPFTRACE=PATH (Oracle DTrace: --dtrace PATH or ' +
+  'DYNPROBE_DTRACE=PATH); in a dynprobe checkout, scripts/provision-tracers.sh provisions bpftrace 0.27 and ' +
+  'Oracle DTrace 2.0.7, run as scripts/bpftrace-sid and scripts/dtrace';
 
 function run(command, args) {
   const r = spawnSync(command, args, { encoding: 'utf8', timeout: 30000 });
   if (r.error || r.status !== 0) return null;
   return `${r.stdout}\n${r.stderr}`;
-}
-
-function sidProvisioned() {
-  const root = process.env.DYNPROBE_SID_ROOT || '/var/lib/dynprobe/sid';
-  return fs.existsSync(path.join(root, '.dynprobe-ready'));
 }
 
 function bpftraceTracer(id, command) {
@@ -69,21 +63,24 @@ function dtraceTracer(command) {
   };
 }
 
-const FINDERS = {
-  bpftrace: () => bpftraceTracer('bpftrace', ['bpftrace']),
-  'bpftrace-sid': () => {
-    const script = path.join(SCRIPTS, 'bpftrace-sid');
-    return fs.existsSync(script) && sidProvisioned() ? bpftraceTracer('bpftrace-sid', [script]) : null;
-  },
-  dtrace: () => {
-    const onPath = dtraceTracer(['dtrace']);
-    if (onPath) return onPath;
-    const script = path.join(SCRIPTS, 'dtrace');
-    return fs.existsSync(script) && sidProvisioned() ? dtraceTracer([script]) : null;
-  },
-};
+const FAMILIES = ['bpftrace', 'dtrace'];
+const ENV = { bpftrace: 'DYNPROBE_BPFTRACE', dtrace: 'DYNPROBE_DTRACE' };
+const DETECT = { bpftrace: (command) => bpftraceTracer('bpftrace', command), dtrace: dtraceTracer };
 
-const IDS = Object.keys(FINDERS);
+// Where the tracer of `family` is: `paths[family]` (the command line's
+// --bpftrace / --dtrace), else its environment setting, else its name on
+// PATH; and what named it, for messages.
+function locate(family, paths = {}) {
+  if (paths[family]) return { command: paths[family], from: `--${family} ${paths[family]}` };
+  const fromEnv = process.env[ENV[family]];
+  if (fromEnv) return { command: fromEnv, from: `${ENV[family]}=${fromEnv}` };
+  return { command: family, from: null };
+}
+
+// The tracer of `family` at its place, or null when nothing runs there.
+function find(family, paths) {
+  return DETECT[family]([locate(family, paths).command]);
+}
 
 function isRoot() {
   return process.geteuid() === 0;
@@ -91,7 +88,7 @@ function isRoot() {
 
 // Without root nothing traces: say so, and whether a tracer is missing too.
 function notRoot() {
-  const installed = FINDERS.bpftrace() !== null || FINDERS.dtrace() !== null;
+  const installed = find('bpftrace') !== null || find('dtrace') !== null;
   const also = installed ? '' : '; and no tracer is installed (bpftrace, or Oracle DTrace)';
   return new CliError(
     `tracing needs root: tracers load BPF programs and attach uprobes (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)${also}`,
@@ -99,24 +96,26 @@ function notRoot() {
   );
 }
 
-// The tracer to use: `wanted` (an id) if given, else the host's bpftrace
-// unless some probe has more arguments than it reads and another tracer
-// reads more, else whatever is there.
 function requireRoot() {
   if (!isRoot()) throw notRoot();
 }
 
-function choose(wanted, neededArgs) {
+// The tracer to use: `wanted` (a family) if given, else bpftrace unless
+// some probe has more arguments than it reads and DTrace reads more, else
+// whichever is there. `paths`: the command line's --bpftrace and --dtrace.
+function choose(wanted, neededArgs, paths = {}) {
   requireRoot();
   if (wanted) {
-    if (!FINDERS[wanted]) throw new CliError(`unknown tracer ${wanted}: use one of ${IDS.join(', ')}`, { code: 2 });
-    const tracer = FINDERS[wanted]();
-    if (!tracer) throw new CliError(`${wanted} is not available here`, { hint: INSTALL_HINT });
-    return tracer;
+    if (!FAMILIES.includes(wanted)) throw new CliError(`unknown tracer ${wanted}: use one of ${FAMILIES.join(', ')}`, { code: 2 });
+    const tracer = find(wanted, paths);
+    if (tracer) return tracer;
+    const { from } = locate(wanted, paths);
+    if (from !== null) throw new CliError(`${from}: not ${wanted === 'dtrace' ? 'Oracle DTrace' : 'bpftrace'} (it does not run, or does not say its version)`);
+    throw new CliError(`${wanted} is not available here`, { hint: INSTALL_HINT });
   }
   const found = [];
-  for (const id of IDS) {
-    const tracer = FINDERS[id]();
+  for (const family of FAMILIES) {
+    const tracer = find(family, paths);
     if (tracer === null) continue;
     if (tracer.maxArgs >= neededArgs) return tracer;
     found.push(tracer);
@@ -125,9 +124,9 @@ function choose(wanted, neededArgs) {
   throw new CliError('no tracer found: bpftrace is not installed (nor Oracle DTrace)', { hint: INSTALL_HINT });
 }
 
-// The host bpftrace's argument limit, for printed commands (6 when unknown).
+// The argument limit of `bpftrace` on PATH, for printed commands (6 when unknown).
 function hostBpftraceMaxArgs() {
-  const tracer = FINDERS.bpftrace();
+  const tracer = bpftraceTracer('bpftrace', ['bpftrace']);
   return tracer ? tracer.maxArgs : 6;
 }
 

@@ -8,23 +8,11 @@
 // listings say so, and `dynprobe trace` reads both forms and decides per
 // firing (see records.js).
 
-const { ARG_NAME } = require('./names');
+const { argNameProblem } = require('./names');
 
 // The declared types a library may record, and what a tracer reads for
-// each: its size and sign, and how to show it.
-const DECLARED = new Map([
-  ['int', { size: 8, signed: true, kind: 'int' }],
-  ['int8_t', { size: 1, signed: true, kind: 'int' }],
-  ['uint8_t', { size: 1, signed: false, kind: 'uint' }],
-  ['int16_t', { size: 2, signed: true, kind: 'int' }],
-  ['uint16_t', { size: 2, signed: false, kind: 'uint' }],
-  ['int32_t', { size: 4, signed: true, kind: 'int' }],
-  ['uint32_t', { size: 4, signed: false, kind: 'uint' }],
-  ['int64_t', { size: 8, signed: true, kind: 'int' }],
-  ['uint64_t', { size: 8, signed: false, kind: 'uint' }],
-  ['char *', { size: 8, signed: false, kind: 'str' }],
-  ['json', { size: 8, signed: false, kind: 'json' }],
-]);
+// each: its size and sign, and how to show it (lib/arg-types.json).
+const DECLARED = new Map(require('../arg-types.json').types.map((t) => [t.name, { size: t.size, signed: t.signed, kind: t.kind }]));
 
 // Kinds whose value is read as a string.
 const STRING_KINDS = new Set(['str', 'json', 'strint']);
@@ -69,9 +57,8 @@ function checkArgNames(note, declared) {
   if (names.length !== declared.length) return refuse(`names ${names.length} arguments of ${declared.length}`);
   for (let i = 0; i < names.length; i++) {
     const name = names[i];
-    if (typeof name !== 'string' || !ARG_NAME.test(name)) {
-      return refuse(`names argument ${i} ${JSON.stringify(String(name).slice(0, 80))}, which is not a C identifier of at most 64 bytes`);
-    }
+    const problem = argNameProblem(name);
+    if (problem !== null) return refuse(`names argument ${i} ${JSON.stringify(String(name).slice(0, 80))}, which ${problem}`);
     if (names.indexOf(name) !== i) return refuse(`names two arguments ${JSON.stringify(name)}`);
   }
   return { argNames: names.slice(), argNamesProblem: null };

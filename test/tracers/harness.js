@@ -6,7 +6,7 @@
 // A case is data:
 //   name     what it proves
 //   node     fire script for test/tracers/program.js      } one of the two
-//   rust     script for crates/dynprobe/examples/fire.rs  }
+//   rust     script for test/drivers/src/bin/fire.rs     }
 //   bpftrace script for bpftrace 0.17 and 0.27 (program text, no -p)
 //   bpftrace027 script for bpftrace 0.27 only (it reads args 7..12)
 //   dtrace   D program for Oracle DTrace (`$target` is the program's pid)
@@ -36,7 +36,7 @@ const path = require('node:path');
 const runtimes = require('../fixtures/runtimes');
 
 const ROOT = path.join(__dirname, '..', '..');
-const FIRE_BIN = path.join(ROOT, 'target', 'release', 'examples', 'fire');
+const FIRE_BIN = path.join(ROOT, 'target', 'release', 'fire');
 const IS_ROOT = process.getuid && process.getuid() === 0;
 
 const TRACERS = {

@@ -1,5 +1,5 @@
 //! What an `Ok` result of the note reader must satisfy whatever the input:
-//! shared by the seeded driver (examples/fuzz_notes.rs) and the libFuzzer
+//! shared by the seeded driver (test/drivers/src/bin/fuzz_notes.rs) and the libFuzzer
 //! target (fuzz/fuzz_targets/read_stapsdt.rs), so both check the same.
 
 use dynprobe_format::read::{MAX_ARG_SPEC_LEN, MAX_NAME_LEN, MAX_NOTE_ARGS, MAX_PROBES};

@@ -1,7 +1,7 @@
 //! What differs between architectures: machine code of a stub, where each
 //! argument is at the probe site, and how a stapsdt note spells that.
 
-use crate::ArgType;
+use crate::types::ArgType;
 use object::elf;
 
 /// An architecture the generator emits images for.

@@ -33,10 +33,9 @@
 //! [`ArgNames::Unusable`].
 
 use std::borrow::Cow;
-use std::fmt;
 
-use crate::read::{NoteArg, MAX_NAME_LEN, MAX_NOTE_ARGS};
-use crate::ArgType;
+use crate::limits::{MAX_NAME_LEN, MAX_NOTE_ARGS};
+pub use crate::types::{check_arg_name, DeclaredType, MAX_ARG_NAME_LEN};
 
 /// The note section that holds the records.
 pub const SECTION: &[u8] = b".note.dynprobe";
@@ -46,86 +45,9 @@ pub const OWNER: &[u8] = b"dynprobe";
 pub const NT_DYNPROBE_DECLARED: u32 = 1;
 /// The note type of a declared-types record that also names the arguments.
 pub const NT_DYNPROBE_DECLARED_NAMED: u32 = 2;
-/// The longest argument name (DTrace keeps 64-byte names too).
-pub const MAX_ARG_NAME_LEN: usize = 64;
 /// The longest type name a record may hold (the longest real ones,
 /// `uint64_t` and the like, have 8 bytes).
 pub const MAX_TYPE_NAME_LEN: usize = 16;
-
-/// An argument type as the API declares it. `int` and `int64_t` are the
-/// same 64-bit signed value to a tracer, and `json` and `char *` the same
-/// string pointer; the declared name says how to show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeclaredType {
-    /// `int`: a signed 64-bit value.
-    Int,
-    /// `json`: `JSON.stringify` of the value, as a string.
-    Json,
-    /// An exact C type: `int8_t` ... `uint64_t`, or `char *`.
-    C(ArgType),
-}
-
-impl DeclaredType {
-    /// Every declared type, in a stable order.
-    pub const ALL: [DeclaredType; 11] = [
-        DeclaredType::Int,
-        DeclaredType::C(ArgType::I8),
-        DeclaredType::C(ArgType::U8),
-        DeclaredType::C(ArgType::I16),
-        DeclaredType::C(ArgType::U16),
-        DeclaredType::C(ArgType::I32),
-        DeclaredType::C(ArgType::U32),
-        DeclaredType::C(ArgType::I64),
-        DeclaredType::C(ArgType::U64),
-        DeclaredType::C(ArgType::Str),
-        DeclaredType::Json,
-    ];
-
-    /// The name as the API spells it and the record holds it.
-    pub fn name(self) -> &'static str {
-        match self {
-            DeclaredType::Int => "int",
-            DeclaredType::Json => "json",
-            DeclaredType::C(t) => t.c_name(),
-        }
-    }
-
-    /// Exactly one of the names [`DeclaredType::name`] gives; nothing looser
-    /// (a record read from a file is untrusted).
-    pub fn from_name(name: &str) -> Option<DeclaredType> {
-        DeclaredType::ALL.into_iter().find(|t| t.name() == name)
-    }
-
-    /// What a tracer reads: its size and sign.
-    pub fn arg_type(self) -> ArgType {
-        match self {
-            DeclaredType::Int => ArgType::I64,
-            DeclaredType::Json => ArgType::Str,
-            DeclaredType::C(t) => t,
-        }
-    }
-
-    /// A stable byte for the build-id hash.
-    pub(crate) fn code(self) -> u8 {
-        match self {
-            DeclaredType::Int => 1,
-            DeclaredType::Json => 2,
-            DeclaredType::C(t) => 16 + t.code(),
-        }
-    }
-}
-
-impl From<ArgType> for DeclaredType {
-    fn from(t: ArgType) -> DeclaredType {
-        DeclaredType::C(t)
-    }
-}
-
-impl fmt::Display for DeclaredType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// What a probe's declared types are, as read back from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,31 +91,6 @@ impl ArgNames {
             _ => None,
         }
     }
-}
-
-/// Why `name` cannot name an argument, or `None`: a C identifier
-/// (`[A-Za-z_][A-Za-z0-9_]*`) of 1 to [`MAX_ARG_NAME_LEN`] bytes.
-pub fn check_arg_name(name: &str) -> Option<String> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() {
-        return Some("is empty".into());
-    }
-    if bytes.len() > MAX_ARG_NAME_LEN {
-        return Some(format!(
-            "is {} bytes long; at most {MAX_ARG_NAME_LEN} are allowed",
-            bytes.len()
-        ));
-    }
-    let ident = (bytes[0].is_ascii_alphabetic() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'_');
-    if !ident {
-        return Some(
-            "is not a C identifier (letters, digits and _, not starting with a digit)".into(),
-        );
-    }
-    None
 }
 
 /// The note type and descriptor of one probe's record: type 1 without
@@ -374,29 +271,6 @@ fn decode_names<'a>(
     }
 }
 
-/// The record's types if they fit the probe's stapsdt arguments: as many,
-/// and each of the size and sign the note records.
-pub(crate) fn check_against_note(types: &[DeclaredType], args: &[NoteArg]) -> Declared {
-    if types.len() != args.len() {
-        return Declared::Unusable(format!(
-            "its declared-types record lists {} types for the {} arguments of its note",
-            types.len(),
-            args.len()
-        ));
-    }
-    for (i, (t, arg)) in types.iter().zip(args).enumerate() {
-        let a = t.arg_type();
-        if arg.float || arg.size != a.size() || arg.signed != a.is_signed() {
-            // The token as the note has it, cut: it may be 8 KiB long.
-            let spec: String = arg.spec.chars().take(64).collect();
-            return Declared::Unusable(format!(
-                "its declared-types record says {t} for argument {i}, which its note records as {spec:?}"
-            ));
-        }
-    }
-    Declared::Types(types.to_vec())
-}
-
 /// Why a probe has no usable record when more than one names it.
 pub(crate) fn duplicated() -> String {
     "it has more than one declared-types record".to_string()
@@ -405,29 +279,7 @@ pub(crate) fn duplicated() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::read::parse_arg_spec;
-
-    #[test]
-    fn names_are_exact_and_round_trip() {
-        for t in DeclaredType::ALL {
-            assert_eq!(DeclaredType::from_name(t.name()), Some(t));
-        }
-        for loose in [
-            "char*",
-            "string",
-            " int",
-            "int ",
-            "JSON",
-            "int64",
-            "",
-            "uint64_t\0",
-        ] {
-            assert_eq!(DeclaredType::from_name(loose), None, "{loose:?}");
-        }
-        let codes: std::collections::HashSet<u8> =
-            DeclaredType::ALL.iter().map(|t| t.code()).collect();
-        assert_eq!(codes.len(), DeclaredType::ALL.len());
-    }
+    use crate::types::ArgType;
 
     #[test]
     fn a_record_decodes_to_what_was_encoded() {
@@ -464,26 +316,6 @@ mod tests {
     }
 
     #[test]
-    fn arg_names_are_c_identifiers() {
-        for good in ["a", "_", "url", "request_struct", "A9_z", &"n".repeat(64)] {
-            assert_eq!(check_arg_name(good), None, "{good:?}");
-        }
-        for (bad, why) in [
-            ("", "is empty"),
-            ("9lives", "not a C identifier"),
-            ("has space", "not a C identifier"),
-            ("dash-ed", "not a C identifier"),
-            ("\u{e9}t\u{e9}", "not a C identifier"),
-            ("a\0b", "not a C identifier"),
-            ("x\x1b[2J", "not a C identifier"),
-            (&"n".repeat(65), "65 bytes long"),
-        ] {
-            let got = check_arg_name(bad).unwrap_or_default();
-            assert!(got.contains(why), "{bad:?}: {got}");
-        }
-    }
-
-    #[test]
     fn bad_names_leave_the_types_usable() {
         let names = |desc: &[u8]| {
             let record = decode(desc, true).unwrap();
@@ -500,6 +332,15 @@ mod tests {
         assert!(names(b"p\0q\0int\0\0\x1b[2J\0").contains(r#""\u{1b}[2J" is not a C identifier"#));
         assert!(names(b"p\0q\0int\0\0\x31st\0").contains("not a C identifier"));
         assert!(names(b"p\0q\0int\0int\0\0a\0a\0").contains(r#"names two arguments "a""#));
+        // A tracer's own word for an argument would show in the wrong place.
+        for word in ["arg0", "arg1", "sarg2", "args"] {
+            let desc = format!("p\0q\0int\0int\0\0url\0{word}\0");
+            let why = names(desc.as_bytes());
+            assert!(
+                why.contains(&format!("{word:?} is a tracer's own name for an argument")),
+                "{why}"
+            );
+        }
         let long = format!("p\0q\0int\0\0{}\0", "n".repeat(MAX_ARG_NAME_LEN + 1));
         assert!(names(long.as_bytes()).contains("longer than 64 bytes"));
         // Exactly at the limit is fine; invalid UTF-8 is refused, not mangled.
@@ -538,37 +379,5 @@ mod tests {
             assert!(decode(b"p", named).is_none());
             assert!(decode(&vec![b'n'; MAX_NAME_LEN + 1], named).is_none());
         }
-    }
-
-    #[test]
-    fn types_must_fit_the_note() {
-        use DeclaredType::*;
-        let args = parse_arg_spec("-8@%rdi 8@%rsi 8@%rdx -4@%ecx");
-        let fits = [Int, C(ArgType::Str), Json, C(ArgType::I32)];
-        assert_eq!(
-            check_against_note(&fits, &args),
-            Declared::Types(fits.to_vec())
-        );
-        let u64s = [
-            C(ArgType::I64),
-            C(ArgType::U64),
-            C(ArgType::U64),
-            C(ArgType::I32),
-        ];
-        assert!(check_against_note(&u64s, &args).types().is_some());
-        let Declared::Unusable(why) = check_against_note(&fits[..3], &args) else {
-            panic!()
-        };
-        assert!(why.contains("3 types for the 4 arguments"), "{why}");
-        let wrong = [Int, C(ArgType::Str), Json, C(ArgType::Str)];
-        let Declared::Unusable(why) = check_against_note(&wrong, &args) else {
-            panic!()
-        };
-        assert!(
-            why.contains("char * for argument 3") && why.contains("-4@%ecx"),
-            "{why}"
-        );
-        let floats = parse_arg_spec("8f@%xmm0");
-        assert!(check_against_note(&[Int], &floats).types().is_none());
     }
 }

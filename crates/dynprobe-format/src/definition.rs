@@ -2,10 +2,8 @@
 
 use std::fmt;
 
-use crate::DeclaredType;
+use crate::types::{check_arg_name, ArgType, DeclaredType, MAX_ARGS};
 
-/// The most arguments a probe may take (the DTrace limit).
-pub const MAX_ARGS: usize = 32;
 /// DTrace appends the process id (up to 10 digits) to a provider name and
 /// keeps names within 64 bytes, so a provider name leaves room for it.
 pub const MAX_PROVIDER_LEN: usize = 54;
@@ -14,55 +12,8 @@ pub const MAX_PROBE_LEN: usize = 64;
 /// A module becomes a file name; keep it well within `NAME_MAX`.
 pub const MAX_MODULE_LEN: usize = 128;
 
-/// The type of one probe argument, as a tracer will read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ArgType {
-    I8,
-    U8,
-    I16,
-    U16,
-    I32,
-    U32,
-    I64,
-    U64,
-    /// A pointer to NUL-terminated bytes.
-    Str,
-}
-
 impl ArgType {
-    /// Size in bytes of the value a tracer reads.
-    pub fn size(self) -> u8 {
-        match self {
-            ArgType::I8 | ArgType::U8 => 1,
-            ArgType::I16 | ArgType::U16 => 2,
-            ArgType::I32 | ArgType::U32 => 4,
-            ArgType::I64 | ArgType::U64 | ArgType::Str => 8,
-        }
-    }
-
-    pub fn is_signed(self) -> bool {
-        matches!(
-            self,
-            ArgType::I8 | ArgType::I16 | ArgType::I32 | ArgType::I64
-        )
-    }
-
-    /// The C spelling, as `dynprobe list` and error messages show it.
-    pub fn c_name(self) -> &'static str {
-        match self {
-            ArgType::I8 => "int8_t",
-            ArgType::U8 => "uint8_t",
-            ArgType::I16 => "int16_t",
-            ArgType::U16 => "uint16_t",
-            ArgType::I32 => "int32_t",
-            ArgType::U32 => "uint32_t",
-            ArgType::I64 => "int64_t",
-            ArgType::U64 => "uint64_t",
-            ArgType::Str => "char *",
-        }
-    }
-
-    /// Parses the exact C spellings above (and `int`, `char*`, `string`),
+    /// Parses the exact C spellings of [`ArgType::c_name`] (and `int`, `char*`, `string`),
     /// ignoring surrounding white space; nothing looser: prefix matching of
     /// dtrace-provider's loose names belongs to its JS layer.
     pub fn from_c_name(name: &str) -> Result<ArgType, DefinitionError> {
@@ -78,38 +29,6 @@ impl ArgType {
             "char *" | "char*" | "string" => ArgType::Str,
             other => return Err(DefinitionError::UnknownType(other.to_string())),
         })
-    }
-
-    /// The 64-bit register value a C caller would pass for `bits` converted
-    /// to this type: truncated to its size, then sign or zero extended. Every
-    /// tracer then reads the same value, whether it honours the note's size or
-    /// reads the whole register.
-    #[inline]
-    pub fn normalize(self, bits: u64) -> u64 {
-        match self {
-            ArgType::I8 => bits as i8 as i64 as u64,
-            ArgType::U8 => bits as u8 as u64,
-            ArgType::I16 => bits as i16 as i64 as u64,
-            ArgType::U16 => bits as u16 as u64,
-            ArgType::I32 => bits as i32 as i64 as u64,
-            ArgType::U32 => bits as u32 as u64,
-            ArgType::I64 | ArgType::U64 | ArgType::Str => bits,
-        }
-    }
-
-    /// A stable byte used when hashing a definition.
-    pub(crate) fn code(self) -> u8 {
-        match self {
-            ArgType::I8 => 1,
-            ArgType::U8 => 2,
-            ArgType::I16 => 3,
-            ArgType::U16 => 4,
-            ArgType::I32 => 5,
-            ArgType::U32 => 6,
-            ArgType::I64 => 7,
-            ArgType::U64 => 8,
-            ArgType::Str => 9,
-        }
     }
 }
 
@@ -238,7 +157,7 @@ fn check_probe(probe: &ProbeDef) -> Result<(), DefinitionError> {
             });
         }
         for (index, name) in names.iter().enumerate() {
-            if let Some(reason) = crate::declared::check_arg_name(name) {
+            if let Some(reason) = check_arg_name(name) {
                 return Err(DefinitionError::BadArgName {
                     probe: probe.name.clone(),
                     index,

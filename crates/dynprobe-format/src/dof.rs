@@ -21,7 +21,8 @@
 //! The string table is section 0 because a provider names "no is-enabled
 //! section" by index 0.
 
-use crate::{DefinitionError, Image, ProviderDef};
+use crate::definition::{DefinitionError, ProviderDef};
+use crate::image::Image;
 use std::fmt;
 
 /// DTrace's limits, each counting the terminating NUL.

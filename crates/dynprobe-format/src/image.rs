@@ -28,7 +28,10 @@
 //! read `PT_DYNAMIC`'s own flags and leave a read-only `.dynamic` as it is:
 //! there, loading writes to no page. musl never writes to `.dynamic`.
 
-use crate::{declared, DefinitionError, ProviderDef, Target};
+use crate::arch::Target;
+use crate::declared;
+use crate::definition::{DefinitionError, ProviderDef};
+use crate::stapsdt;
 use object::elf;
 use object::write::elf::{FileHeader, ProgramHeader, SectionHeader, Sym, Writer};
 use object::Endianness;
@@ -74,7 +77,6 @@ impl Image {
 /// In the build-id: a layout change must give existing definitions new
 /// file names, or a cache would keep serving files of the old layout.
 const FORMAT_VERSION: &[u8] = b"dynprobe-image-5";
-const NT_STAPSDT: u32 = 3;
 const SEMAPHORE_SLOT: u64 = Image::SEMAPHORE_SLOT;
 
 /// Builds the image for `def` on `target`. The same inputs always give the
@@ -134,24 +136,14 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     let rw_end = w.reserved_len();
 
     // The probe notes point at final addresses, known now.
-    let mut stapsdt = Vec::new();
+    let mut notes = Vec::new();
     let mut layouts = Vec::with_capacity(n);
     for (i, probe) in def.probes.iter().enumerate() {
         let stub = text_off + i as u64 * Target::STUB_ALIGN;
         let semaphore = probes_off + i as u64 * SEMAPHORE_SLOT;
-        let mut desc = Vec::new();
-        for addr in [stub, base_off, semaphore] {
-            desc.extend_from_slice(&addr.to_le_bytes());
-        }
-        for s in [
-            def.name.as_bytes(),
-            probe.name.as_bytes(),
-            specs[i].as_bytes(),
-        ] {
-            desc.extend_from_slice(s);
-            desc.push(0);
-        }
-        stapsdt.extend_from_slice(&note(b"stapsdt", NT_STAPSDT, &desc));
+        let desc =
+            stapsdt::descriptor(stub, base_off, semaphore, &def.name, &probe.name, &specs[i]);
+        notes.extend_from_slice(&note(stapsdt::OWNER, stapsdt::NT_STAPSDT, &desc));
         layouts.push(ProbeLayout {
             name: probe.name.clone(),
             stub,
@@ -160,7 +152,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
             symbol: symbols[i].clone(),
         });
     }
-    let stapsdt_off = w.reserve(stapsdt.len() as u64, 4);
+    let stapsdt_off = w.reserve(notes.len() as u64, 4);
     let declared: Vec<u8> = def
         .probes
         .iter()
@@ -177,10 +169,10 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     let declared_off = w.reserve(declared.len() as u64, 4);
 
     let build_id_name = w.add_section_name(b".note.gnu.build-id");
-    let base_name = w.add_section_name(b".stapsdt.base");
+    let base_name = w.add_section_name(stapsdt::BASE_SECTION);
     let text_name = w.add_section_name(b".text");
     let probes_name = w.add_section_name(b".probes");
-    let stapsdt_name = w.add_section_name(b".note.stapsdt");
+    let stapsdt_name = w.add_section_name(stapsdt::SECTION);
     let declared_name = w.add_section_name(declared::SECTION);
     w.reserve_null_section_index();
     let build_id_index = w.reserve_section_index();
@@ -303,7 +295,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
     w.write(&vec![0u8; n * SEMAPHORE_SLOT as usize]);
 
     w.write_align(4);
-    w.write(&stapsdt);
+    w.write(&notes);
     w.write_align(4);
     w.write(&declared);
     w.write_shstrtab();
@@ -366,7 +358,7 @@ pub fn build_image(def: &ProviderDef, target: Target) -> Result<Image, Definitio
         elf::SHT_NOTE,
         Default::default(),
         0,
-        stapsdt.len() as u64,
+        notes.len() as u64,
         4,
     );
     stapsdt_header.sh_offset = stapsdt_off;

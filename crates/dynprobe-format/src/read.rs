@@ -27,12 +27,12 @@ use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
 use object::{Endian, Endianness, FileKind, SectionIndex};
 
 use crate::declared::{self, ArgNames, Declared};
-use crate::ArgType;
-
-/// `NT_STAPSDT`: the note type of a probe descriptor (version 3).
-const NT_STAPSDT: u32 = 3;
-const STAPSDT_SECTION: &[u8] = b".note.stapsdt";
-const STAPSDT_BASE_SECTION: &[u8] = b".stapsdt.base";
+pub use crate::limits::{
+    Limit, MAX_ARG_SPEC_LEN, MAX_DECODED_BYTES, MAX_LOAD_SEGMENTS, MAX_NAME_LEN, MAX_NOTES,
+    MAX_NOTE_ARGS, MAX_PROBES, MAX_RECORDS,
+};
+use crate::stapsdt;
+use crate::types::{ArgType, DeclaredType};
 
 /// One probe as its stapsdt note describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,85 +98,6 @@ impl NoteArg {
             _ => return vec![],
         };
         vec![int.c_name()]
-    }
-}
-
-/// The most stapsdt probes read from one file.
-pub const MAX_PROBES: usize = 65_536;
-/// The most notes visited in a file's `.note.stapsdt` and `.note.dynprobe`
-/// sections, probes and records or not (other notes are skipped, but
-/// skipping costs time too).
-pub const MAX_NOTES: usize = 1 << 20;
-/// The longest provider or probe name, in bytes as the note has them.
-pub const MAX_NAME_LEN: usize = 4096;
-/// The longest argument string of one probe, in bytes.
-pub const MAX_ARG_SPEC_LEN: usize = 8192;
-/// The most arguments (tokens of the argument string) of one probe.
-pub const MAX_NOTE_ARGS: usize = 64;
-/// The most `PT_LOAD` program headers: each probe's file offsets are looked
-/// up among them, so probes times segments must stay small.
-pub const MAX_LOAD_SEGMENTS: usize = 256;
-/// The most declared-types records read from one file (one per probe is
-/// all a file needs).
-pub const MAX_RECORDS: usize = MAX_PROBES;
-/// The most memory the returned probes may take, counted as the size of
-/// every [`StapsdtProbe`] and [`NoteArg`] plus the lengths of their strings
-/// (the heap they hold is at most about twice that, with spare capacity).
-pub const MAX_DECODED_BYTES: usize = 32 << 20;
-
-/// Which of the reader's limits an object exceeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// [`MAX_PROBES`]
-    Probes,
-    /// [`MAX_NOTES`]
-    Notes,
-    /// [`MAX_NAME_LEN`]
-    NameLen,
-    /// [`MAX_ARG_SPEC_LEN`]
-    ArgSpecLen,
-    /// [`MAX_NOTE_ARGS`]
-    Args,
-    /// [`MAX_LOAD_SEGMENTS`]
-    LoadSegments,
-    /// [`MAX_DECODED_BYTES`]
-    DecodedBytes,
-    /// [`MAX_RECORDS`]
-    Records,
-}
-
-impl Limit {
-    /// The limit's value.
-    pub fn max(self) -> usize {
-        match self {
-            Limit::Probes => MAX_PROBES,
-            Limit::Notes => MAX_NOTES,
-            Limit::NameLen => MAX_NAME_LEN,
-            Limit::ArgSpecLen => MAX_ARG_SPEC_LEN,
-            Limit::Args => MAX_NOTE_ARGS,
-            Limit::LoadSegments => MAX_LOAD_SEGMENTS,
-            Limit::DecodedBytes => MAX_DECODED_BYTES,
-            Limit::Records => MAX_RECORDS,
-        }
-    }
-}
-
-impl fmt::Display for Limit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let max = self.max();
-        match self {
-            Limit::Probes => write!(f, "more than {max} stapsdt probes"),
-            Limit::Notes => write!(
-                f,
-                "more than {max} notes in .note.stapsdt and .note.dynprobe"
-            ),
-            Limit::NameLen => write!(f, "a provider or probe name longer than {max} bytes"),
-            Limit::ArgSpecLen => write!(f, "an argument string longer than {max} bytes"),
-            Limit::Args => write!(f, "a probe with more than {max} arguments"),
-            Limit::LoadSegments => write!(f, "more than {max} loadable segments"),
-            Limit::DecodedBytes => write!(f, "probes that would take more than {max} bytes"),
-            Limit::Records => write!(f, "more than {max} declared-types records"),
-        }
     }
 }
 
@@ -276,7 +197,7 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
     };
     let actual_base = sections
         .iter()
-        .find(|s| named(s, STAPSDT_BASE_SECTION))
+        .find(|s| named(s, stapsdt::BASE_SECTION))
         .map(|s| s.sh_addr(endian).into());
 
     // Sections that overlap would have the same notes read again and again
@@ -286,7 +207,7 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
     let mut note_sections = Vec::new();
     for section in sections.iter() {
         let records = named(section, declared::SECTION);
-        if !records && !named(section, STAPSDT_SECTION) {
+        if !records && !named(section, stapsdt::SECTION) {
             continue;
         }
         if let Some(notes) = section.notes(endian, data)? {
@@ -352,7 +273,7 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
                     .or_insert((record.types, record.names));
                 continue;
             }
-            if note.name() != b"stapsdt" || note.n_type(endian).0 != NT_STAPSDT {
+            if note.name() != stapsdt::OWNER || note.n_type(endian).0 != stapsdt::NT_STAPSDT {
                 continue;
             }
             if probes.len() == MAX_PROBES {
@@ -407,7 +328,7 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
             probe.declared = match record {
                 None => Declared::Absent,
                 Some((Err(why), _)) => Declared::Unusable(why.clone()),
-                Some((Ok(types), _)) => declared::check_against_note(types, &probe.args),
+                Some((Ok(types), _)) => check_against_note(types, &probe.args),
             };
             // Names only for types that are used: they are as many.
             probe.arg_names = match (record, &probe.declared) {
@@ -433,6 +354,29 @@ fn read_elf<H: FileHeader<Endian = Endianness>>(
         }
     }
     Ok(probes)
+}
+
+/// The record's types if they fit the probe's stapsdt arguments: as many,
+/// and each of the size and sign the note records.
+fn check_against_note(types: &[DeclaredType], args: &[NoteArg]) -> Declared {
+    if types.len() != args.len() {
+        return Declared::Unusable(format!(
+            "its declared-types record lists {} types for the {} arguments of its note",
+            types.len(),
+            args.len()
+        ));
+    }
+    for (i, (t, arg)) in types.iter().zip(args).enumerate() {
+        let a = t.arg_type();
+        if arg.float || arg.size != a.size() || arg.signed != a.is_signed() {
+            // The token as the note has it, cut: it may be 8 KiB long.
+            let spec: String = arg.spec.chars().take(64).collect();
+            return Declared::Unusable(format!(
+                "its declared-types record says {t} for argument {i}, which its note records as {spec:?}"
+            ));
+        }
+    }
+    Declared::Types(types.to_vec())
 }
 
 struct RawNote {
@@ -726,5 +670,37 @@ mod tests {
             (raw.provider.as_str(), raw.name.as_str(), raw.args.as_str()),
             ("prov", "name", "")
         );
+    }
+
+    #[test]
+    fn types_must_fit_the_note() {
+        use DeclaredType::*;
+        let args = parse_arg_spec("-8@%rdi 8@%rsi 8@%rdx -4@%ecx");
+        let fits = [Int, C(ArgType::Str), Json, C(ArgType::I32)];
+        assert_eq!(
+            check_against_note(&fits, &args),
+            Declared::Types(fits.to_vec())
+        );
+        let u64s = [
+            C(ArgType::I64),
+            C(ArgType::U64),
+            C(ArgType::U64),
+            C(ArgType::I32),
+        ];
+        assert!(check_against_note(&u64s, &args).types().is_some());
+        let Declared::Unusable(why) = check_against_note(&fits[..3], &args) else {
+            panic!()
+        };
+        assert!(why.contains("3 types for the 4 arguments"), "{why}");
+        let wrong = [Int, C(ArgType::Str), Json, C(ArgType::Str)];
+        let Declared::Unusable(why) = check_against_note(&wrong, &args) else {
+            panic!()
+        };
+        assert!(
+            why.contains("char * for argument 3") && why.contains("-4@%ecx"),
+            "{why}"
+        );
+        let floats = parse_arg_spec("8f@%xmm0");
+        assert!(check_against_note(&[Int], &floats).types().is_none());
     }
 }

@@ -189,10 +189,12 @@ fn check_refusal(def: &ProviderDef, error: &DefinitionError) -> Result<(), TestC
         DefinitionError::BadArgName {
             probe, index, name, ..
         } => {
+            // A tracer's own argument words (arg0, sarg1, args) are refused too.
             let valid = |n: &str| {
                 (1..=64).contains(&n.len())
                     && n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                     && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !dynprobe_format::types::is_tracer_arg_word(n)
             };
             prop_assert!(def.probes.iter().any(|p| &p.name == probe
                 && p.arg_names

@@ -9,6 +9,8 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
+use crate::status::check;
+
 /// The address of `view`'s first byte as a number (user-space addresses fit
 /// in 53 bits); a TypeError unless `view` is a typed array.
 #[napi]
@@ -17,7 +19,7 @@ pub fn address_of(env: Env, view: Unknown) -> Result<f64> {
     let value = view.raw();
     let mut is_typed_array = false;
     // SAFETY: a value of this call.
-    crate::check(
+    check(
         unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) },
         "inspect value",
     )?;
@@ -31,7 +33,7 @@ pub fn address_of(env: Env, view: Unknown) -> Result<f64> {
     }
     let mut data: *mut std::ffi::c_void = ptr::null_mut();
     // SAFETY: `value` is a typed array; the out pointers are valid or null.
-    crate::check(
+    check(
         unsafe {
             sys::napi_get_typedarray_info(
                 env,

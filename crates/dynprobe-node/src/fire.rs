@@ -9,9 +9,9 @@ use dynprobe::{ArgType, SiteCall, MAX_ARGS};
 use napi::bindgen_prelude::*;
 use napi::sys;
 
-use crate::check;
-use crate::native_provider::Shared;
 use crate::registry::Id;
+use crate::shared::Shared;
+use crate::status::check;
 
 /// `fire(handle, ...values)`: fires the probe behind `handle` (from
 /// `NativeProvider.handle()`) with the values (positional arguments: reading
@@ -441,4 +441,24 @@ unsafe fn converted_integer(
         "read number",
     )?;
     Ok(truncate(f, unsigned))
+}
+
+/// Defines `fire` on `exports`, a plain N-API function: the traced path is
+/// the only hot native call, and napi-rs's per-call bookkeeping would cost
+/// more than the kernel's uprobe itself. `shared` (the environment's
+/// [`Shared`] state) is its data.
+pub(crate) fn define(
+    env: sys::napi_env,
+    exports: &mut Object,
+    shared: *mut std::ffi::c_void,
+) -> Result<()> {
+    let mut function = ptr::null_mut();
+    // SAFETY: a static name and a callback with the N-API signature.
+    unsafe {
+        check(
+            sys::napi_create_function(env, c"fire".as_ptr(), 4, Some(fire), shared, &mut function),
+            "create fire",
+        )?;
+        exports.set_named_property("fire", Unknown::from_napi_value(env, function)?)
+    }
 }

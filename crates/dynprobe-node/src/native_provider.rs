@@ -5,7 +5,6 @@
 //! left to run) and releases the provider at once. A provider collected
 //! without `unload()` is released by the wrap's finalizer.
 
-use std::cell::RefCell;
 use std::ffi::CStr;
 use std::ptr;
 
@@ -13,12 +12,10 @@ use dynprobe::{DtraceRegistration, Image, Provider};
 use napi::bindgen_prelude::*;
 use napi::sys;
 
-use crate::registry::{Id, Missing, Registry, MAX_PROBES};
-use crate::{definition, ProbeSpec};
-
-/// What every function of this addon in one environment shares (N-API's
-/// instance data, freed after the environment's last finalizer has run).
-pub(crate) type Shared = RefCell<Registry>;
+use crate::definition::{definition, ProbeSpec};
+use crate::registry::{Id, Missing, MAX_PROBES};
+use crate::shared::Shared;
+use crate::status::check;
 
 /// Marks the objects this constructor made, so that one whose wrap was
 /// removed reads as unloaded, and any other object as not a provider.
@@ -431,36 +428,14 @@ fn undefined(env: sys::napi_env) -> sys::napi_value {
     value
 }
 
-unsafe extern "C" fn drop_registry(
-    _env: sys::napi_env,
-    data: *mut std::ffi::c_void,
-    _hint: *mut std::ffi::c_void,
-) {
-    // SAFETY: the Box leaked in `register`, released once when the
-    // environment goes, after every wrap's finalizer. A provider still in it
-    // is unloaded; its buffers went with the environment.
-    let shared = unsafe { Box::from_raw(data as *mut Shared) };
-    let mut registry = shared.into_inner();
-    for loaded in registry.drain() {
-        let _ = loaded.release(None);
-    }
-}
-
-/// Creates this environment's registry and the functions that share it:
-/// the class `NativeProvider` and `fire`.
-pub(crate) fn register(env: sys::napi_env, exports: &mut Object) -> Result<()> {
-    let shared = Box::into_raw(Box::new(Shared::default()));
-    // SAFETY: the registry lives until the environment's instance data is
-    // finalized, after every function and wrap of this environment.
-    let status = unsafe {
-        sys::napi_set_instance_data(env, shared.cast(), Some(drop_registry), ptr::null_mut())
-    };
-    if status != sys::Status::napi_ok {
-        // SAFETY: not handed to N-API.
-        drop(unsafe { Box::from_raw(shared) });
-        return crate::check(status, "set instance data");
-    }
-    let data = shared.cast::<std::ffi::c_void>();
+/// Defines the class `NativeProvider` on `exports`; its methods get
+/// `shared` (the environment's [`Shared`] state) as their data.
+pub(crate) fn define(
+    env: sys::napi_env,
+    exports: &mut Object,
+    shared: *mut std::ffi::c_void,
+) -> Result<()> {
+    let data = shared;
     let method = |name: &'static CStr, f: sys::napi_callback| sys::napi_property_descriptor {
         utf8name: name.as_ptr(),
         name: ptr::null_mut(),
@@ -478,11 +453,10 @@ pub(crate) fn register(env: sys::napi_env, exports: &mut Object) -> Result<()> {
         method(c"unload", Some(unload)),
     ];
     let mut class = ptr::null_mut();
-    let mut fire = ptr::null_mut();
     // SAFETY: static names, callbacks with the N-API signature, and the
-    // registry as their data.
+    // shared state as their data.
     unsafe {
-        crate::check(
+        check(
             sys::napi_define_class(
                 env,
                 c"NativeProvider".as_ptr(),
@@ -495,18 +469,6 @@ pub(crate) fn register(env: sys::napi_env, exports: &mut Object) -> Result<()> {
             ),
             "define NativeProvider",
         )?;
-        crate::check(
-            sys::napi_create_function(
-                env,
-                c"fire".as_ptr(),
-                4,
-                Some(crate::fire::fire),
-                data,
-                &mut fire,
-            ),
-            "create fire",
-        )?;
-        exports.set_named_property("NativeProvider", Unknown::from_napi_value(env, class)?)?;
-        exports.set_named_property("fire", Unknown::from_napi_value(env, fire)?)
+        exports.set_named_property("NativeProvider", Unknown::from_napi_value(env, class)?)
     }
 }

@@ -214,8 +214,9 @@ impl Provider {
 
     /// For tests: watches the probe sites as a registration does, without
     /// one, so that a plain uprobe at a site turns `is_enabled()` on. A
-    /// registered provider is watched already.
-    #[doc(hidden)]
+    /// registered provider is watched already. Only with the `test-hooks`
+    /// feature, which only this crate's tests enable.
+    #[cfg(feature = "test-hooks")]
     pub fn watch_sites_for_tests(&mut self) -> Result<(), Error> {
         if self.watch.is_none() {
             let watch = self
@@ -226,8 +227,9 @@ impl Provider {
         Ok(())
     }
 
-    /// For tests: whether this process has started the site watcher's thread.
-    #[doc(hidden)]
+    /// For tests: whether this process has started the site watcher's
+    /// thread. Only with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub fn site_watcher_started() -> bool {
         site_watch::thread_started()
     }

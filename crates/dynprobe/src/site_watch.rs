@@ -115,7 +115,9 @@ impl Drop for Watch {
     }
 }
 
-/// Whether the watcher's thread has been started in this process.
+/// Whether the watcher's thread has been started in this process (for
+/// tests, through `Provider::site_watcher_started`).
+#[cfg(feature = "test-hooks")]
 pub(crate) fn thread_started() -> bool {
     lock().thread_started
 }

@@ -1,5 +1,5 @@
 'use strict';
-// Cases for the Rust core: a process built on the crate (examples/fire.rs)
+// Cases for the Rust core: a process built on the crate (test/drivers/src/bin/fire.rs)
 // defines and fires probes; real tracers read them.
 
 const range = (n, f) => Array.from({ length: n }, (_, i) => f(i));

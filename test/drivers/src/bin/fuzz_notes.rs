@@ -17,9 +17,9 @@
 //! inputs to DIR, as a starting corpus for the libFuzzer target
 //! (`fuzz/fuzz_targets/read_stapsdt.rs`), and exits.
 
-#[path = "../tests/common/crafted.rs"]
+#[path = "../../../../crates/dynprobe-format/tests/common/crafted.rs"]
 mod crafted;
-#[path = "../fuzz/invariants.rs"]
+#[path = "../../../../crates/dynprobe-format/fuzz/invariants.rs"]
 mod invariants;
 
 use std::alloc::{GlobalAlloc, Layout, System};
