@@ -10,12 +10,13 @@
 //   OP__start(uint64_t id, text)
 //   OP__done(uint64_t id, uint64_t duration_ns, text[, int32_t status])
 //   OP__error(uint64_t id, uint64_t duration_ns, text, char *error_code, char *error_message)
-// (the message's first line: Node's MODULE_NOT_FOUND goes on with its
-// require stack, which would break a tracer's line-per-firing output)
 // `id` is unique in the process while the operation runs; `duration_ns` runs
 // from `start` to the end of the asynchronous part (`asyncEnd`), or to `end`
-// when there is none. An operation begun before its source was on fires
-// nothing; one whose source goes off before it ends fires only __start.
+// when there is none; `error_message` is the message's first line (Node's
+// MODULE_NOT_FOUND goes on with its require stack, which would break a
+// tracer's one line per firing). An operation begun before its source was
+// on fires nothing; one whose source goes off before it ends fires only
+// __start.
 
 const dc = require('node:diagnostics_channel');
 const v = require('./values');
@@ -77,12 +78,12 @@ function guarded(fn) {
   };
 }
 
-// A text function's result, or '' if it throws.
-function textOf(fn, msg) {
+// What `fn` reads from a message, or `otherwise` if it throws.
+function safely(fn, msg, otherwise) {
   try {
     return fn(msg);
   } catch {
-    return '';
+    return otherwise;
   }
 }
 
@@ -123,7 +124,7 @@ function createChannels({ createProvider, providers = new Map(), env = process.e
   const elapsedNs = (t0) => Math.max(0, Math.round((now() - t0) * 1e6));
 
   function begin(spec, msg) {
-    const text = spec.text === undefined ? v.primitiveFields(msg) : textOf(spec.text, msg);
+    const text = spec.text === undefined ? v.primitiveFields(msg) : safely(spec.text, msg, '');
     return { id: ids.nextId(), t0: now(), text, duration: 0, status: 0, error: undefined };
   }
 
@@ -147,7 +148,7 @@ function createChannels({ createProvider, providers = new Map(), env = process.e
       if (op.error !== undefined) {
         errorProbe.fire(errorValues, op);
       } else if (withStatus) {
-        op.status = textOf(spec.status, msg) | 0;
+        op.status = safely(spec.status, msg, 0) | 0;
         doneProbe.fire(doneStatusValues, op);
       } else {
         doneProbe.fire(doneValues, op);
@@ -220,7 +221,7 @@ function createChannels({ createProvider, providers = new Map(), env = process.e
       handle(spec.status.channel, (msg) => {
         const op = opOf(msg);
         if (op === undefined) return;
-        op.status = textOf(spec.status.read, msg) | 0;
+        op.status = safely(spec.status.read, msg, 0) | 0;
         if (statusProbe !== undefined) {
           op.duration = elapsedNs(op.t0);
           statusProbe.fire(doneStatusValues, op);
@@ -265,7 +266,8 @@ function createChannels({ createProvider, providers = new Map(), env = process.e
 
   function plainSource(spec, probes) {
     const [probe] = probes;
-    const values = spec.values ? (msg) => spec.values(msg, ids) : plainValues;
+    // (null, which fires nothing, for a message its values cannot be read from)
+    const values = spec.values ? (msg) => safely((m) => spec.values(m, ids), msg, null) : plainValues;
     const fire = (msg) => probe.fire(values, msg);
     return source(probes, [[dc.channel(spec.plain), guarded(fire)]]);
   }
