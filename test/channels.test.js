@@ -477,6 +477,9 @@ test('presence: the application directory (its main script) and the working dire
     assert.deepEqual(applicationDirs(['node', 'main.js'], app), [app]);
     assert.deepEqual(applicationDirs(['node'], app), [app]);
     assert.deepEqual(applicationDirs(['node', path.join(app, 'missing.js')], ROOT), [ROOT]);
+    // A working directory that was removed (process.cwd() throws): the main script's only.
+    assert.deepEqual(applicationDirs(['node', path.join(app, 'main.js')], null), [app]);
+    assert.deepEqual(applicationDirs(['node'], null), []);
     const fromRoot = resolverFrom([ROOT]);
     // graphql's exports map even package.json elsewhere.
     for (const p of ['mysql2', 'ioredis', 'redis', '@redis/client', 'graphql', 'fastify', 'undici']) assert.equal(fromRoot(p), true, p);

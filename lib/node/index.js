@@ -45,7 +45,15 @@ function install() {
     providers: new Map([[PROVIDER, provider]]),
     present: resolverFrom(applicationDirs()),
   });
-  const initial = channels.initial();
+  let initial = { sources: [], refused: [] };
+  try {
+    initial = channels.initial();
+  } catch (err) {
+    // Unforeseen (the checks above refuse what they can foresee): Node 18's
+    // probes go on without the channels'.
+    initial.refused.push(`the channels get no probes: ${err && err.message}`);
+    provider.enable();
+  }
   warnRefused(initial.refused);
 
   // A probe's callback builds its values; the message is its extra

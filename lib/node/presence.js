@@ -11,17 +11,27 @@ const path = require('node:path');
 const fs = require('node:fs');
 const { createRequire } = require('node:module');
 
-function applicationDirs(argv = process.argv, cwd = process.cwd()) {
+// (process.cwd() throws when the working directory was removed: then the
+// main script's directory only)
+function workingDirectory() {
+  try {
+    return process.cwd();
+  } catch {
+    return null;
+  }
+}
+
+function applicationDirs(argv = process.argv, cwd = workingDirectory()) {
   const dirs = [];
   const main = argv[1];
   if (typeof main === 'string' && main !== '' && !main.startsWith('-')) {
     try {
-      dirs.push(path.dirname(fs.realpathSync(path.resolve(cwd, main))));
+      dirs.push(path.dirname(fs.realpathSync(cwd === null ? main : path.resolve(cwd, main))));
     } catch {
       // not a file (node -e, a REPL): the working directory only
     }
   }
-  if (!dirs.includes(cwd)) dirs.push(cwd);
+  if (cwd !== null && !dirs.includes(cwd)) dirs.push(cwd);
   return dirs;
 }
 
