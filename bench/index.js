@@ -193,7 +193,6 @@ async function cTracedFire(bin, n) {
 let loopCopies = 0;
 function disabledShapes({ probe, provider, floor }) {
   const n = 3e7;
-  // eslint-disable-next-line no-new-func
   const make = (body) => new Function('probe', 'provider', 'floor', 'fn', `return (k) => { for (let i = 0; i < k; i++) ${body}; }; // ${++loopCopies}`);
   const fn = (i, s) => [i, s];
   const shape = (body) => nsPerOp(make(body)(probe, provider, floor, fn), n);

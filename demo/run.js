@@ -53,10 +53,10 @@ function ensureBpftrace() {
   print('bpftrace is not installed: installing it with apt-get ...');
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const install = () => spawnSync('apt-get', ['install', '-y', '-q', 'bpftrace'], { stdio: 'inherit', env });
-  let r = install();
+  const r = install();
   if (r.error || r.status !== 0) {
     spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
-    r = install();
+    install();
   }
   if (bpftraceInstalled()) return null;
   return 'could not install bpftrace; install it (`apt-get install bpftrace`, or `sudo bash scripts/provision-tracers.sh`) and run the demo again';

@@ -7,9 +7,9 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in $(cat /modules/order); do
+while read -r m; do
   insmod "/modules/$m" || echo "dtrace-vm init: insmod $m failed"
-done
+done </modules/order
 opts=trans=virtio,version=9p2000.L,msize=262144
 if ! mount -t 9p -o "$opts,ro,cache=loose" root /newroot ||
    ! mount -t 9p -o "$opts" share /newroot/mnt; then
@@ -18,4 +18,6 @@ if ! mount -t 9p -o "$opts,ro,cache=loose" root /newroot ||
 fi
 for d in run tmp var/tmp root; do mount -t tmpfs tmpfs "/newroot/$d"; done
 for d in dev proc sys; do mount -o move "/$d" "/newroot/$d"; done
+# (on the console: what a boot that gives no result reached)
+echo "dtrace-vm init: root mounted at $(cut -d' ' -f1 /proc/uptime) s"
 exec switch_root /newroot /bin/sh /mnt/.stage2

@@ -71,7 +71,8 @@ fi
 
 run_driver() {
   echo "fuzz-notes: driver: seed $seed; a finding replays with: $driver --seed $seed --replay INDEX ${seeds[*]}"
-  local start=$(date +%s)
+  local start
+  start=$(date +%s)
   "$driver" --inputs "$inputs" --jobs "$jobs" --seed "$seed" --crash-dir "$crashes" "${seeds[@]}"
   echo "fuzz-notes: driver done in $(( $(date +%s) - start )) s"
 }
@@ -84,7 +85,8 @@ run_libfuzzer() {
   fi
   local corpus=$work/corpus
   "$driver" --seed "$seed" --write-corpus "$corpus" "${seeds[@]}"
-  local start=$(date +%s)
+  local start
+  start=$(date +%s)
   # -timeout: seconds per input; -malloc_limit_mb: the largest allowed
   # allocation; -rss_limit_mb: the whole process.
   (cd crates/dynprobe-format/fuzz && cargo +nightly fuzz run read_stapsdt "$OLDPWD/$corpus" -- \

@@ -15,6 +15,8 @@
 //                  (build/dynprobe.node, `npm run build`) stripped here: what
 //                  the install and bundler tests use
 //   --target T     only target T (repeatable), e.g. while working on one build
+//   --no-build     package the addons that scripts/build/<target>.sh already
+//                  wrote (scripts/setup.js runs the builds side by side first)
 //   --out DIR      write the tarballs to DIR instead of dist/
 
 const { spawnSync } = require('node:child_process');
@@ -30,16 +32,17 @@ const ELF_MACHINE = { x64: 62, arm64: 183 };
 class PackageError extends Error {}
 
 function parseArgs(argv) {
-  const opts = { hostBuild: false, targets: [], out: path.join(ROOT, 'dist') };
+  const opts = { hostBuild: false, noBuild: false, targets: [], out: path.join(ROOT, 'dist') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--host-build') opts.hostBuild = true;
+    else if (a === '--no-build') opts.noBuild = true;
     else if (a === '--out' && i + 1 < argv.length) opts.out = path.resolve(argv[++i]);
     else if (a === '--target' && i + 1 < argv.length) {
       const t = argv[++i];
       if (!TARGETS.includes(t)) throw new PackageError(`unknown target ${JSON.stringify(t)}: the targets are ${TARGETS.join(', ')}`);
       opts.targets.push(t);
-    } else throw new PackageError(`unknown argument ${JSON.stringify(a)} (usage: package.js [--host-build] [--target T]... [--out DIR])`);
+    } else throw new PackageError(`unknown argument ${JSON.stringify(a)} (usage: package.js [--host-build | --no-build] [--target T]... [--out DIR])`);
   }
   return opts;
 }
@@ -104,6 +107,13 @@ function hostBuild(target) {
     throw new PackageError(`strip (binutils) failed on ${built}: ${r.error && r.error.code === 'ENOENT' ? 'strip is not installed (apt-get install binutils)' : r.stderr || r.error}`);
   }
   return dest;
+}
+
+// The addon scripts/build/<target>.sh wrote (scripts/setup.js ran it).
+function builtAddon(target) {
+  const file = path.join(ROOT, 'build', 'prebuilt', target, 'dynprobe.node');
+  if (!fs.existsSync(file)) throw new PackageError(`${path.relative(ROOT, file)} is missing: run bash scripts/build/${target}.sh`);
+  return file;
 }
 
 // Runs scripts/build/<target>.sh; the addon it wrote.
@@ -175,6 +185,7 @@ function main() {
   const ours = new Set([`dynprobe-${version}.tgz`, ...TARGETS.map((t) => `dynprobe-${t}-${version}.tgz`)]);
   for (const f of fs.readdirSync(opts.out)) if (ours.has(f)) fs.rmSync(path.join(opts.out, f));
   const stageRoot = fs.mkdtempSync(path.join(opts.out, '.stage-'));
+  if (opts.hostBuild && opts.noBuild) throw new PackageError('--host-build and --no-build: one or the other');
   if (opts.hostBuild && opts.targets.length > 0) throw new PackageError('--host-build packages this machine\'s target: no --target with it');
   const targets = opts.hostBuild ? [currentTarget()] : opts.targets.length > 0 ? opts.targets : TARGETS;
   const buildDir = path.join(ROOT, 'scripts', 'build');
@@ -185,7 +196,7 @@ function main() {
   try {
     for (const target of targets) {
       try {
-        const addon = opts.hostBuild ? hostBuild(target) : scriptBuild(target);
+        const addon = opts.hostBuild ? hostBuild(target) : opts.noBuild ? builtAddon(target) : scriptBuild(target);
         const addonSize = checkAddon(target, addon);
         const packed = packTarget(target, addon, version, stageRoot, opts.out);
         written.push(`${shown(packed.file)} (${packed.size} bytes; addon ${addonSize} bytes)`);

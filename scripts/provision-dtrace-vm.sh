@@ -10,65 +10,54 @@
 #
 # Idempotent; a few seconds when cached. Runs as root, needs no stdin.
 set -euo pipefail
-
-SID=${DYNPROBE_SID_ROOT:-/var/lib/dynprobe/sid}
-DIR=${DYNPROBE_DTRACE_VM:-/var/lib/dynprobe/dtrace-vm}
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-LOG=$DIR/provision.log
-export DEBIAN_FRONTEND=noninteractive
-say() { echo "provision-dtrace-vm: $*" >&2; }
-die() { say "$*"; exit 1; }
-[ "$(id -u)" = 0 ] || die "must run as root"
-case $DIR in /?*) ;; *) die "DYNPROBE_DTRACE_VM must be an absolute path" ;; esac
-mkdir -p "$DIR"
-quiet() { "$@" >>"$LOG" 2>&1 || { tail -n 25 "$LOG" >&2; die "failed: $*  (log: $LOG)"; }; }
+# shellcheck source=lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+need_root "it reads the sid root, whose files keep their owners"
+SID=$DYNPROBE_SID_ROOT
+DIR=$DYNPROBE_DTRACE_VM
 
 # The VM's files are rebuilt when this script or the guest's init changes.
-STAMP=$(cat "${BASH_SOURCE[0]}" "$HERE/dtrace-vm-init.sh" | sha256sum | cut -c1-16)
-if [ -e "$DIR/.ready" ] && [ "$(cat "$DIR/.ready")" = "$STAMP" ] &&
-   [ -e "$SID/.dynprobe-ready" ] && command -v qemu-system-x86_64 >/dev/null; then
+STAMP=$(cat "${BASH_SOURCE[0]}" "$DP_SCRIPTS/dtrace-vm-init.sh" | sha256sum)
+STAMP=${STAMP:0:16}
+if ready "$DIR/.ready" "$STAMP" && [ -e "$SID/.dynprobe-ready" ] && command -v qemu-system-x86_64 >/dev/null; then
   exit 0
 fi
-t0=$(date +%s)
+t0=$SECONDS
 
 # --- the sid root with dtrace and dtprobed
 if [ ! -e "$SID/.dynprobe-ready" ]; then
-  say "making the sid root (scripts/provision-tracers.sh)"
-  bash "$HERE/provision-tracers.sh"
+  step "making the sid root (scripts/provision-tracers.sh)"
+  bash "$DP_SCRIPTS/provision-tracers.sh"
 fi
 [ -x "$SID/usr/sbin/dtprobed" ] || die "$SID has no dtprobed"
 
-# --- host packages
-missing=()
-for p in qemu-system-x86 busybox-static xz-utils zstd; do
-  [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)" = "ii " ] || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  quiet apt-get update -q
-  quiet apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
-fi
+apt_need_for dtrace-vm
+lock "$DIR/vm"
 
 # --- the kernel: the newest Debian 6.12 generic amd64 image the host's apt knows
-pkg=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb[0-9]+-amd64-unsigned$' |
-  awk '{print $1}' | sort -V | tail -n 1)
+kernel_package() {
+  apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb[0-9]+-amd64-unsigned$' | awk '{print $1}' | sort -V | tail -n 1
+}
+pkg=$(kernel_package)
 if [ -z "$pkg" ]; then
-  quiet apt-get update -q
-  pkg=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb[0-9]+-amd64-unsigned$' |
-    awk '{print $1}' | sort -V | tail -n 1)
+  apt_get update
+  pkg=$(kernel_package)
 fi
 [ -n "$pkg" ] || die "no linux-image-6.12.*-amd64-unsigned package in the host's apt sources"
-say "kernel package $pkg"
+step "unpacking the kernel package $pkg"
 work=$(mktemp -d "$DIR/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$DIR/cache"
-if ! ls "$DIR/cache/${pkg}"_*.deb >/dev/null 2>&1; then
+debs=("$DIR/cache/${pkg}"_*.deb)
+if [ ! -e "${debs[0]}" ]; then
   rm -f "$DIR"/cache/*.deb
-  ( cd "$DIR/cache" && quiet apt-get download -q "$pkg" )
+  (cd "$DIR/cache" && apt_get download "$pkg")
+  debs=("$DIR/cache/${pkg}"_*.deb)
 fi
-quiet dpkg-deb -x "$(ls "$DIR/cache/${pkg}"_*.deb | head -n 1)" "$work/k"
-kver=$(ls "$work/k/lib/modules" | head -n 1)
-[ -n "$kver" ] || die "no modules in $pkg"
+quiet dpkg-deb -x "${debs[0]}" "$work/k"
+kvers=("$work"/k/lib/modules/*)
+[ -d "${kvers[0]}" ] || die "no modules in $pkg"
+kver=${kvers[0]##*/}
 
 # vmlinux: the ELF kernel inside the bzImage, which QEMU boots directly (PVH),
 # skipping the decompressor, which is slow under TCG.
@@ -84,6 +73,7 @@ extract_vmlinux() {
   done
   return 1
 }
+step "extracting the ELF kernel and packing the initramfs"
 extract_vmlinux "$work/k/boot/vmlinuz-$kver" "$work/vmlinux" || die "cannot find the ELF kernel in vmlinuz-$kver"
 
 # --- the initramfs: busybox, the modules (with their dependencies), /init
@@ -107,11 +97,13 @@ decompress() {
 add_module() {
   local name=$1 path dep deps
   grep -qE "/${name//[_-]/[_-]}\.ko(\.[a-z]+)?$" "$moddir/modules.builtin" && return 0
-  path=$(grep -E "/${name//[_-]/[_-]}\.ko(\.[a-z]+)?$" "$moddir/modules.order" | head -n 1) || true
+  path=$(grep -m 1 -E "/${name//[_-]/[_-]}\.ko(\.[a-z]+)?$" "$moddir/modules.order") || true
   [ -n "$path" ] || die "module $name is neither built in nor in modules.order"
   grep -qxF "$path" "$order" && return 0
-  path=$(ls "$moddir/$path"* | head -n 1); path=${path#"$moddir/"}
-  deps=$(decompress "$moddir/$path" | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n 1)
+  local files=("$moddir/$path"*)
+  path=${files[0]#"$moddir/"}
+  deps=$(decompress "$moddir/$path" | tr '\0' '\n' | sed -n 's/^depends=//p')
+  deps=${deps%%$'\n'*}
   for dep in ${deps//,/ }; do add_module "$dep"; done
   grep -qxF "$path" "$order" || echo "$path" >>"$order"
 }
@@ -121,11 +113,11 @@ while read -r path; do
   decompress "$moddir/$path" >"$ir/modules/${f%%.ko*}.ko"
   echo "${f%%.ko*}.ko" >>"$ir/modules/order"
 done <"$order"
-install -m 0755 "$HERE/dtrace-vm-init.sh" "$ir/init"
+install -m 0755 "$DP_SCRIPTS/dtrace-vm-init.sh" "$ir/init"
 ( cd "$ir" && find . | cpio -o -H newc --quiet | gzip -1 >"$work/initramfs.gz" )
 
 mv "$work/vmlinux" "$DIR/vmlinux"
 mv "$work/initramfs.gz" "$DIR/initramfs.gz"
 echo "$kver" >"$DIR/kernel-version"
 echo "$STAMP" >"$DIR/.ready"
-say "ready in $DIR (kernel $kver, $(( $(date +%s) - t0 )) s)"
+say "ready in $DIR (kernel $kver, $((SECONDS - t0)) s)"

@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // The raw addon (build/dynprobe.node), which anyone can require, abused as a
 // careless or hostile caller would: whatever it is given, it never reads
 // memory it does not own. Each case runs in a child process, which ends

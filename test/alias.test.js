@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // dynprobe installed under the name dtrace-provider (an npm alias of the
 // packed tarball, with its platform package) runs a program written for
 // dtrace-provider with real probes: its provider's library is mapped, not

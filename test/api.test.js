@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: tracer
+// test-tier: quick
 // The dtrace-provider contract (docs/dtrace-provider.md), line by line,
 // without a tracer; the traced path at the end attaches the real bpftrace to
 // this process (root only: skipped loudly otherwise, failed under
@@ -703,7 +705,7 @@ describe('fire with bpftrace attached', { skip: tracer.skip, timeout: 120000 }, 
     assert.match(calls()[0][0], /dpapitraced:throws.*boom/);
     assert.equal(calls()[0][1].code, 'DYNPROBE_FIRE_FAILED');
     assert.equal(p.throws2.fire(() => {
-      throw 'not an Error'; // eslint-disable-line no-throw-literal
+      throw 'not an Error';
     }), undefined);
     assert.equal(calls().length, 2, 'another probe warns once too');
     assert.match(calls()[1][0], /throws2.*not an Error/);

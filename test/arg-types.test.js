@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // One table of argument types and limits: lib/arg-types.json, which the JS
 // layer reads (lib/provider.js, lib/cli/types.js, lib/cli/names.js), is what
 // the format crate has (the addon's formatTable(), and its rules for

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // An app using bunyan, installed from the tarballs (test/fixtures/packaged.js)
 // and bundled by the real esbuild (`--bundle --platform=node`) and webpack
 // (`--target node`), with no bundler configuration:

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // The `dynprobe` CLI treats every process as hostile. Real processes map
 // crafted libraries (their notes say what an attacker likes), run as root or
 // as nobody, some in user and mount namespaces of their own where they hide
@@ -42,6 +43,7 @@ function namespacesUnavailable() {
 }
 
 // Characters that must never reach a terminal raw (newline aside).
+// eslint-disable-next-line no-control-regex -- control characters are what it matches
 const RAW_CONTROL = /[\0-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\u{e0000}-\u{e007f}]/u;
 const assertNoRawControls = (text, what) => {
   const m = RAW_CONTROL.exec(text);

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // The `dynprobe` CLI against real processes: `list` as root and as an
 // unprivileged user (nobody, for its own process), and `trace` with real
 // tracers. Tests that need root or a tracer are skipped loudly without them,

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // `npm run demo` end to end (the addon is built by `npm test` first): the
 // service starts, `dynprobe list` finds it (its demoapp provider and Node's
 // own, from -r dynprobe/node), bpftrace shows a latency histogram for every

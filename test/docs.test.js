@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // The documentation a newcomer walks into: a README for users of at most 250
 // lines, every relative link in README.md, CONTRIBUTING.md and docs/ leading
 // to a file of the repository (and a heading there, when it names one), the

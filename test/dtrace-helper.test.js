@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // enable() registers a provider with DTrace's helper device where there is
 // one. Here there is none: $DTRACE_DOF_INIT_DEVNAME (DTrace's own variable
 // for the device's path) points at real things that are not the helper, so

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: vm
 // DTrace's own registration, in a virtual machine running Oracle DTrace 2.0.7
 // with its helper daemon dtprobed (this machine's kernel has no CUSE):
 // scripts/provision-dtrace-vm.sh makes the VM, scripts/dtrace-vm boots it and
@@ -31,14 +32,16 @@ const path = require('node:path');
 const { gate } = require('./fixtures/helpers');
 
 const ROOT = path.join(__dirname, '..');
-const VM = process.env.DYNPROBE_DTRACE_VM || '/var/lib/dynprobe/dtrace-vm';
+const cache = require('../scripts/lib/paths');
+
+const VM = cache.DYNPROBE_DTRACE_VM;
 const RUN = path.join(ROOT, 'scripts', 'dtrace-vm');
 const FIXTURES = path.join(__dirname, 'fixtures');
 const ADDON = path.join(ROOT, 'build', 'dynprobe.node');
 const NODE_FIXTURES = path.join(FIXTURES, 'dtrace-vm-node');
 const EXAMPLE = path.join(ROOT, 'target', 'release', 'dtrace_register');
 const SID_INCLUDE = path.join(
-  process.env.DYNPROBE_SID_ROOT || '/var/lib/dynprobe/sid',
+  cache.DYNPROBE_SID_ROOT,
   'usr/lib/x86_64-linux-gnu/dtrace/include',
 );
 

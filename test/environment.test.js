@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // docs/environment.md is the one table of environment settings and warning
 // codes: every `DYNPROBE_*` name the code reads, sets or emits is in it, and
 // every name in it is used somewhere. "The code": lib/, bin/, index.js,

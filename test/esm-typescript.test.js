@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: nothing
 // ES modules and TypeScript, as an application sees the package (here
 // through node_modules/dynprobe and node_modules/dtrace-provider, both this
 // checkout): `import { createDTraceProvider, DTraceProvider } from 'dynprobe'`

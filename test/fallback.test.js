@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // Where there is no addon, dtrace-provider's contract: `require('dynprobe')`
 // returns the no-op stub and the process gets ONE warning whose code says
 // why (which file and why, when one did not load);

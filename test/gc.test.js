@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // Lifetimes: a probe keeps its provider alive; an unreachable provider leaves
 // no mapping or descriptor behind; disable() unmaps at once; cycles do not
 // leak; workers each load their own providers. Each case runs in a child

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // dynprobe installed like a user installs it: scripts/package.js packs the
 // tarballs (this machine's target, from the local build), and a fresh
 // project installs them offline with no cargo or rustc on PATH, with bunyan

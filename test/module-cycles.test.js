@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // No module imports one that imports it back, directly or around a circle:
 // in each Rust crate (crates/*/src, by `crate::` paths and the crate root's
 // re-exports), and among the JavaScript modules (index.js, node.js, bin/,

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // dynprobe/node: how it is loaded (-r dynprobe/node, NODE_OPTIONS, require),
 // the probes' notes (Node 18's names, argument order and sizes), that it
 // changes nothing while untraced (no subscriber, no wrapper, no timer keeping
@@ -20,7 +21,7 @@ const { PROBES } = require('../lib/node/probes');
 const { coreProbeSpecs } = require('../lib/node/channels');
 
 const NODE_JS = path.join(ROOT, 'node.js');
-const MAJORS_DIR = process.env.DYNPROBE_NODE_CACHE || '/var/lib/dynprobe/node';
+const MAJORS_DIR = require('../scripts/lib/paths').DYNPROBE_NODE_CACHE;
 const MAJORS = [18, 20, 22, 24, 26];
 
 // A directory where `dynprobe` resolves to this checkout, as in an

@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // `npm run package` (scripts/package.js) in a copy of the checkout whose
 // scripts/build/<target>.sh are stand-ins: one writes a good addon, the
 // others fail the ways a real build can (a missing toolchain piece, an addon

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: vm
 // arm64: the linux-arm64-gnu addon (scripts/build/linux-arm64-gnu.sh) on
 // arm64 machines made on this host (scripts/provision-arm64.sh):
 //   - under qemu-user with the arm64 root's node: test/api.test.js passes

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // The linux-x64-gnu prebuilt addon's glibc floor: it imports nothing newer
 // than glibc 2.17, and on the oldest glibc reachable here, Debian bullseye
 // (2.31), with Node 18 and 20 from npm, it loads, passes test/api.test.js

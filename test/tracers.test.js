@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // Every tracer case under every tracer it names. Tracers need root; without
 // them each test is skipped with the reason, and under CI=true it fails.
 

@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // bunyan 2.x and restify 11, unchanged from npm, traced for real: their
 // `require('dtrace-provider')` is this package (package.json overrides).
 // Each case runs under bpftrace 0.17, bpftrace 0.27 and DTrace through the

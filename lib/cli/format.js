@@ -49,6 +49,7 @@ function formatString(arg, pretty) {
   // Compact JSON as it came, unless it has white space other than spaces
   // between its tokens (a CR could rewrite the line): then re-encoded.
   const text = arg.value.trim();
+  // eslint-disable-next-line no-control-regex -- control characters are what it looks for
   return (/[\0-\x1f]/.test(text) ? safeJson(json) : safeJson.raw(text)) + mark;
 }
 

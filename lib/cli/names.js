@@ -73,8 +73,10 @@ function probeProblem(entry, probe, { needsPath = false } = {}) {
 // formatting characters (format, Cf: U+200B, U+202E, U+2066, U+FEFF, ...);
 // in a value also the backslash, so that an escape cannot be faked, and in a
 // message not the newline.
+/* eslint-disable no-control-regex -- control characters are what these match */
 const UNSAFE_VALUE = /[\0-\x1f\x7f-\x9f\\\u2028\u2029]|\p{Cf}/gu;
 const UNSAFE_MESSAGE = /[\0-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]|\p{Cf}/gu;
+/* eslint-enable no-control-regex */
 
 function escape(c) {
   if (c === '\\') return '\\\\';

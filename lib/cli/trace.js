@@ -129,12 +129,19 @@ function run({ pid, info, tracer, program, opts, out, say }) {
     let timer = null;
     const forward = (line) => quiet(line) || say(`${tracer.id}: ${line}`);
 
+    let again = null;
+    const running = () => child.exitCode === null && child.signalCode === null;
     const stop = () => {
-      if (stopping || child.exitCode !== null || child.signalCode !== null) return;
+      if (stopping || !running()) return;
       stopping = true;
       // SIGINT: the tracer detaches cleanly (DTrace killed harder leaves uprobes behind).
       child.kill('SIGINT');
-      setTimeout(() => child.kill('SIGKILL'), 20000).unref();
+      // bpftrace 0.17 ends on SIGINT only if the signal interrupts its wait
+      // for events; one that arrives while it reads them (as it does when
+      // --count is reached) is lost. It gets one again until it ends. DTrace
+      // gets one: a second makes it exit without printing its aggregations.
+      if (tracer.family === 'bpftrace') again = setInterval(() => running() && child.kill('SIGINT'), 250);
+      setTimeout(() => running() && child.kill('SIGKILL'), 20000).unref();
     };
     // Without -p the tracer does not end with the process: watch it.
     const watch = program.byPath ? setInterval(() => alive(pid) || stop(), 500) : null;
@@ -170,6 +177,7 @@ function run({ pid, info, tracer, program, opts, out, say }) {
     });
     child.on('close', (code, signal) => {
       reader.end();
+      clearInterval(again);
       clearTimeout(timer);
       clearInterval(watch);
       for (const s of signals) process.off(s, stop);

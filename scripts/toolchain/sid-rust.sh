@@ -1,44 +1,43 @@
 #!/usr/bin/env bash
-# Install, in the Debian sid root that scripts/provision-tracers.sh made
-# (/var/lib/dynprobe/sid), the Rust toolchain the arm64 and musl builds use:
-# sid's rustc and cargo, the aarch64 glibc std (libstd-rust-dev:arm64) and
-# the std sources (rust-src, for -Zbuild-std on musl, which has no published
-# std). The tracer packages already there are left as they are: only
-# packages are added. Idempotent; a marker makes it instant once done.
-# Prints the rustc version on success.
+# Make the root that the arm64 and musl builds run in ($DYNPROBE_RUST_ROOT):
+# Debian sid's rustc and cargo, the aarch64 glibc std (libstd-rust-dev:arm64)
+# and the std sources (rust-src, for -Zbuild-std on musl, which has no
+# published std). Its packages are only unpacked (mmdebstrap's extract
+# variant): the compilers need no maintainer script, and it is ready in well
+# under a minute, with no other step before it but mmdebstrap's install.
+# scripts/toolchain/sid-cargo.sh runs commands in it. Idempotent; a marker
+# makes it instant once done. Prints the rustc version on success.
 set -euo pipefail
+# shellcheck source=../lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+need_root "it makes a root file system"
+ROOT=$DYNPROBE_RUST_ROOT
+PACKAGES=rustc,cargo,rust-src,libstd-rust-dev:arm64
+# What running them in the root needs besides: sid-cargo.sh's shell and env,
+# the shell of cargo-zigbuild's linker scripts.
+BASE_PACKAGES=base-files,libc-bin,dash,coreutils
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=${DYNPROBE_SID_ROOT:-/var/lib/dynprobe/sid}
-LOG=$(dirname "$ROOT")/sid-rust.log
-export DEBIAN_FRONTEND=noninteractive
-say() { echo "sid-rust: $*" >&2; }
-die() { say "$*"; exit 1; }
-[ "$(id -u)" = 0 ] || die "must run as root (installs packages into $ROOT)"
-PACKAGES=(rustc cargo rust-src libstd-rust-dev:arm64 ca-certificates)
-MARKER=$ROOT/.dynprobe-rust-ready
-
-quiet() { "$@" >>"$LOG" 2>&1 || { tail -n 25 "$LOG" >&2; die "failed: $*  (log: $LOG)"; }; }
-# shellcheck source=../lib/in-root.sh
-. "$HERE/../lib/in-root.sh"
-
-if [ ! -e "$ROOT/.dynprobe-ready" ]; then
-  say "the sid root is not provisioned; running scripts/provision-tracers.sh"
-  bash "$HERE/../provision-tracers.sh" </dev/null >&2
+if ! ready "$ROOT/.dynprobe-ready" "$PACKAGES"; then
+  apt_need_for roots
+  lock "$ROOT"
+  if ! ready "$ROOT/.dynprobe-ready" "$PACKAGES"; then
+    step "unpacking sid's $PACKAGES into $ROOT (mmdebstrap, extract)"
+    mmdebstrap_root sid "$ROOT" --variant=extract --architectures=amd64,arm64 --include="$BASE_PACKAGES,$PACKAGES"
+    step "setting up $ROOT"
+    [ -e "$ROOT/bin/sh" ] || ln -s dash "$ROOT/usr/bin/sh"
+    # The link gcc's alternatives would make: cargo links the build scripts
+    # and proc-macros (host code) with cc.
+    [ -e "$ROOT/usr/bin/cc" ] || ln -s gcc "$ROOT/usr/bin/cc"
+    # sid-cargo.sh binds the host's CA bundle here.
+    mkdir -p "$ROOT/etc/ssl/certs"
+    touch "$ROOT/etc/ssl/certs/ca-certificates.crt"
+    quiet in_root "$ROOT" ldconfig
+    quiet in_root "$ROOT" rustc --print sysroot
+    quiet in_root "$ROOT" cargo --version
+    quiet in_root "$ROOT" cc --version
+    [ -d "$ROOT/usr/lib/rustlib/aarch64-unknown-linux-gnu/lib" ] || die "no aarch64 std in $ROOT/usr/lib/rustlib"
+    [ -e "$ROOT/usr/lib/rustlib/src/rust/library/Cargo.lock" ] || die "rust-src is not at $ROOT/usr/lib/rustlib/src/rust"
+    echo "$PACKAGES" >"$ROOT/.dynprobe-ready"
+  fi
 fi
-
-if [ "$(cat "$MARKER" 2>/dev/null)" != "${PACKAGES[*]}" ]; then
-  : >"$LOG"
-  # Serialise with any other apt run in the same root.
-  exec 9>"$ROOT/.dynprobe-apt.lock"; flock 9
-  grep -qx arm64 "$ROOT/var/lib/dpkg/arch" 2>/dev/null || quiet in_root dpkg --add-architecture arm64
-  say "installing ${PACKAGES[*]} in $ROOT (first time: a few minutes)"
-  quiet in_root apt-get update -q
-  quiet in_root apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
-  quiet in_root apt-get clean
-  in_root rustc --print sysroot >/dev/null || die "rustc does not run in $ROOT"
-  [ -d "$ROOT/usr/lib/rustlib/aarch64-unknown-linux-gnu/lib" ] || die "no aarch64 std in $ROOT/usr/lib/rustlib"
-  [ -e "$ROOT/usr/lib/rustlib/src/rust/library/Cargo.lock" ] || die "rust-src is not at $ROOT/usr/lib/rustlib/src/rust"
-  echo "${PACKAGES[*]}" >"$MARKER"
-fi
-in_root rustc --version
+in_root "$ROOT" rustc --version

@@ -18,12 +18,17 @@ const os = require('node:os');
 const path = require('node:path');
 
 const ROOT = path.join(__dirname, '..', '..');
-const BASE = process.env.DYNPROBE_ARM64 || '/var/lib/dynprobe/arm64';
+const cache = require('../../scripts/lib/paths');
+
+const BASE = cache.DYNPROBE_ARM64;
 const ARM64_ROOT = path.join(BASE, 'root');
 const ARM64_NODE = path.join(ARM64_ROOT, 'usr', 'bin', 'node');
 const IS_ROOT = process.getuid && process.getuid() === 0;
-const MUSL_ARM64 = path.join(process.env.DYNPROBE_MUSL || '/var/lib/dynprobe/musl', 'arm64');
+const MUSL_ARM64 = path.join(cache.DYNPROBE_MUSL, 'arm64');
 const MUSL_BUN = path.join(MUSL_ARM64, 'bin', 'bun');
+// How long a boot may take to print its banner (about 20 s when the machine
+// is idle) before it counts as hung.
+const UP_DEADLINE_MS = 5 * 60 * 1000;
 // Where the musl package is in the machine (vm-cases.js runs its cases).
 const VM_MUSL_PACKAGE = '/dynprobe/pkg-musl';
 
@@ -100,6 +105,9 @@ function runVm({ pkg, muslPkg = null, tests = [], timeoutMs = 25 * 60 * 1000, lo
       fs.cpSync(MUSL_ARM64, path.join(tree, MUSL_ARM64), { recursive: true, verbatimSymlinks: true, filter: (src) => !/^\.(lock|musl\.|wheel\.|bun\.)/.test(path.basename(src)) });
     }
     for (const t of tests) fs.copyFileSync(t.file, path.join(tree, 'dynprobe', 'tests', t.name.replace(/[^\w.-]/g, '_')));
+    // The cache paths, as here (Bun's musl build is at its host path).
+    const env = Object.entries(cache.cachePaths()).map(([k, v]) => `export ${k}='${v}'\n`);
+    fs.writeFileSync(path.join(tree, 'dynprobe', 'env'), env.join(''));
     // The root's archive, then the payload's: the kernel unpacks both.
     const initrd = path.join(dir, 'initrd.cpio');
     const pack = spawnSync('sh', ['-c', 'cat "$1" >"$3" && cd "$2" && find . -print0 | cpio --null -o -H newc --quiet >>"$3"', 'pack', path.join(BASE, 'root.cpio'), tree, initrd], { encoding: 'utf8' });
@@ -110,24 +118,48 @@ function runVm({ pkg, muslPkg = null, tests = [], timeoutMs = 25 * 60 * 1000, lo
       '-append', 'console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=3',
       '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
     ];
-    const started = Date.now();
-    const vm = spawn('qemu-system-aarch64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    vm.stdout.setEncoding('utf8').on('data', (c) => {
-      output += c;
-      if (log) log(c);
-    });
-    vm.stderr.setEncoding('utf8').on('data', (c) => (output += c));
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => vm.kill('SIGKILL'), timeoutMs);
-      vm.on('close', (code, signal) => {
-        clearTimeout(timer);
-        cleanup();
-        // (without terminal colour codes, should anything print them)
-        const text = output.replace(/\r/g, '').replace(/\x1b\[[0-9;]*m/g, '');
-        resolve({ output: text, code, signal, seconds: Math.round((Date.now() - started) / 1000) });
+    // One boot; `up` once the machine printed its banner.
+    const boot = () =>
+      new Promise((resolve) => {
+        const started = Date.now();
+        const vm = spawn('qemu-system-aarch64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let output = '';
+        let up = false;
+        let why = null;
+        vm.stdout.setEncoding('utf8').on('data', (c) => {
+          output += c;
+          up = up || /^@@VM-UP /m.test(output);
+          if (log) log(c);
+        });
+        vm.stderr.setEncoding('utf8').on('data', (c) => (output += c));
+        const timer = setTimeout(() => vm.kill('SIGKILL'), timeoutMs);
+        const upTimer = setTimeout(() => {
+          if (up) return;
+          why = `no banner after ${UP_DEADLINE_MS / 1000} s`;
+          vm.kill('SIGKILL');
+        }, UP_DEADLINE_MS);
+        vm.on('close', (code, signal) => {
+          clearTimeout(timer);
+          clearTimeout(upTimer);
+          // (without terminal colour codes, should anything print them)
+          const text = output.replace(/\r/g, '').replace(/\x1b\[[0-9;]*m/g, ''); // eslint-disable-line no-control-regex -- ESC starts a colour code
+          resolve({ output: text, code, signal, up, why, seconds: Math.round((Date.now() - started) / 1000) });
+        });
       });
-    });
+    // A machine that never comes up (TCG has been seen to hang or oops at
+    // boot once in a while) is booted once more, saying why.
+    return (async () => {
+      try {
+        let run = await boot();
+        if (!run.up) {
+          process.stderr.write(`arm64 VM: the machine did not come up (${run.why || `qemu exit ${run.code ?? run.signal}`}); console tail:\n${run.output.slice(-2000)}\narm64 VM: booting once more\n`);
+          run = await boot();
+        }
+        return run;
+      } finally {
+        cleanup();
+      }
+    })();
   } catch (err) {
     cleanup();
     throw err;

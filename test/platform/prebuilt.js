@@ -3,7 +3,6 @@
 // where each is, and making sure it is built from the current sources.
 
 const { spawnSync } = require('node:child_process');
-const fs = require('node:fs');
 const path = require('node:path');
 const runtimes = require('../fixtures/runtimes');
 

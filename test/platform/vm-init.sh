@@ -4,6 +4,9 @@
 # tracer cases under the machine's bpftrace, then the Rust test binaries,
 # printing @@ markers the host parses, and powers off.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TMPDIR=/tmp
+# The host's cache paths (test/platform/arm64-vm.js writes them).
+# shellcheck source=/dev/null
+[ -f /dynprobe/env ] && . /dynprobe/env
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -14,6 +17,7 @@ mkdir -p /dev/shm /dev/pts && mount -t tmpfs tmpfs /dev/shm
 # devtmpfs has no /dev/fd, which bpftrace 0.27 uses.
 ln -sf /proc/self/fd /dev/fd; ln -sf /proc/self/fd/0 /dev/stdin; ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
 mount -t tmpfs tmpfs /tmp
+# shellcheck disable=SC3045 # (dash has it)
 ulimit -l unlimited 2>/dev/null
 echo "@@VM-UP $(uname -m) $(uname -r) $(node --version) $(bpftrace --version 2>&1)"
 cd /dynprobe/pkg && node test/platform/vm-cases.js </dev/null

@@ -1367,7 +1367,10 @@ fn parse_disassembly(text: &str) -> (HashMap<u64, String>, HashMap<String, u64>)
 fn objdump_disassembles_each_stub_to_the_site_nop_then_ret() {
     let def = sample_fixture().def();
     for case in &CASES {
-        let test = format!("objdump_disassembles_each_stub ({})", case.label);
+        let test = format!(
+            "objdump_disassembles_each_stub_to_the_site_nop_then_ret ({})",
+            case.label
+        );
         if !tool_available(case.objdump, &test) {
             continue;
         }

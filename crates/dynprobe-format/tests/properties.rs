@@ -28,8 +28,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use dynprobe_format::{
-    build_image, read_stapsdt, ArgNames, ArgType, Declared, DeclaredType, DefinitionError, Image,
-    NameKind, ProbeDef, ProviderDef, SiteKind, StapsdtProbe, Target, MAX_ARGS,
+    build_image, read_stapsdt, ArgNames, Declared, DeclaredType, DefinitionError, Image, NameKind,
+    ProbeDef, ProviderDef, SiteKind, StapsdtProbe, Target, MAX_ARGS,
 };
 use object::elf;
 use object::read::elf::{ElfFile64, ProgramHeader};

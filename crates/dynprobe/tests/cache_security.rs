@@ -179,12 +179,18 @@ fn a_tmp_directory_taken_by_another_user_falls_back_to_memfd() {
     }
     // The victim: a uid with no directory in /tmp yet (root's own
     // /tmp/dynprobe-0 is in use by everything else on this machine).
+    // Taken by creating it (another run of this test may be choosing too).
     let victim = (60_000..60_500)
-        .find(|uid| !Path::new(&format!("/tmp/dynprobe-{uid}")).exists())
+        .find(|uid| match fs::create_dir(format!("/tmp/dynprobe-{uid}")) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => panic!("/tmp/dynprobe-{uid}: {e}"),
+        })
         .expect("a free uid");
     let taken = PathBuf::from(format!("/tmp/dynprobe-{victim}"));
-    nobodys_dir(&taken, 0o755);
     let _cleanup = RemoveOnDrop(taken.clone());
+    std::os::unix::fs::chown(&taken, Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::set_permissions(&taken, fs::Permissions::from_mode(0o755)).unwrap();
     let mut cmd = child_command(TEST, "victim", Path::new("/unused"));
     cmd.env_remove("DYNPROBE_DIR")
         .env_remove("XDG_RUNTIME_DIR")
@@ -421,14 +427,13 @@ fn a_killed_writer_leaves_no_temporary_file() {
     for leftover in [&old_leftover, &fresh_leftover] {
         let mut f = fs::File::create(leftover).unwrap();
         f.write_all(b"\x7fELF half a library").unwrap();
+        if leftover == &old_leftover {
+            // Before the mode below takes write access away (from anyone but root).
+            f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+                .unwrap();
+        }
         fs::set_permissions(leftover, fs::Permissions::from_mode(0o500)).unwrap();
     }
-    fs::File::options()
-        .write(true)
-        .open(&old_leftover)
-        .unwrap()
-        .set_modified(SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
 
     let mut litter = Vec::new();
     for i in 0..KILLS {

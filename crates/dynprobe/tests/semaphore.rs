@@ -22,6 +22,30 @@ const BPFTRACE: &str = "/usr/bin/bpftrace";
 /// How long a child waits for the tracer to attach or detach (bpftrace
 /// takes about 40 s to attach in an emulated arm64 machine).
 const PATIENCE: Duration = Duration::from_secs(120);
+/// How a traced child ends its tracer, with no signal: bpftrace 0.17 ends on
+/// SIGINT only when the signal interrupts its wait for events (epoll_wait);
+/// one that arrives while it attaches or reads events sets a flag it never
+/// reads again, and it runs on until the traced process exits (and a second
+/// SIGINT, once it is ending, kills it before it prints its maps). Each
+/// program gets a clause that exits when the child calls kill(2) on a pid
+/// that cannot exist (above the kernel's limit of 2^22), STOP_BASE plus its
+/// own pid: the call fails with ESRCH and signals nothing. The child makes
+/// it (tracepoints are filtered by `-p` in bpftrace 0.24 and later).
+const STOP_BASE: u32 = 1_000_000_000;
+
+fn stop_clause(pid: u32) -> String {
+    format!(
+        " tracepoint:syscalls:sys_enter_kill /args->pid == {} && args->sig == 0/ {{ exit(); }}",
+        STOP_BASE + pid
+    )
+}
+
+/// In a child: ends the tracer attached with [`Bpftrace::attach`].
+fn end_tracing() {
+    // SAFETY: kill has no memory effects; with signal 0 and a pid that
+    // cannot exist it only fails.
+    unsafe { libc::kill((STOP_BASE + std::process::id()) as i32, 0) };
+}
 /// After the semaphore flips, the tracer may still be attaching its program
 /// to the probe; fires before that would not be counted.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -48,12 +72,13 @@ struct Bpftrace {
 }
 
 impl Bpftrace {
-    /// Starts bpftrace on `pid`. Should it exit before [`Bpftrace::stop`]
-    /// (a bad program, say: its errors go to our stderr), the traced process
-    /// is killed so that the test fails at once instead of waiting for it.
+    /// Starts bpftrace on `pid`. Should it fail (a bad program, say: its
+    /// errors go to our stderr), the traced process is killed so that the
+    /// test fails at once instead of waiting for it.
     fn attach(pid: u32, program: &str) -> Bpftrace {
+        let program = format!("{program}{}", stop_clause(pid));
         let mut child = Command::new(BPFTRACE)
-            .args(["-p", &pid.to_string(), "-e", program])
+            .args(["-p", &pid.to_string(), "-e", &program])
             // The longest string the tests pass has 3 bytes; keep str() small
             // so that a 32-argument printf fits the BPF stack.
             .env("BPFTRACE_STRLEN", "8")
@@ -73,10 +98,22 @@ impl Bpftrace {
         let stopping = Arc::new(AtomicBool::new(false));
         let (tracer, flag) = (child.id(), stopping.clone());
         std::thread::spawn(move || {
+            // Its wait status once it has exited, unreaped: the last field
+            // of its stat. (It exits with 0 when the child ends it.)
             let stat = format!("/proc/{tracer}/stat");
-            let exited = || fs::read_to_string(&stat).map_or(true, |s| s.contains(") Z "));
-            wait_until(Duration::MAX, || flag.load(Ordering::SeqCst) || exited());
-            if !flag.load(Ordering::SeqCst) {
+            let status = || {
+                let text = fs::read_to_string(&stat).ok()?;
+                let last = text.trim_end().rsplit(' ').next()?;
+                text.contains(") Z ")
+                    .then(|| last.parse::<i32>().unwrap_or(-1))
+            };
+            let mut failed = false;
+            wait_until(Duration::MAX, || {
+                let exited = status();
+                failed = exited.is_some_and(|code| code != 0);
+                flag.load(Ordering::SeqCst) || exited.is_some()
+            });
+            if failed && !flag.load(Ordering::SeqCst) {
                 // SAFETY: kill has no memory effects; the pid is the test's child.
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             }
@@ -96,12 +133,16 @@ impl Bpftrace {
         assert!(ok, "bpftrace printed:\n{}", self.output.lock().unwrap());
     }
 
-    /// Stops the tracer as Ctrl-C would and returns all it printed.
+    /// Waits for the tracer to end, which the traced child asks for with
+    /// [`end_tracing`] once it has fired, and returns all it printed.
     fn stop(mut self) -> String {
         self.stopping.store(true, Ordering::SeqCst);
         let mut child = self.child.take().unwrap();
-        // SAFETY: kill has no memory effects; the pid is our own child's.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let ended = wait_until(PATIENCE, || child.try_wait().unwrap().is_some());
+        if !ended {
+            // Fails the assertion below, with what it printed.
+            let _ = child.kill();
+        }
         let status = child.wait().unwrap();
         self.reader.take().unwrap().join().unwrap();
         let output = std::mem::take(&mut *self.output.lock().unwrap());
@@ -180,6 +221,7 @@ fn traced_provider_child(provider: &Provider, traced: &[&str], fire: impl Fn(&[P
     assert!(stray.is_empty(), "untraced probes enabled: {stray:?}");
     std::thread::sleep(SETTLE);
     report("fired", fire(&watched));
+    end_tracing();
 
     await_enabled(&watched, false);
     report("enabled", false);
@@ -500,6 +542,7 @@ fn a_plain_uprobe_at_the_site_turns_a_watched_probe_on_and_off() {
             assert!(probe.fire(&[Arg::from(i), Arg::from(c"x")]));
         }
         report("fired", FIRES);
+        end_tracing();
 
         let off = latency(&probe, || byte() == idle, false);
         report("off_us", off.as_micros());

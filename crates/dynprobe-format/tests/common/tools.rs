@@ -15,10 +15,12 @@ pub fn tool_available(tool: &str, test: &str) -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "{test}: {tool} is not installed, and CI=true requires it"
         );
-        // Straight to the process's stderr: the test harness captures `eprintln!`.
+        // Straight to the process's stderr: the test harness captures
+        // `eprintln!`. scripts/test.js counts the test as skipped by this
+        // line (`*** SKIP <test function>`), as for crates/dynprobe's tests.
         let _ = writeln!(
             std::io::stderr(),
-            "\n!!!!!!!! SKIPPED: {test}: {tool} not installed !!!!!!!!\n"
+            "\n*** SKIP {test}: {tool} is not installed ***\n"
         );
     }
     found

@@ -336,6 +336,8 @@ pub fn on_ci() -> bool {
 
 /// Reports loudly that a test cannot run here, and returns so that the caller
 /// can give up; on CI (`CI=true`) a test that cannot run fails instead.
+/// `test` is the test function's name: scripts/test.js counts a test that
+/// printed `*** SKIP <its name>` and passed as skipped.
 pub fn skip(test: &str, reason: &str) {
     assert!(!on_ci(), "{test}: cannot run on CI: {reason}");
     // Straight to stderr: the test harness captures eprintln!.
