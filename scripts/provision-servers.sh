@@ -3,37 +3,32 @@
 # (docs/channels.md): Debian's MariaDB (mariadbd, mariadb-install-db) and
 # Redis (redis-server). Only the programs: the tests start their own servers
 # on Unix sockets with private data directories, so the packages' own
-# services are never started here (a policy-rc.d refuses them while apt runs).
-# Idempotent; fast when provisioned.
+# services are never started here (a policy-rc.d refuses them while apt
+# runs). Not in scripts/lib/host-packages.list for that reason: the one apt
+# run of provision-host.sh would start them. Idempotent; fast when
+# provisioned. As root.
 set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
-say() { echo "provision-servers: $*" >&2; }
-die() { say "$*"; exit 1; }
-[ "$(id -u)" = 0 ] || die "must run as root"
-LOG=/var/lib/dynprobe/provision-servers.log
-mkdir -p "$(dirname "$LOG")"
-quiet() { "$@" >>"$LOG" 2>&1 </dev/null || { tail -n 25 "$LOG" >&2; die "failed: $*  (log: $LOG)"; }; }
-
+# shellcheck source=lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+need_root "it installs Debian packages"
 PACKAGES=(mariadb-server redis-server)
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)" = "ii " ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  : >"$LOG"
   # Debian starts a package's service when it is installed: refuse that
-  # (exit 101), unless the machine already has a policy of its own.
+  # (exit 101), unless the machine has a policy of its own.
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy"
     chmod +x "$policy"
     trap 'rm -f "$policy"' EXIT
   fi
-  say "installing ${missing[*]}"
-  quiet apt-get -o DPkg::Lock::Timeout=600 update -q
-  quiet apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+  apt_need "${missing[@]}"
 fi
-for bin in mariadbd mariadb-install-db redis-server; do
-  command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || die "$bin is missing after installing ${PACKAGES[*]}"
+for bin in /usr/sbin/mariadbd /usr/bin/mariadb-install-db /usr/bin/redis-server; do
+  [ -x "$bin" ] || die "$bin is missing after installing ${PACKAGES[*]}"
 done
-echo "servers: $(/usr/sbin/mariadbd --version 2>/dev/null | sed 's/ *$//'); $(redis-server --version | cut -d' ' -f1-3)"
+echo "servers: $(first_line /usr/sbin/mariadbd --version); $(first_line redis-server --version | cut -d" " -f1-3)"

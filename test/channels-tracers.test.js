@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // Channels as probes under real tracers (docs/channels.md): mysql2 against a
 // real MariaDB, ioredis and node-redis against a real Redis (both started
 // here, on Unix sockets, with private data directories), GraphQL, fastify,
@@ -8,6 +9,8 @@
 // tracer session reads them all (test/tracers/channels/cases.js).
 //
 //   databases  host Node, under bpftrace 0.17, bpftrace 0.27 and DTrace
+//   subscriptions  a tracer on one probe subscribes its operation's channels,
+//              and only while it traces (bpftrace)
 //   web        Node 26 (which publishes all of Node's channels probed here)
 //              under the three tracers; the host's Node 20 and Nodes 22
 //              and 24 under bpftrace 0.17, each expecting the channels its
@@ -22,7 +25,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { gate } = require('./fixtures/helpers');
+const { gate, bpftraceUnavailable, attachBpftrace } = require('./fixtures/helpers');
 const runtimes = require('./fixtures/runtimes');
 const { runCase, unavailable, start, stop, parseReady, ROOT } = require('./tracers/harness');
 const { load } = require('../lib/native');
@@ -146,5 +149,40 @@ test.describe('web and Node: GraphQL, fastify, undici, fetch, HTTP/2, modules, l
       const runtime = { name: `Node ${major}`, node: found.node, root: null, package: runtimes.HOST.package, env: { DYNPROBE_CHANNELS: C.WEB_CHANNELS } };
       check(await runCase(c, tracer, runtime), E.web(major));
     });
+  }
+});
+
+const bpf = gate('channel subscription tests under bpftrace', noAddon || bpftraceUnavailable());
+
+test("a tracer on one of mysql2's probes subscribes that operation's channels only, and only while it traces", { skip: bpf.skip, timeout: 120000 }, async () => {
+  assert.ok(!bpf.reason, bpf.reason);
+  const program = start(
+    [process.execPath, '-e', `
+      const dc = require('node:diagnostics_channel');
+      const node = require(${JSON.stringify(C.NODE_JS)});
+      const events = ['start', 'end', 'asyncStart', 'asyncEnd', 'error'];
+      const state = () => ['mysql2:query', 'mysql2:execute', 'mysql2:connect', 'ioredis:command']
+        .filter((n) => events.some((e) => dc.channel('tracing:' + n + ':' + e).hasSubscribers));
+      console.log('READY ' + process.pid + ' ' + JSON.stringify(state()));
+      let last = '[]';
+      setInterval(() => { const s = JSON.stringify(state()); if (s !== last) { last = s; console.log('STATE ' + s); } }, 20);
+      process.stdin.on('data', () => process.exit(0));`],
+    { env: process.env, cwd: ROOT },
+  );
+  let tracer;
+  try {
+    const ready = await program.waitFor(/^READY /, 30000, 'program');
+    assert.match(ready, / \[\]$/);
+    tracer = attachBpftrace(parseReady(ready).pid, 'usdt:*:mysql2_:query__done { @n = count(); }');
+    // The semaphore poll (every 250 ms) turns the source on.
+    const on = await program.waitFor(/^STATE /, 30000, 'subscribed');
+    assert.equal(on, 'STATE ["mysql2:query"]');
+    await tracer.stop();
+    tracer = null;
+    await program.waitFor(/^STATE \[\]$/, 30000, 'unsubscribed');
+  } finally {
+    if (tracer) await tracer.stop();
+    program.child.stdin.end('x\n');
+    await stop(program, 5000);
   }
 });

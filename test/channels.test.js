@@ -1,11 +1,13 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // Channels as probes (lib/node/channels.js, naming.js, libraries.js,
 // presence.js): the names by rule; the values read from messages, crafted
 // ones included; the pairing and timing of operations as each publisher
 // publishes them; which providers a process gets; that nothing is
-// subscribed while untraced, and that a real tracer turns a channel's
-// subscriptions on and off. The values under real tracers against real
-// servers are in channels-tracers.test.js.
+// subscribed while untraced. That a real tracer turns a channel's
+// subscriptions on and off, and the values under real tracers against real
+// servers, are in channels-tracers.test.js.
 //
 // The engine tests give createChannels providers that record what their
 // probes' callbacks return (the values a traced probe would fire): they
@@ -19,8 +21,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { ROOT, gate, bpftraceUnavailable, attachBpftrace } = require('./fixtures/helpers');
-const { start, stop, parseReady } = require('./tracers/harness');
+const { ROOT, gate } = require('./fixtures/helpers');
 const { load } = require('../lib/native');
 const { namesFor, parseChannelList } = require('../lib/node/naming');
 const v = require('../lib/node/values');
@@ -561,41 +562,6 @@ test('untraced: no channel has a subscriber (publishers see none), and no module
   const got = JSON.parse(r.stdout);
   assert.ok(got.names > 60, String(got.names));
   assert.deepEqual({ ...got, names: 0 }, { names: 0, subscribed: [], publishersSee: false, modules: [] });
-});
-
-const bpf = gate('channel subscription tests under bpftrace', noAddon || bpftraceUnavailable());
-
-test("a tracer on one of mysql2's probes subscribes that operation's channels only, and only while it traces", { skip: bpf.skip, timeout: 120000 }, async () => {
-  assert.ok(!bpf.reason, bpf.reason);
-  const program = start(
-    [process.execPath, '-e', `
-      const dc = require('node:diagnostics_channel');
-      const node = require(${JSON.stringify(NODE_JS)});
-      const events = ['start', 'end', 'asyncStart', 'asyncEnd', 'error'];
-      const state = () => ['mysql2:query', 'mysql2:execute', 'mysql2:connect', 'ioredis:command']
-        .filter((n) => events.some((e) => dc.channel('tracing:' + n + ':' + e).hasSubscribers));
-      console.log('READY ' + process.pid + ' ' + JSON.stringify(state()));
-      let last = '[]';
-      setInterval(() => { const s = JSON.stringify(state()); if (s !== last) { last = s; console.log('STATE ' + s); } }, 20);
-      process.stdin.on('data', () => process.exit(0));`],
-    { env: process.env, cwd: ROOT },
-  );
-  let tracer;
-  try {
-    const ready = await program.waitFor(/^READY /, 30000, 'program');
-    assert.match(ready, / \[\]$/);
-    tracer = attachBpftrace(parseReady(ready).pid, 'usdt:*:mysql2_:query__done { @n = count(); }');
-    // The semaphore poll (every 250 ms) turns the source on.
-    const on = await program.waitFor(/^STATE /, 30000, 'subscribed');
-    assert.equal(on, 'STATE ["mysql2:query"]');
-    await tracer.stop();
-    tracer = null;
-    await program.waitFor(/^STATE \[\]$/, 30000, 'unsubscribed');
-  } finally {
-    if (tracer) await tracer.stop();
-    program.child.stdin.end('x\n');
-    await stop(program, 5000);
-  }
 });
 
 test('README and docs/channels.md list every provider and operation dynprobe knows', () => {
