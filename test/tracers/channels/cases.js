@@ -293,9 +293,11 @@ const WEB = `
     await import(require('node:url').pathToFileURL(path.join(mods, 'e.mjs')).href);
     await import(require('node:url').pathToFileURL(path.join(mods, 'missing.mjs')).href).catch(() => {});
 
-    // Child processes: two that run, one that cannot.
+    // Child processes: two that run, one that cannot. (Waiting for 'spawn',
+    // not 'exit': a child of a process DTrace has grabbed was seen to stay
+    // stopped until DTrace let go.)
     const { spawn } = require('node:child_process');
-    for (const arg of ['a', 'b']) await new Promise((r) => spawn('true', [arg]).on('exit', r));
+    for (const arg of ['a', 'b']) await new Promise((r) => spawn('true', [arg], { stdio: 'ignore' }).on('spawn', r));
     await new Promise((r) => spawn('/nonexistent/dynprobe').on('error', r));
 
     if (major >= 24) {
