@@ -31,6 +31,7 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
+const { PIN, CPU, runPinned, cpuNs, rssMiB, median, random, medianWithInterval, fmt, within1 } = require('./measure');
 
 const ROOT = path.join(__dirname, '..');
 const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS) || 24;
@@ -39,7 +40,6 @@ const WARMUP = 1500; // per server and round, before
 const BURST = 50; // requests per turn
 const CONCURRENCY = 8;
 const COST_NS = Number(process.env.BENCH_HTTP_COST_NS) || 400;
-const RESAMPLES = 10000;
 const canTrace = process.getuid() === 0 && spawnSync('bpftrace', ['--version']).status === 0;
 
 const SERVER = `
@@ -59,22 +59,9 @@ const SERVER = `
   server.listen(0, '127.0.0.1', () => console.log('PORT ' + server.address().port));
 `;
 
-// The client and every server run on one CPU: a request is a CPU-bound
-// ping-pong, and cross-CPU wake-ups in a VM weighed more than what is
-// measured. Only one server is busy at a time.
-const CPUS = allowedCpus();
-const PINNED = process.env.DYNPROBE_BENCH_CPU !== undefined; // this is the re-run on that CPU
-const PIN = PINNED || (CPUS.length >= 1 && spawnSync('taskset', ['--version']).status === 0);
-const CPU = PINNED ? process.env.DYNPROBE_BENCH_CPU : String(CPUS[0]);
-function allowedCpus() {
-  const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-  if (!m) return [];
-  return m[1].split(',').flatMap((part) => {
-    const [lo, hi = lo] = part.split('-').map(Number);
-    return Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
-  });
-}
-
+// The client and every server run on one CPU (measure.js): a request is a
+// CPU-bound ping-pong, and cross-CPU wake-ups in a VM weighed more than
+// what is measured. Only one server is busy at a time.
 function startServer(variant) {
   const args = [...(variant.preload ? ['-r', path.join(ROOT, 'node.js')] : []), '-e', SERVER];
   const command = PIN ? ['taskset', '-c', CPU, process.execPath, ...args] : [process.execPath, ...args];
@@ -113,23 +100,6 @@ function drive(server, n) {
     };
     for (let c = 0; c < Math.min(CONCURRENCY, n); c++) one();
   });
-}
-
-// CPU time the process has used, all its threads, in ns: what
-// process.cpuUsage() (user + system) would report inside it, read from the
-// scheduler's own account (/proc/PID/task/*/schedstat) without disturbing
-// the server.
-function cpuNs(pid) {
-  let total = 0;
-  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
-    total += Number(fs.readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-  }
-  return total;
-}
-
-function rssMiB(pid) {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 // The traced servers use a dynprobe directory of their own, so their `node`
@@ -214,51 +184,6 @@ async function runRound(variants, round) {
     }
   }
 }
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
-// A small seeded generator (mulberry32), so that a run's intervals can be
-// recomputed from its numbers.
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-// The Hodges-Lehmann median of ratios `xs`: the median of the means of
-// every pair of their logarithms (each with itself too), back as a ratio. A
-// median (one bad round moves it little) that uses the data about as well as
-// a mean; with its 95% percentile-bootstrap interval, rounds resampled.
-function pairMedian(logs) {
-  const means = [];
-  for (let i = 0; i < logs.length; i++) for (let j = i; j < logs.length; j++) means.push((logs[i] + logs[j]) / 2);
-  return median(means);
-}
-function medianWithInterval(xs) {
-  const logs = xs.map(Math.log);
-  const next = random(0x5eed);
-  const medians = new Float64Array(RESAMPLES);
-  const sample = new Array(logs.length);
-  for (let r = 0; r < RESAMPLES; r++) {
-    for (let i = 0; i < logs.length; i++) sample[i] = logs[Math.floor(next() * logs.length)];
-    medians[r] = pairMedian(sample);
-  }
-  medians.sort();
-  const at = (q) => Math.exp(medians[Math.min(RESAMPLES - 1, Math.floor(q * RESAMPLES))]);
-  return { median: Math.exp(pairMedian(logs)), lo: at(0.025), hi: at(0.975) };
-}
-
-const fmt = (r) => `${r.median.toFixed(3)}x [${r.lo.toFixed(3)}, ${r.hi.toFixed(3)}]`;
-const within1 = (r) => r.lo >= 0.99 && r.hi <= 1.01;
 
 async function main() {
   const load = os.loadavg()[0];
@@ -370,16 +295,4 @@ async function main() {
   }
 }
 
-if (PIN && !PINNED) {
-  // Run again on that CPU.
-  const r = spawnSync('taskset', ['-c', CPU, process.execPath, __filename], {
-    stdio: 'inherit',
-    env: { ...process.env, DYNPROBE_BENCH_CPU: CPU },
-  });
-  process.exitCode = r.status === null ? 1 : r.status;
-} else {
-  main().catch((err) => {
-    console.error(err);
-    process.exitCode = 1;
-  });
-}
+runPinned(__filename, main);

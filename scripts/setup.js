@@ -53,6 +53,8 @@ const STEPS = {
   'arm64 root and kernel': { cmd: bash('provision-arm64.sh'), after: ['host packages'], root: true, low: true },
   'node majors': { cmd: bash('provision-node-majors.sh'), root: true, low: true },
   'Bun and Deno': { cmd: bash('provision-runtimes.sh'), root: true, low: true },
+  // After the one apt run of the host packages (their lists are fresh then).
+  'database servers': { cmd: bash('provision-servers.sh'), after: ['host packages'], root: true, low: true },
   'bullseye root': { cmd: bash('provision-bullseye.sh'), after: ['host packages: mmdebstrap', 'node majors'], root: true, low: true },
   'musl runtimes': { cmd: bash('provision-musl.sh'), after: ['host packages'], root: true, low: true },
   'DTrace VM': { cmd: bash('provision-dtrace-vm.sh'), after: ['host packages', 'sid root (tracers)'], root: true, low: true },

@@ -24,8 +24,8 @@ const addonGate = h.gate('ES module tests', fs.existsSync(path.join(h.ROOT, 'bui
 const tscGate = h.gate('TypeScript tests', addonGate.reason || (fs.existsSync(TSC) ? null : 'typescript is not installed (a devDependency: npm ci)'));
 
 // What a program reports: the names it imported, and which dynprobe
-// libraries this process maps (the provider it made, and `node` when
-// dynprobe/node is loaded).
+// libraries this process maps (the provider it made, and `node` and
+// `undici` when dynprobe/node is loaded: docs/channels.md).
 const REPORT = `
   const libraries = () => readFileSync('/proc/self/maps', 'utf8').split('\\n')
     .map((l) => /\\/[0-9a-f]{40}\\/([^/\\s]+)$/.exec(l)).filter(Boolean).map((m) => m[1]);
@@ -102,15 +102,15 @@ function checkEsm(node) {
     defaultExport: true,
     libraries: ['esmnamed'],
   });
-  assert.deepEqual(runIn(node, ['with-node.mjs']).libraries, ['node']);
-  assert.deepEqual(runIn(node, ['--import', 'dynprobe/node', 'plain.mjs']).libraries, ['node']);
-  assert.deepEqual(runIn(node, ['-r', 'dynprobe/node', 'plain.mjs']).libraries, ['node']);
+  assert.deepEqual(runIn(node, ['with-node.mjs']).libraries, ['node', 'undici']);
+  assert.deepEqual(runIn(node, ['--import', 'dynprobe/node', 'plain.mjs']).libraries, ['node', 'undici']);
+  assert.deepEqual(runIn(node, ['-r', 'dynprobe/node', 'plain.mjs']).libraries, ['node', 'undici']);
   assert.deepEqual(runIn(node, ['required.cjs']), {
     createDTraceProvider: 'function',
     DTraceProvider: 'function',
     alias: true,
     nodeProbes: true,
-    libraries: ['node'],
+    libraries: ['node', 'undici'],
   });
 }
 
@@ -134,7 +134,7 @@ for (const major of runtimes.NODE_MAJORS) {
 const TS_PROGRAM = (kind) => `
 import { createDTraceProvider, DTraceProvider } from 'dynprobe';
 import type { DTraceProbe, ProbeArgType, ProbeSpec } from 'dynprobe';
-import 'dynprobe/node';
+import node from 'dynprobe/node';
 
 const dtp: DTraceProvider = createDTraceProvider('ts${kind}');
 const types: ProbeArgType[] = ['int', 'char *', 'json', 'uint64_t'];
@@ -148,6 +148,7 @@ const once = (n: number, s: string): unknown[] => [n, s, { n }, BigInt(n)];
 const fired: true | undefined = plain.fire(once, 1, 'one');
 const byName: true | undefined = dtp.fire('named', () => ['/', 200]);
 const names: string[] | null = named.argNames;
+const added: { probes: string[]; refused: string[] } = node.addChannels(['tracing:ts${kind}:job']);
 dtp.disable();
 // Never called: what the API refuses, the types refuse.
 export function refused(): void {
@@ -157,8 +158,10 @@ export function refused(): void {
   plain.fire([1, 'one']);
   // @ts-expect-error createDTraceProvider takes a name
   createDTraceProvider();
+  // @ts-expect-error addChannels takes channel names
+  node.addChannels(5);
 }
-console.log(JSON.stringify({ kind: '${kind}', fired: fired ?? null, byName: byName ?? null, names, types: plain.types }));
+console.log(JSON.stringify({ kind: '${kind}', fired: fired ?? null, byName: byName ?? null, names, types: plain.types, channels: added.probes }));
 `;
 
 test('TypeScript: a program against index.d.ts compiles with tsc --strict, as CommonJS and as an ES module, and runs', { skip: tscGate.skip, timeout: 180000 }, () => {
@@ -177,6 +180,7 @@ test('TypeScript: a program against index.d.ts compiles with tsc --strict, as Co
     assert.equal(r.status, 0, `${file}:\n${r.stdout}\n${r.stderr}`);
     assert.equal(r.stderr, '', 'no warning of any kind');
     // Untraced: nothing fires, and the probe exists.
-    assert.deepEqual(JSON.parse(r.stdout), { kind, fired: null, byName: true, names: ['url', 'status'], types: ['int', 'char *', 'json', 'uint64_t'] });
+    const channels = ['start', 'done', 'error'].map((e) => `ts${kind}:job__${e}`);
+    assert.deepEqual(JSON.parse(r.stdout), { kind, fired: null, byName: true, names: ['url', 'status'], types: ['int', 'char *', 'json', 'uint64_t'], channels });
   }
 });

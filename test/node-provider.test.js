@@ -18,6 +18,7 @@ const { ROOT, gate, bpftraceUnavailable, attachBpftrace, sleep, bpftraceCounts }
 const { start, stop, parseReady } = require('./tracers/harness');
 const { load } = require('../lib/native');
 const { PROBES } = require('../lib/node/probes');
+const { coreProbeSpecs } = require('../lib/node/channels');
 
 const NODE_JS = path.join(ROOT, 'node.js');
 const MAJORS_DIR = require('../scripts/lib/paths').DYNPROBE_NODE_CACHE;
@@ -59,7 +60,8 @@ const NODE18 = {
 
 function checkNotes(stdout) {
   const notes = new Map(JSON.parse(stdout.trim().split('\n').pop()));
-  assert.deepStrictEqual([...notes.keys()], PROBES.map((p) => p.name));
+  // Node 18's and newer probes, then those of Node's channels (docs/channels.md).
+  assert.deepStrictEqual([...notes.keys()], [...PROBES, ...coreProbeSpecs()].map((p) => p.name));
   for (const [name, sizes] of Object.entries(NODE18)) {
     // Node 18's arguments first, in order; the GC probes carry two more.
     assert.deepStrictEqual(notes.get(name).slice(0, sizes.length), sizes, name);

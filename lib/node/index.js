@@ -2,9 +2,10 @@
 // `require('dynprobe/node')` (or `node -r dynprobe/node app.js`): gives the
 // process a provider `node` with Node 18's built-in probes and newer ones,
 // fed from diagnostics_channel and a few hooks, so that scripts written for
-// Node 18's probes work unchanged. Once per thread; workers get their own
-// subscriptions and share the one provider library (same definition, same
-// file).
+// Node 18's probes work unchanged; and probes for the channels of Node and
+// of the libraries present, and for those the operator names (channels.js).
+// Once per thread; workers get their own subscriptions and share the one
+// provider library (same definition, same file).
 //
 // Nothing is subscribed, observed or wrapped while no tracer or subscriber
 // has a probe enabled: an unref'd timer reads the probes' semaphores four
@@ -22,6 +23,8 @@ const { load } = require('../native');
 const { registry } = require('../registry');
 const { PROBES } = require('./probes');
 const { createMemory } = require('./memory');
+const { createChannels } = require('./channels');
+const { applicationDirs, resolverFrom } = require('./presence');
 const v = require('./values');
 
 const INSTALLED = Symbol.for('dynprobe.node');
@@ -37,7 +40,23 @@ function install() {
   const provider = dynprobe.createDTraceProvider(PROVIDER, MODULE);
   const probes = {};
   for (const p of PROBES) probes[p.name] = provider.addProbe(p);
-  provider.enable();
+  // Channels' probes join this provider (Node's) or providers of their own;
+  // all are enabled here.
+  const channels = createChannels({
+    createProvider: (name) => dynprobe.createDTraceProvider(name),
+    providers: new Map([[PROVIDER, provider]]),
+    present: resolverFrom(applicationDirs()),
+  });
+  let initial = { sources: [], refused: [] };
+  try {
+    initial = channels.initial();
+  } catch (err) {
+    // Unforeseen (the checks above refuse what they can foresee): Node 18's
+    // probes go on without the channels'.
+    initial.refused.push(`the channels get no probes: ${err && err.message}`);
+    provider.enable();
+  }
+  warnRefused(initial.refused);
 
   // A probe's callback builds its values; the message is its extra
   // argument (callbacks made once cost nothing per call). Each returns null
@@ -283,6 +302,7 @@ function install() {
       probes.child__process__spawn.fire(childSpawn, child);
     }),
     channelSource('worker_threads', probes.worker__create, workerCreate),
+    ...initial.sources,
   ];
   const active = new Array(sources.length).fill(false);
 
@@ -313,6 +333,22 @@ function install() {
     }
   }
 
+  // More channels as probes, e.g. addChannels(['tracing:myapp:job',
+  // 'myapp:cache:miss']) (DYNPROBE_CHANNELS' syntax). Best called at
+  // start-up: a provider that gains probes is rebuilt, and a tracer attached
+  // to it then must attach again. Returns { probes: ['provider:probe', ...]
+  // (those it added), refused: [why, ...] (also said as warnings) }.
+  function addChannels(names) {
+    const added = channels.addNamed(names);
+    warnRefused(added.refused);
+    for (const s of added.sources) {
+      sources.push(s);
+      active.push(false);
+    }
+    refresh();
+    return { probes: added.probes, refused: added.refused };
+  }
+
   refresh();
   // Only with the addon: no kernel tracer sees the plain providers.
   if (addon !== null) every(refresh, POLL_MS).unref();
@@ -325,7 +361,15 @@ function install() {
       refresh();
     });
   });
-  return { provider, probes, refresh, PROBES };
+  // A provider by name (`node`, `mysql2`, ...), as dtrace-provider's API
+  // gives it (its probes are its properties), or undefined.
+  const providerOf = (name) => (channels.registry.has(name) ? channels.registry.get(name).provider : undefined);
+  return { provider, probes, refresh, addChannels, providerOf, PROBES };
+}
+
+// Channels that get no probes are said, one warning each; never thrown.
+function warnRefused(refused) {
+  for (const why of refused) process.emitWarning(`dynprobe/node: ${why}`, { code: 'DYNPROBE_CHANNEL_REFUSED' });
 }
 
 module.exports = globalThis[INSTALLED] || (globalThis[INSTALLED] = install());

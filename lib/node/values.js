@@ -101,9 +101,13 @@ function clientTarget(request) {
   return { host, port };
 }
 
+// The error's code (`ECONNREFUSED`, `ER_NO_SUCH_TABLE`; a numeric code as
+// digits), else its name (`ReplyError`), else ''.
 function errorCode(error) {
   try {
-    if (error && typeof error.code === 'string') return error.code;
+    const code = error && error.code;
+    if (typeof code === 'string' && code !== '') return code;
+    if (typeof code === 'number' && Number.isFinite(code)) return String(code);
     if (error && typeof error.name === 'string') return error.name;
   } catch {
     // fall through
@@ -119,4 +123,84 @@ function errorMessage(error) {
   }
 }
 
-module.exports = { text, int32, fdOf, peerOf, bufferedOf, rawHeader, clientTarget, errorCode, errorMessage };
+// The first line of a message, bounded.
+function firstLine(message) {
+  const s = text(message);
+  const nl = s.indexOf('\n');
+  return bounded(nl < 0 ? s : s.slice(0, nl));
+}
+
+// A text argument, at most MAX_TEXT UTF-16 units (a surrogate pair is never
+// cut in two): what one firing copies stays bounded whatever the application
+// sends (a bulk INSERT's SQL).
+const MAX_TEXT = 4096;
+function bounded(value) {
+  const s = text(value);
+  if (s.length <= MAX_TEXT) return s;
+  const last = s.charCodeAt(MAX_TEXT - 1);
+  return s.slice(0, last >= 0xd800 && last <= 0xdbff ? MAX_TEXT - 1 : MAX_TEXT);
+}
+
+// A message's own primitive fields, for its JSON: own enumerable data
+// properties (getters are not run) holding a string, number, boolean, null
+// or bigint (as its digits), at most MAX_FIELDS of them, strings cut so that
+// the JSON stays within MAX_JSON characters (fields that no longer fit are
+// left out). Anything unforeseen (a Proxy that throws) gives what was read
+// so far.
+const MAX_JSON = 1024;
+const MAX_FIELDS = 32;
+function primitiveFields(message) {
+  const out = {};
+  if (message === null || typeof message !== 'object') return out;
+  try {
+    let room = MAX_JSON - 2; // the braces
+    let fields = 0;
+    for (const key of Object.keys(message)) {
+      if (fields === MAX_FIELDS || room <= 0) break;
+      const d = Object.getOwnPropertyDescriptor(message, key);
+      if (d === undefined || !('value' in d)) continue;
+      let value = d.value;
+      if (typeof value === 'bigint') value = String(value);
+      else if (value !== null && typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') continue;
+      // "key": plus a comma before every field but the first.
+      const cost = JSON.stringify(key).length + 1 + (fields === 0 ? 0 : 1);
+      let json = JSON.stringify(value);
+      if (cost + json.length > room) {
+        if (typeof value !== 'string') break;
+        // Cut the string until its JSON fits (escapes make it longer).
+        let keep = Math.max(0, room - cost - 2);
+        value = value.slice(0, keep);
+        json = JSON.stringify(value);
+        while (cost + json.length > room && keep > 0) {
+          keep = Math.max(0, keep - (cost + json.length - room));
+          value = value.slice(0, keep);
+          json = JSON.stringify(value);
+        }
+        if (cost + json.length > room) break;
+      }
+      out[key] = value;
+      room -= cost + json.length;
+      fields++;
+    }
+  } catch {
+    // what was read so far
+  }
+  return out;
+}
+
+module.exports = {
+  text,
+  int32,
+  fdOf,
+  peerOf,
+  bufferedOf,
+  rawHeader,
+  clientTarget,
+  errorCode,
+  errorMessage,
+  bounded,
+  firstLine,
+  primitiveFields,
+  MAX_TEXT,
+  MAX_JSON,
+};
