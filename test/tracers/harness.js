@@ -188,6 +188,52 @@ async function exitWithin(proc, ms) {
   clearTimeout(timer);
 }
 
+// DTrace's last steps take longer than everything before them: once its
+// loop has ended (every record printed and flushed; its output's last line,
+// an empty one, stays in its buffer until it exits), it releases the
+// processes it grabbed, removes its probes, then frees its type data (the
+// kernel's BTF turned into CTF) with no system call for 4 s on an idle
+// machine and 25 s at load 8, before it exits. Its BEGIN and END probes are
+// the only uprobe events it creates in tracefs (group `dt_<its pid>_dtrace`;
+// the probes in traced processes are perf events of the uprobe PMU, which
+// are file descriptors), and it removes them after the processes' release.
+// So once they are gone, DTrace has printed all it will, holds no process,
+// and a SIGKILL leaves nothing behind: the kernel closes its perf events and
+// BPF programs with its descriptors. (Killed before that, DTrace leaves
+// those two events behind: scripts/clean-uprobes.sh.)
+const UPROBE_EVENTS = ['/sys/kernel/tracing/uprobe_events', '/sys/kernel/debug/tracing/uprobe_events'].find((f) => {
+  try {
+    fs.accessSync(f, fs.constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+});
+const DTRACE_POLL_MS = 100;
+
+// Whether DTrace `pid` still has uprobe events (or null when there is no
+// tracefs to read here).
+function dtraceHasEvents(pid) {
+  if (!UPROBE_EVENTS) return null;
+  const group = `:dt_${pid}_`;
+  return fs.readFileSync(UPROBE_EVENTS, 'utf8').split('\n').some((l) => l.slice(1).startsWith(group));
+}
+
+// Waits, at most `ms`, for a tracer to have printed everything: its exit,
+// or for DTrace, the end of its own probes (above), after which it is killed.
+async function tracerFinished(proc, tracer, ms) {
+  if (TRACERS[tracer].family !== 'dtrace' || dtraceHasEvents(proc.child.pid) === null) return exitWithin(proc, ms);
+  const deadline = Date.now() + ms;
+  while (!proc.exited && Date.now() < deadline) {
+    if (!dtraceHasEvents(proc.child.pid)) {
+      proc.child.kill('SIGKILL');
+      await proc.exit;
+      return;
+    }
+    await new Promise((r) => setTimeout(r, DTRACE_POLL_MS));
+  }
+}
+
 async function stop(proc, ms) {
   if (proc.exited) return;
   const timer = setTimeout(() => proc.child.kill('SIGINT'), ms);
@@ -232,7 +278,7 @@ async function runCase(c, tracer, runtime = runtimes.HOST) {
     traced = start(tracerCommand(tracer, c, withSync(tracer, script, null), ready.pid, runtime), { env: tracerEnv });
     await traced.waitFor(/^__READY__$/, 60000, tracer);
     program.child.stdin.end('go\n');
-    await exitWithin(traced, 60000);
+    await tracerFinished(traced, tracer, 60000);
   } finally {
     if (traced) await stop(traced, 0);
     program.child.stdin.end();
@@ -259,7 +305,7 @@ async function runByPath(c, tracer, script, tracerEnv, runtime) {
     program = start(programCommand(c, tracer, runtime), { env: programEnv(c, runtime) });
     await program.waitFor(/^READY /, 30000, 'program');
     program.child.stdin.end('go\n');
-    await exitWithin(traced, 60000);
+    await tracerFinished(traced, tracer, 60000);
   } finally {
     await stop(traced, 0);
     if (program) await stop(program, 5000);
