@@ -564,6 +564,45 @@ test('untraced: no channel has a subscriber (publishers see none), and no module
   assert.deepEqual({ ...got, names: 0 }, { names: 0, subscribed: [], publishersSee: false, modules: [] });
 });
 
+// An in-process subscription (dynprobe.subscribe) wants a channel's probes as
+// a tracer does: its source subscribes to the channel at once, the firings
+// arrive decoded, and closing it lets the channel go.
+const SUBSCRIBED = `
+  const dc = require('node:diagnostics_channel');
+  const { subscribe } = require(${JSON.stringify(ROOT)});
+  require(${JSON.stringify(NODE_JS)});
+  const query = dc.tracingChannel('mysql2:query');
+  const got = [];
+  (async () => {
+    const miss = subscribe('mysql2:*', () => got.push('wrong name'));
+    const sub = subscribe('mysql2_:query__*', (f) => got.push([f.probe, f.args]));
+    await new Promise((r) => setImmediate(r));
+    const before = query.hasSubscribers;
+    query.traceSync(() => 1, { query: 'SELECT 1' });
+    await query.tracePromise(async () => { throw Object.assign(new Error('no table'), { code: 'ER_NO_SUCH_TABLE' }); }, { query: 'SELECT * FROM gone' }).catch(() => {});
+    await new Promise((r) => setTimeout(r, 50));
+    sub.close(); miss.close();
+    await new Promise((r) => setImmediate(r));
+    console.log(JSON.stringify({ before, after: query.hasSubscribers, got }));
+  })();
+`;
+
+test('an in-process subscription turns a channel source on, gets its firings decoded, and lets it go', { skip: addonGate.skip }, () => {
+  const r = spawnSync(process.execPath, ['-e', SUBSCRIBED], { cwd: ROOT, encoding: 'utf8', timeout: 60000 });
+  assert.equal(r.status, 0, r.stderr);
+  const { before, after, got } = JSON.parse(r.stdout);
+  assert.equal(before, true, 'subscribed to mysql2:query while wanted');
+  assert.equal(after, false, 'no subscriber once the subscription is closed');
+  assert.equal(got.length, 4, JSON.stringify(got));
+  const [[p0, [id0, sql0]], [p1, [id1, ns1, sql1]], [p2, [id2]], [p3, [id3, ns3, sql3, code, message]]] = got;
+  assert.deepEqual([p0, p1, p2, p3], ['query__start', 'query__done', 'query__start', 'query__error']);
+  assert.equal(id0, id1);
+  assert.equal(id2, id3);
+  assert.notEqual(id0, id2);
+  assert.deepEqual([sql0, sql1, sql3, code, message], ['SELECT 1', 'SELECT 1', 'SELECT * FROM gone', 'ER_NO_SUCH_TABLE', 'no table']);
+  for (const ns of [ns1, ns3]) assert.ok(typeof ns === 'bigint' || typeof ns === 'number' || typeof ns === 'string', typeof ns);
+});
+
 test('README and docs/channels.md list every provider and operation dynprobe knows', () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   const docs = fs.readFileSync(path.join(ROOT, 'docs', 'channels.md'), 'utf8');

@@ -361,7 +361,7 @@ function install() {
       refresh();
     });
   });
-  // A provider by name (`node`, `mysql2`, ...), as dtrace-provider's API
+  // A provider by name (`node`, `mysql2_`, ...), as dtrace-provider's API
   // gives it (its probes are its properties), or undefined.
   const providerOf = (name) => (channels.registry.has(name) ? channels.registry.get(name).provider : undefined);
   return { provider, probes, refresh, addChannels, providerOf, PROBES };
