@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // dynprobe under Bun (glibc) and Deno 2, each installed as its users install
 // it (from npm: scripts/provision-runtimes.sh). Each runs this checkout's
 // API tests (test/api.test.js, test/subscribe.test.js) with its own test

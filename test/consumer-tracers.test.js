@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: tracer
 // One source of truth for what a firing's values are: bpftrace reading the
 // probes of a process (`dynprobe trace --via kernel`, bpftrace 0.17), the
 // process's endpoint (`dynprobe trace --via process`) and an in-process

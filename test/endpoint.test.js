@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: nothing
 // `dynprobe list`, `trace`, `record` and `dump` through a process's endpoint
 // (no root, no kernel tracer), and the endpoint's promises: it is its user's
 // alone, bounded and harmless to the process, and it survives a fuzzer.

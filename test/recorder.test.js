@@ -1,4 +1,5 @@
 'use strict';
+// test-needs: nothing
 // The flight recorder from start-up (DYNPROBE_RECORD): bunyan fires
 // log-debug for every debug call even at level info, so the last debug
 // records are in the file when the service dies, of an uncaught exception

@@ -1,4 +1,6 @@
 'use strict';
+// test-needs: nothing
+// test-tier: quick
 // The in-process API: dynprobe.subscribe(pattern, onFiring, { count, bytes })
 // and dynprobe.providers(), with real providers, real bunyan and restify.
 // (That subscribers decode values exactly as a kernel tracer reads them is
