@@ -297,7 +297,10 @@ async function runByPath(c, tracer, script, tracerEnv, runtime) {
   // The program printed paths in its own root.
   const host = tracer === 'bpftrace-0.27' ? (p) => `/host${runtimes.hostPath(runtime, p)}` : (p) => runtimes.hostPath(runtime, p);
   const paths = { sync: host(ready.sync) };
-  const text = withSync(tracer, script.replaceAll('$LIB', host(ready.libs[0])), paths);
+  // `$LIB:PROVIDER:` is the library of that provider (file name: its module,
+  // which is the provider's name here): a process may map several.
+  const libraryOf = (provider) => ready.libs.find((l) => path.basename(l) === provider) || ready.libs[0];
+  const text = withSync(tracer, script.replace(/\$LIB:(\w+):/g, (_, p) => `${host(libraryOf(p))}:${p}:`), paths);
   const traced = start(tracerCommand(tracer, c, text, null, runtime), { env: tracerEnv });
   let program;
   try {
