@@ -85,8 +85,9 @@ function coreChannels(major) {
   };
 }
 
-function web(major) {
+function web(major, { spawn = true } = {}) {
   const core = coreChannels(major);
+  core.spawn = core.spawn && spawn;
   const g = 'graphql';
   const query = (source, operation, fields, { long = false, failing } = {}) => [
     ...op(`${g}:parse`, source),
