@@ -13,13 +13,7 @@ MAJORS=(18 20 22 24 26)
 CACHE=$DYNPROBE_NODE_CACHE
 [ $# -gt 0 ] && MAJORS=("$@")
 
-wanted() {
-  local major
-  for major in "${MAJORS[@]}"; do
-    [ -n "${PINNED[$major]:-}" ] || die "no pinned version for Node $major (known: ${!PINNED[*]})"
-    ready "$CACHE/$major/.dynprobe-ready" "${PINNED[$major]}" || echo "$major"
-  done
-}
+wanted() { unready_pinned "$CACHE" "${MAJORS[@]}"; }
 
 if [ -n "$(wanted)" ]; then
   lock "$CACHE/nodes"

@@ -23,13 +23,7 @@ if [ "$(uname -m)" != x86_64 ]; then
   exit 0
 fi
 
-wanted() {
-  local runtime
-  for runtime in "${RUNTIMES[@]}"; do
-    [ -n "${PINNED[$runtime]:-}" ] || die "unknown runtime $runtime (known: ${!PINNED[*]})"
-    ready "$CACHE/$runtime/.dynprobe-ready" "${PINNED[$runtime]}" || echo "$runtime"
-  done
-}
+wanted() { unready_pinned "$CACHE" "${RUNTIMES[@]}"; }
 
 if [ -n "$(wanted)" ]; then
   lock "$CACHE/runtimes"

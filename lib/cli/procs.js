@@ -324,4 +324,4 @@ function inspectWithProviders(pid) {
   return info;
 }
 
-module.exports = { inspectWithProviders, scan, parsePid, alive, pathProblem };
+module.exports = { inspectWithProviders, scan, parsePid, alive, commandLine, pathProblem };

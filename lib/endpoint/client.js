@@ -21,6 +21,7 @@ const { EventEmitter } = require('node:events');
 const { MAGIC, PROTOCOL, MAX_MESSAGE, FrameReader, encode, parseObject, isId } = require('./protocol');
 const { isBatch, readBatch } = require('./batch');
 const { conventionalPaths, MAX_SOCKET_PATH } = require('./dir');
+const { alive, commandLine } = require('../cli/procs');
 
 const ENDPOINT_NAME = /\/(?:endpoints|dynprobe-\d+-[^/]+)\/\d+\.sock$/;
 const LISTENING = 0x10000; // __SO_ACCEPTCON in /proc/net/unix's Flags
@@ -33,30 +34,6 @@ class EndpointError extends Error {
     this.name = 'EndpointError';
     this.code = code;
     this.hint = hint;
-  }
-}
-
-function commandLine(pid) {
-  try {
-    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
-    if (argv.length > 0) return argv.join(' ');
-  } catch {
-    // fall back to the short name
-  }
-  try {
-    return `[${fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()}]`;
-  } catch {
-    return '?';
-  }
-}
-
-// Whether the process runs (a zombie has /proc/PID but nothing else).
-function alive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
   }
 }
 
