@@ -13,6 +13,7 @@ MAJORS=(18 20 22 24 26)
 CACHE=$DYNPROBE_NODE_CACHE
 [ $# -gt 0 ] && MAJORS=("$@")
 
+known_pinned "${MAJORS[@]}"
 wanted() { unready_pinned "$CACHE" "${MAJORS[@]}"; }
 
 if [ -n "$(wanted)" ]; then

@@ -23,6 +23,7 @@ if [ "$(uname -m)" != x86_64 ]; then
   exit 0
 fi
 
+known_pinned "${RUNTIMES[@]}"
 wanted() { unready_pinned "$CACHE" "${RUNTIMES[@]}"; }
 
 if [ -n "$(wanted)" ]; then

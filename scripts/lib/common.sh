@@ -170,15 +170,22 @@ first_line() {
 
 ready() { [ -e "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
-# unready_pinned CACHE KEY...: the keys of the caller's associative array
-# PINNED (key -> version) not yet ready as CACHE/KEY, one a line; a key with
-# no pinned version is an error.
+# known_pinned KEY...: dies unless each key has a version in the caller's
+# associative array PINNED (key -> version).
+known_pinned() {
+  local key
+  for key in "$@"; do
+    # shellcheck disable=SC2154 # PINNED is the caller's
+    [ -n "${PINNED[$key]:-}" ] || die "no pinned version for $key (known: ${!PINNED[*]})"
+  done
+}
+
+# unready_pinned CACHE KEY...: those of the (known) keys not yet ready as
+# CACHE/KEY, one a line.
 unready_pinned() {
   local cache=$1 key
   shift
   for key in "$@"; do
-    # shellcheck disable=SC2154 # PINNED is the caller's
-    [ -n "${PINNED[$key]:-}" ] || die "no pinned version for $key (known: ${!PINNED[*]})"
     ready "$cache/$key/.dynprobe-ready" "${PINNED[$key]}" || echo "$key"
   done
 }
