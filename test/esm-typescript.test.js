@@ -41,7 +41,7 @@ before(() => {
   const files = {
     'named.mjs': `
       import { readFileSync } from 'node:fs';
-      import { createDTraceProvider, DTraceProvider } from 'dynprobe';
+      import { createDTraceProvider, DTraceProvider, subscribe, providers } from 'dynprobe';
       import * as alias from 'dtrace-provider';
       import whole from 'dynprobe';
       ${REPORT}
@@ -51,6 +51,8 @@ before(() => {
       report({
         createDTraceProvider: typeof createDTraceProvider,
         DTraceProvider: typeof DTraceProvider,
+        subscribe: typeof subscribe,
+        providers: providers().map((p) => p.provider),
         instance: dtp instanceof DTraceProvider,
         alias: alias.createDTraceProvider === createDTraceProvider && alias.DTraceProvider === DTraceProvider,
         defaultExport: whole.createDTraceProvider === createDTraceProvider,
@@ -97,6 +99,8 @@ function checkEsm(node) {
   assert.deepEqual(runIn(node, ['named.mjs']), {
     createDTraceProvider: 'function',
     DTraceProvider: 'function',
+    subscribe: 'function',
+    providers: ['esmnamed'],
     instance: true,
     alias: true,
     defaultExport: true,
@@ -132,8 +136,8 @@ for (const major of runtimes.NODE_MAJORS) {
 // `@ts-expect-error` lines must be errors: index.d.ts refuses what the API
 // refuses.
 const TS_PROGRAM = (kind) => `
-import { createDTraceProvider, DTraceProvider } from 'dynprobe';
-import type { DTraceProbe, ProbeArgType, ProbeSpec } from 'dynprobe';
+import { createDTraceProvider, DTraceProvider, subscribe, providers } from 'dynprobe';
+import type { DTraceProbe, Firing, ProbeArgType, ProbeSpec, Subscription } from 'dynprobe';
 import node from 'dynprobe/node';
 
 const dtp: DTraceProvider = createDTraceProvider('ts${kind}');
@@ -149,7 +153,10 @@ const fired: true | undefined = plain.fire(once, 1, 'one');
 const byName: true | undefined = dtp.fire('named', () => ['/', 200]);
 const names: string[] | null = named.argNames;
 const added: { probes: string[]; refused: string[] } = node.addChannels(['tracing:ts${kind}:job']);
-dtp.disable();
+const seen: unknown[][] = [];
+const sub: Subscription = subscribe('ts${kind}:named', (f: Firing) => { seen.push([f.probe, ...f.args, typeof f.time]); });
+const listed: string[] = providers().filter((p) => p.probes.some((q) => q.name === 'named')).map((p) => p.provider + '/' + p.module);
+dtp.fire('named', () => ['/sub', 201]);
 // Never called: what the API refuses, the types refuse.
 export function refused(): void {
   // @ts-expect-error a probe name is a string
@@ -160,8 +167,14 @@ export function refused(): void {
   createDTraceProvider();
   // @ts-expect-error addChannels takes channel names
   node.addChannels(5);
+  // @ts-expect-error a pattern is a string
+  subscribe(5, () => {});
 }
-console.log(JSON.stringify({ kind: '${kind}', fired: fired ?? null, byName: byName ?? null, names, types: plain.types, channels: added.probes }));
+setTimeout(() => {
+  sub.close();
+  dtp.disable();
+  console.log(JSON.stringify({ kind: '${kind}', fired: fired ?? null, byName: byName ?? null, names, types: plain.types, channels: added.probes, listed, seen, delivered: sub.delivered }));
+}, 50);
 `;
 
 test('TypeScript: a program against index.d.ts compiles with tsc --strict, as CommonJS and as an ES module, and runs', { skip: tscGate.skip, timeout: 180000 }, () => {
@@ -181,6 +194,16 @@ test('TypeScript: a program against index.d.ts compiles with tsc --strict, as Co
     assert.equal(r.stderr, '', 'no warning of any kind');
     // Untraced: nothing fires, and the probe exists.
     const channels = ['start', 'done', 'error'].map((e) => `ts${kind}:job__${e}`);
-    assert.deepEqual(JSON.parse(r.stdout), { kind, fired: null, byName: true, names: ['url', 'status'], types: ['int', 'char *', 'json', 'uint64_t'], channels });
+    assert.deepEqual(JSON.parse(r.stdout), {
+      kind,
+      fired: null,
+      byName: true,
+      names: ['url', 'status'],
+      types: ['int', 'char *', 'json', 'uint64_t'],
+      channels,
+      listed: [`ts${kind}/ts${kind}`],
+      seen: [['named', '/sub', 201, 'bigint']],
+      delivered: 1,
+    });
   }
 });
