@@ -439,7 +439,8 @@ test('trace errors: no such process, no providers, no match (listing what exists
     assert.strictEqual(none.status, 1, none.all);
     assert.match(none.stderr, /^dynprobe: no tracer found: bpftrace is not installed/m);
     assert.match(none.stderr, /apt-get install bpftrace/);
-    assert.match(none.stderr, /scripts\/provision-tracers\.sh/);
+    assert.match(none.stderr, /--bpftrace PATH or DYNPROBE_BPFTRACE=PATH/);
+    assert.match(none.stderr, /--via process reads your own processes/);
     assert.strictEqual(fallback.status, 0, fallback.all);
     assert.match(fallback.stderr, /^dynprobe: tracing through the process's endpoint, with no kernel tracer: no tracer found: bpftrace is not installed/m);
   } finally {

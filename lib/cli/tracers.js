@@ -18,8 +18,7 @@ const { CliError } = require('./errors');
 const INSTALL_HINT =
   'install bpftrace: `apt-get install bpftrace` (Debian, Ubuntu) or `dnf install bpftrace` (Fedora), ' +
   'or name one that is not on PATH: --bpftrace PATH or DYNPROBE_BPFTRACE=PATH (Oracle DTrace: --dtrace PATH or ' +
-  'DYNPROBE_DTRACE=PATH); in a dynprobe checkout, scripts/provision-tracers.sh provisions bpftrace 0.27 and ' +
-  'Oracle DTrace 2.0.7, run as scripts/bpftrace-sid and scripts/dtrace';
+  'DYNPROBE_DTRACE=PATH); or, with no kernel tracer, --via process reads your own processes through their endpoint';
 
 function run(command, args) {
   const r = spawnSync(command, args, { encoding: 'utf8', timeout: 30000 });
