@@ -157,6 +157,22 @@ test('list and trace through the endpoint print what the kernel path prints (--j
   await until(async () => ctestOff(await stats()), 5000, 'the probes are off after Ctrl-C');
 });
 
+test('trace through the endpoint ends, status 0, when the traced process exits', async () => {
+  const other = await startTarget();
+  await other.ask('tick 10', 'ticking');
+  const running = cliRunning(['trace', other.pid, 'ctest:tick', '--via', 'process']);
+  try {
+    await running.waitFor(/ctest:tick/, 20000, 'trace');
+    await other.finish();
+    const exit = await Promise.race([running.exit, new Promise((resolve) => setTimeout(() => resolve('still running'), 20000))]);
+    assert.deepEqual(exit, { code: 0, signal: null }, running.stderr);
+    assert.match(running.stderr, new RegExp(`^dynprobe: process ${other.pid} exited$`, 'm'));
+  } finally {
+    running.child.kill('SIGKILL');
+    await other.finish();
+  }
+});
+
 test('bad input: a pattern that matches nothing, a process without dynprobe, a dead process, not a pid: a clear message, a non-zero exit, no hang', async () => {
   const pid = target.pid;
   for (const cmd of [['trace', pid, 'nope:*', '--via', 'process'], ['record', pid, 'nope']]) {
