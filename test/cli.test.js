@@ -99,6 +99,20 @@ function assemblerFor(kinds = ['int', 'strint', 'strint']) {
 // An address mapped in this process (strings point into memory like it).
 const MAPPED = BigInt(`0x${fs.readFileSync('/proc/self/maps', 'utf8').split('-')[0]}`) + 16n;
 
+test('--help names every command and the two paths (kernel, process); an unknown option is a usage error', () => {
+  for (const args of [['--help'], ['help']]) {
+    const r = cli(args);
+    assert.strictEqual(r.status, 0, r.all);
+    for (const command of ['list', 'trace', 'record', 'dump']) assert.match(r.stdout, new RegExp(`^ {2}dynprobe ${command} `, 'm'));
+    assert.match(r.stdout, /--via PATH +kernel: a kernel tracer only \(root\); process: the/);
+    assert.match(r.stdout, /--bpftrace PATH/);
+    assert.match(r.stdout, /--dtrace PATH/);
+  }
+  const bad = cli(['trace', '1', '--nonsense']);
+  assert.strictEqual(bad.status, 2, bad.all);
+  assert.match(bad.stderr, /--nonsense/);
+});
+
 test('records: split on control characters, strings keep their newlines, other text passes through', () => {
   const records = [];
   const text = [];
