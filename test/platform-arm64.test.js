@@ -87,6 +87,10 @@ describe(`${TARGET} in an arm64 virtual machine, traced by its bpftrace`, { skip
     const run = await arm64.runVm({ pkg, muslPkg, tests: rustTests, log });
     vm = { ...run, ...arm64.parseVmOutput(run.output) };
     process.stderr.write(`arm64 VM: ${vm.up}; ${vm.seconds} s\n`);
+    // Where the machine's time went, for whoever makes it shorter.
+    const caseTimes = Object.values(vm.cases).flatMap((byName) => Object.values(byName).map((c) => `${c.runtime} ${c.name}: ${c.seconds} s`));
+    const rustTimes = Object.entries(vm.rust).map(([name, r]) => `${name}: ${(/finished in ([\d.]+)s/.exec(r.text) || [])[1] ?? '?'} s`);
+    process.stderr.write(`arm64 VM: cases: ${caseTimes.join('; ')}\narm64 VM: Rust tests: ${rustTimes.join('; ')}\n`);
   }, { timeout: 40 * 60 * 1000 });
 
   const machine = () => {
