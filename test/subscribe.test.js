@@ -13,6 +13,7 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const { Writable } = require('node:stream');
+const { spawnSync } = require('node:child_process');
 const h = require('./fixtures/helpers');
 const dynprobe = require('..');
 
@@ -308,4 +309,40 @@ test('a provider collected without disable() leaves the registry; a subscription
   `, { flags: ['--expose-gc'] });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(r.result, { got: [1], before: ['gone1'], after: [], libs: 0 });
+});
+
+// A leak would show as heap that a full collection cannot take back.
+const CYCLES = `
+  const d = require(${JSON.stringify(path.join(__dirname, '..'))});
+  const p = d.createDTraceProvider('subcycles');
+  const probe = p.addProbe('a', 'int', 'char *');
+  p.enable();
+  const cycle = async (k) => {
+    for (let i = 0; i < k; i++) {
+      const sub = d.subscribe('subcycles:a', () => {});
+      probe.fire(() => [i, 'x'.repeat(100)]);
+      sub.close();
+      if (i % 100 === 0) await new Promise((r) => setImmediate(r));
+    }
+  };
+  (async () => {
+    await cycle(2000);
+    global.gc();
+    const before = process.memoryUsage().heapUsed;
+    await cycle(20000);
+    await new Promise((r) => setImmediate(r));
+    global.gc();
+    const after = process.memoryUsage().heapUsed;
+    console.log(JSON.stringify({ grewKiB: Math.round((after - before) / 1024), flag: probe._sema[0], providers: d.providers().length }));
+  })();
+`;
+
+test('20,000 subscribe/fire/close cycles leave nothing behind: the heap after a collection, the subscriber byte, the registry', () => {
+  const r = spawnSync(process.execPath, ['--expose-gc', '-e', CYCLES], { encoding: 'utf8', timeout: 120000 });
+  assert.equal(r.status, 0, r.stderr);
+  const got = JSON.parse(r.stdout);
+  assert.equal(got.flag, 0, 'no subscriber left on the probe');
+  assert.equal(got.providers, 1);
+  // Each cycle's subscription, tap and queue are a few hundred bytes: kept, 20,000 would be megabytes.
+  assert.ok(got.grewKiB < 1024, `the heap grew ${got.grewKiB} KiB`);
 });
