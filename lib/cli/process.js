@@ -6,7 +6,8 @@
 // hostile (root reading another user's process).
 
 const fs = require('node:fs');
-const { connect, EndpointError, alive, commandLine } = require('../endpoint/client');
+const { connect, EndpointError } = require('../endpoint/client');
+const { alive, commandLine } = require('./procs');
 const { CliError } = require('./errors');
 const { compile } = require('../pattern');
 const { traceArg } = require('../values');

@@ -66,6 +66,17 @@ function worthAskingTheProcess(err) {
   return !/^(no such process|cannot read the memory map)/.test(err.message);
 }
 
+// The process's description through its endpoint: { described }, or
+// { error } (a CliError) when it cannot give one.
+async function askProcess(pid) {
+  try {
+    return { described: await processPath.describeProcess(pid), error: null };
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err;
+    return { described: null, error: err };
+  }
+}
+
 // `dynprobe list`: resolves with the errors to report (as list.js does).
 async function list(pidTexts, opts) {
   const out = opts.out || process.stdout;
@@ -80,15 +91,14 @@ async function list(pidTexts, opts) {
     const seen = new Set(kernel.map((p) => p.pid));
     for (const pid of processPath.processesWithEndpoints()) {
       if (seen.has(pid)) continue;
-      try {
-        viaProcess.push(await processPath.describeProcess(pid));
-      } catch (err) {
-        if (!(err instanceof CliError)) throw err;
-        // gone meanwhile, or not answering: a listing goes on
-      }
+      // (gone meanwhile, or not answering: a listing goes on)
+      const { described } = await askProcess(pid);
+      if (described) viaProcess.push(described);
     }
   }
   for (const pid of pids) {
+    // The kernel path's error, reported when the process cannot say more.
+    let kernelError = null;
     if (opts.via !== 'process') {
       try {
         kernel.push(inspectWithProviders(pid));
@@ -99,21 +109,12 @@ async function list(pidTexts, opts) {
           errors.push(err);
           continue;
         }
-        try {
-          viaProcess.push(await processPath.describeProcess(pid));
-        } catch (processErr) {
-          if (!(processErr instanceof CliError)) throw processErr;
-          errors.push(err);
-        }
-        continue;
+        kernelError = err;
       }
     }
-    try {
-      viaProcess.push(await processPath.describeProcess(pid));
-    } catch (err) {
-      if (!(err instanceof CliError)) throw err;
-      errors.push(err);
-    }
+    const { described, error } = await askProcess(pid);
+    if (described) viaProcess.push(described);
+    else errors.push(kernelError || error);
   }
   render(kernel, viaProcess, pids, opts, out);
   return errors;

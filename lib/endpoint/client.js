@@ -337,4 +337,4 @@ async function connect(pid) {
   return connection;
 }
 
-module.exports = { connect, locate, EndpointError, alive, commandLine };
+module.exports = { connect, locate, EndpointError };
