@@ -4,6 +4,9 @@
 # tracer cases under the machine's bpftrace, then the Rust test binaries,
 # printing @@ markers the host parses, and powers off.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TMPDIR=/tmp
+# Everything here is emulated (TCG) and several times slower: the tests'
+# bounds on waits for a tracer are stretched by this factor.
+export DYNPROBE_TEST_PATIENCE=5
 # The host's cache paths (test/platform/arm64-vm.js writes them).
 # shellcheck source=/dev/null
 [ -f /dynprobe/env ] && . /dynprobe/env

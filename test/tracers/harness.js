@@ -35,6 +35,12 @@ const path = require('node:path');
 
 const runtimes = require('../fixtures/runtimes');
 
+// The bounds on waits below only catch hangs. DYNPROBE_TEST_PATIENCE, a
+// factor (1 by default), stretches them where everything is slower: the
+// emulated arm64 machine sets 5 (bpftrace 0.27 attaches there in about 40 s,
+// more with its host loaded).
+const PATIENCE = Math.max(1, Number(process.env.DYNPROBE_TEST_PATIENCE) || 1);
+
 const ROOT = path.join(__dirname, '..', '..');
 const FIRE_BIN = path.join(ROOT, 'target', 'release', 'fire');
 const IS_ROOT = process.getuid && process.getuid() === 0;
@@ -168,7 +174,7 @@ function start(cmd, options) {
         if (line !== undefined) return done(() => resolve(line));
         if (out.exited) done(() => reject(new Error(`${what}: exited (${JSON.stringify(out.exited)}) before ${re}\nstdout:\n${out.lines.join('\n')}\nstderr:\n${out.stderr}`)));
       };
-      const timer = setTimeout(() => done(() => reject(new Error(`${what}: no ${re} within ${ms} ms\nstdout:\n${out.lines.join('\n')}\nstderr:\n${out.stderr}`))), ms);
+      const timer = setTimeout(() => done(() => reject(new Error(`${what}: no ${re} within ${ms * PATIENCE} ms\nstdout:\n${out.lines.join('\n')}\nstderr:\n${out.stderr}`))), ms * PATIENCE);
       const done = (fn) => {
         clearTimeout(timer);
         const i = waiters.indexOf(check);
@@ -184,7 +190,7 @@ function start(cmd, options) {
 // Waits for `proc` to exit, at most `ms` (the timer does not outlive it).
 async function exitWithin(proc, ms) {
   let timer;
-  await Promise.race([proc.exit, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  await Promise.race([proc.exit, new Promise((r) => (timer = setTimeout(r, ms * PATIENCE)))]);
   clearTimeout(timer);
 }
 
@@ -223,7 +229,7 @@ function dtraceHasEvents(pid) {
 // or for DTrace, the end of its own probes (above), after which it is killed.
 async function tracerFinished(proc, tracer, ms) {
   if (TRACERS[tracer].family !== 'dtrace' || dtraceHasEvents(proc.child.pid) === null) return exitWithin(proc, ms);
-  const deadline = Date.now() + ms;
+  const deadline = Date.now() + ms * PATIENCE;
   while (!proc.exited && Date.now() < deadline) {
     if (!dtraceHasEvents(proc.child.pid)) {
       proc.child.kill('SIGKILL');
