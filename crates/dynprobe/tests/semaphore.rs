@@ -5,11 +5,9 @@
 //! loudly and passes, except on CI (`CI=true`), where it fails.
 //!
 //! Each program prints a line per fire, and the tracer is killed once its
-//! output holds them all: bpftrace never has to end by itself. (It used to
-//! end on an `exit()` clause the child triggered, and under TCG in the
-//! arm64 machine it sometimes ran on for minutes; bpftrace 0.17 also loses a
-//! SIGINT that arrives while it attaches or reads events.) A killed tracer
-//! lets go of its probes like any other, so the child still sees them off.
+//! output holds them all: bpftrace never has to end by itself, which it did
+//! not always do when asked (docs/testing.md). A killed tracer lets go of
+//! its probes like any other, so the child still sees them off.
 
 mod common;
 
@@ -39,7 +37,7 @@ fn patience() -> Duration {
     Duration::from_secs(120) * factor.max(1)
 }
 /// After the semaphore flips, the tracer may still be attaching its program
-/// to the probe; fires before that would not be counted.
+/// to the probe; fires before that would not be printed.
 const SETTLE: Duration = Duration::from_millis(200);
 
 fn tracer_available(test: &str) -> bool {
