@@ -161,6 +161,11 @@ fn printed_fires(output: &str) -> Vec<u64> {
         .collect()
 }
 
+/// A `done` for [`trace_child`]: the tracer has printed `fires` fires.
+fn printed_all(fires: u64) -> impl Fn(&str) -> bool {
+    move |out| printed_fires(out).len() as u64 >= fires
+}
+
 /// In a child: waits until every probe in `probes` is (or is no longer)
 /// enabled.
 fn await_enabled(probes: &[Probe<'_>], enabled: bool) {
@@ -268,9 +273,7 @@ fn a_tracer_flips_the_semaphore_on_and_off() {
         return;
     }
     let program = print_fires("usdt:*:semprov:p1", "arg0");
-    let (fired, output) = trace_child(TEST, &program, |out| {
-        printed_fires(out).len() as u64 >= FIRES
-    });
+    let (fired, output) = trace_child(TEST, &program, printed_all(FIRES));
     assert_eq!(fired, FIRES);
     assert_eq!(printed_fires(&output), (0..FIRES).collect::<Vec<_>>());
 }
@@ -462,9 +465,7 @@ fn a_registration_the_helper_refuses_leaves_the_probes_traced() {
         return;
     }
     let program = print_fires("usdt:*:refusedprov:p1", "arg0");
-    let (fired, output) = trace_child(TEST, &program, |out| {
-        printed_fires(out).len() as u64 >= FIRES
-    });
+    let (fired, output) = trace_child(TEST, &program, printed_all(FIRES));
     assert_eq!(fired, FIRES);
     assert_eq!(printed_fires(&output), (0..FIRES).collect::<Vec<_>>());
 }
@@ -566,7 +567,7 @@ fn a_plain_uprobe_at_the_site_turns_a_watched_probe_on_and_off() {
         TEST,
         // (the site's registers hold no argument the note names: a count)
         |path| print_fires(&format!("uprobe:{path}:{site:#x}"), "0"),
-        |out| printed_fires(out).len() as u64 >= FIRES,
+        printed_all(FIRES),
     );
     let (on, off) = (
         Duration::from_micros(report.parse("on_us")),
