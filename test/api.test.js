@@ -649,6 +649,7 @@ describe('fire with bpftrace attached', { skip: tracer.skip, timeout: 120000 }, 
     dtp.enable();
     other.enable();
     bt = h.attachBpftrace(process.pid, 'usdt:*:dpapitraced:*, usdt:*:dpapitraced2:* { @fired[probe] = count(); }');
+    await bt.attached();
     for (const probe of [...Object.values(p), off]) await h.untilTraced(probe, 30000, bt);
   });
   after(async () => {

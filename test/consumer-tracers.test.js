@@ -84,8 +84,8 @@ test('a subscription alone makes no native call (no kernel trip): a plain uprobe
       const m = new RegExp(`@${name}: (\\d+)`).exec(out);
       return m ? Number(m[1]) : 0;
     };
-    plain = h.attachBpftrace(target.pid, `BEGIN { printf("ready\\n"); } ${site}`);
-    await until(() => plain.out.stdout.includes('ready'), 60000, `bpftrace attached: ${plain.out.stderr}`);
+    plain = h.attachBpftrace(target.pid, site);
+    await plain.attached();
     await target.ask('subscribe ctest:tick', 'subscribed');
     await target.ask('fire 100', 'fired');
     await until(async () => (await target.ask('collected', 'collected')).length === 100, 10000, 'the subscriber got 100 firings');

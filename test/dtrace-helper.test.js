@@ -177,12 +177,8 @@ test('with the registration refused, bpftrace still traces the USDT probes', { s
   let bt;
   try {
     const pid = Number(await line('READY '));
-    // BEGIN runs once every probe is attached ("Attaching" comes before).
-    bt = h.attachBpftrace(pid, 'BEGIN { printf("__READY__\\n"); } usdt:*:dthtraced:p { @fired[probe] = count(); }');
-    for (let t = Date.now(); !bt.out.stdout.includes('__READY__'); ) {
-      if (Date.now() - t > 60000 || bt.out.stderr.includes('ERROR: Error')) throw new Error(`bpftrace did not attach:\n${bt.out.stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    bt = h.attachBpftrace(pid, 'usdt:*:dthtraced:p { @fired[probe] = count(); }');
+    await bt.attached();
     child.stdin.write('go\n');
     const [fired, warnings] = (await line('FIRED ')).split(' ');
     const printed = await bt.stop();

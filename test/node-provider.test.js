@@ -198,16 +198,11 @@ test(`a probe fires for the first request sent ${FIRST_REQUEST_AFTER_MS} ms afte
   let tracer;
   try {
     const ready = await program.waitFor(/^READY /, 30000, 'program');
-    // bpftrace runs BEGIN once every probe is attached.
     tracer = attachBpftrace(
       parseReady(ready).pid,
-      'BEGIN { printf("ATTACHED\\n"); } usdt:*:node:http__server__request { printf("%s %s\\n", str(arg4), str(arg5)); }',
+      'usdt:*:node:http__server__request { printf("%s %s\\n", str(arg4), str(arg5)); }',
     );
-    const t0 = Date.now();
-    while (!tracer.out.stdout.includes('ATTACHED')) {
-      assert.ok(Date.now() - t0 < 60000, `bpftrace never attached: ${tracer.out.stderr}`);
-      await sleep(10);
-    }
+    await tracer.attached();
     await sleep(FIRST_REQUEST_AFTER_MS);
     program.child.stdin.write('go\n');
     await program.waitFor(/^DONE$/, 30000, 'the request');
@@ -257,13 +252,9 @@ test('with net.Socket.prototype and ChildProcess.prototype frozen, net__stream__
     const ready = await program.waitFor(/^READY /, 30000, 'program');
     tracer = attachBpftrace(
       parseReady(ready).pid,
-      'BEGIN { printf("ATTACHED\\n"); } usdt:*:node:http__server__request, usdt:*:node:net__stream__end, usdt:*:node:child__process__spawn { @n[probe] = count(); }',
+      'usdt:*:node:http__server__request, usdt:*:node:net__stream__end, usdt:*:node:child__process__spawn { @n[probe] = count(); }',
     );
-    const t0 = Date.now();
-    while (!tracer.out.stdout.includes('ATTACHED')) {
-      assert.ok(Date.now() - t0 < 60000, `bpftrace never attached: ${tracer.out.stderr}`);
-      await sleep(10);
-    }
+    await tracer.attached();
     await sleep(FIRST_REQUEST_AFTER_MS);
     program.child.stdin.write('go\n');
     await program.waitFor(/^DONE$/, 30000, 'the requests, connections and children');
@@ -290,8 +281,8 @@ const SERVE = `
     console.log('READY ' + process.pid);
     const wait = () => { let t = false; node.probes.http__server__request.fire(() => { t = true; return null; });
       if (!t) return setTimeout(wait, 10);
-      setTimeout(() => http.get({ host: '127.0.0.1', port: server.address().port, path: '/v' + process.versions.node.split('.')[0], agent: false },
-        (res) => { res.resume(); res.on('end', () => { console.log('DONE'); server.close(); }); }), 700);
+      process.stdin.once('data', () => http.get({ host: '127.0.0.1', port: server.address().port, path: '/v' + process.versions.node.split('.')[0], agent: false },
+        (res) => { res.resume(); res.on('end', () => { console.log('DONE'); server.close(); process.stdin.destroy(); }); }));
     };
     wait();
   });
@@ -308,6 +299,9 @@ for (const major of MAJORS) {
     try {
       const ready = await program.waitFor(/^READY /, 30000, `node ${major}`);
       tracer = attachBpftrace(parseReady(ready).pid, 'usdt:*:node:http__server__request { printf("%s %s %s\\n", str(arg2), str(arg4), str(arg5)); }');
+      await tracer.attached();
+      await sleep(FIRST_REQUEST_AFTER_MS);
+      program.child.stdin.write('go\n');
       await program.waitFor(/^DONE$/, 60000, `node ${major}`);
       await sleep(200);
       const out = await tracer.stop();

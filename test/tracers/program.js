@@ -6,10 +6,12 @@
 //   ready()            print `READY <pid> <library paths>` and wait for `go`
 //                      on stdin (the tracer has attached by then)
 //   untilTraced(probe) poll until a tracer enables the probe
+//   fireWhileTraced(probe, args)
+//                      fire every 10 ms until the tracer lets the probe go
 //   gc()               full garbage collection (run with --expose-gc)
 
 const path = require('node:path');
-const { libraryPaths, untilTraced, sleep } = require('../fixtures/helpers');
+const { libraryPaths, untilTraced, fireWhileTraced, sleep } = require('../fixtures/helpers');
 const dynprobe = require(process.env.DYNPROBE_PACKAGE || path.join(__dirname, '..', '..'));
 
 const sync = dynprobe.createDTraceProvider('dptest');
@@ -34,8 +36,8 @@ function ready() {
 }
 
 const AsyncFunction = (async () => {}).constructor;
-const body = new AsyncFunction('dynprobe', 'ready', 'untilTraced', 'sleep', 'gc', 'require', process.env.DYNPROBE_CASE_SCRIPT);
-body(dynprobe, ready, untilTraced, sleep, global.gc, require).then(
+const body = new AsyncFunction('dynprobe', 'ready', 'untilTraced', 'fireWhileTraced', 'sleep', 'gc', 'require', process.env.DYNPROBE_CASE_SCRIPT);
+body(dynprobe, ready, untilTraced, fireWhileTraced, sleep, global.gc, require).then(
   () => {
     done.fire(() => []);
     sync.disable();

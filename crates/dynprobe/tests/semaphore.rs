@@ -36,9 +36,12 @@ fn patience() -> Duration {
         .unwrap_or(1);
     Duration::from_secs(120) * factor.max(1)
 }
-/// After the semaphore flips, the tracer may still be attaching its program
-/// to the probe; fires before that would not be printed.
-const SETTLE: Duration = Duration::from_millis(200);
+/// The line every program prints from BEGIN. A tracer turns a probe's
+/// semaphore on when it opens the probe's uprobe, a moment before it attaches
+/// its program there: fires in between are not printed. bpftrace runs BEGIN
+/// once every probe has its program, so a child fires only after the parent
+/// has seen this line (and sent it `go`).
+const ATTACHED: &str = "attached";
 
 fn tracer_available(test: &str) -> bool {
     let missing = if !is_root() {
@@ -67,7 +70,8 @@ impl Bpftrace {
     /// test fails at once instead of waiting for it.
     fn attach(pid: u32, program: &str) -> Bpftrace {
         let mut child = Command::new(BPFTRACE)
-            .args(["-p", &pid.to_string(), "-e", program])
+            .args(["-p", &pid.to_string(), "-e"])
+            .arg(format!("BEGIN {{ printf(\"{ATTACHED}\\n\"); }}\n{program}"))
             // The longest string the tests pass has 3 bytes; keep str() small
             // so that a 32-argument printf fits the BPF stack.
             .env("BPFTRACE_STRLEN", "8")
@@ -213,7 +217,7 @@ fn traced_provider_child(provider: &Provider, traced: &[&str], fire: impl Fn(&[P
         .map(|p| p.name())
         .collect();
     assert!(stray.is_empty(), "untraced probes enabled: {stray:?}");
-    std::thread::sleep(SETTLE);
+    assert_eq!(await_line(), "go");
     report("fired", fire(&watched));
     // (The parent kills the tracer once it has printed every fire.)
     await_enabled(&watched, false);
@@ -248,6 +252,8 @@ fn trace_child_at(
     let path = child.expect("path");
     let tracer = Bpftrace::attach(child.pid(), &program(&path));
     assert_eq!(child.expect("enabled"), "true");
+    tracer.await_output(|out| out.lines().any(|l| l == ATTACHED));
+    child.send("go");
     let fired = child.expect("fired").parse().unwrap();
     tracer.await_output(done);
     let output = tracer.kill();
@@ -544,7 +550,7 @@ fn a_plain_uprobe_at_the_site_turns_a_watched_probe_on_and_off() {
         // SAFETY: as above.
         report("subscriber_on", unsafe { subscriber.read_volatile() });
         assert!(!other.is_enabled(), "the probe without a uprobe is enabled");
-        std::thread::sleep(SETTLE);
+        assert_eq!(await_line(), "go");
         for i in 0..FIRES {
             assert!(probe.fire(&[Arg::from(i), Arg::from(c"x")]));
         }

@@ -339,9 +339,12 @@ module.exports = [
       const p = dtp.addProbe('late', 'int', 'char *');
       dtp.enable();
       await untilTraced(p);
-      p.fire(() => [9, 'late']);
+      await fireWhileTraced(p, [9, 'late']);
     `,
-    dtrace: 'nodeapp$target:::late { printf("%d %s\\n", arg0, copyinstr(arg1)); }',
+    // DTrace turns the semaphore on a moment before its program runs at the
+    // probe (helpers.fireWhileTraced): the program fires until DTrace has
+    // printed once and exited.
+    dtrace: 'nodeapp$target:::late /!seen/ { seen = 1; printf("%d %s\\n", arg0, copyinstr(arg1)); exit(0); }',
     dtraceFlags: ['-Z'],
     expect: ['9 late'],
   },

@@ -98,9 +98,10 @@ module.exports = [
       probe hello int32_t char*
       load
       wait-traced hello
-      fire hello 5 late
+      fire-while-traced hello 5 late
     `,
-    dtrace: 'latep$target:::hello { printf("%d %s %s\\n", arg0, copyinstr(arg1), probemod); }',
+    // As in the API's -Z case: fire until DTrace has printed once and exited.
+    dtrace: 'latep$target:::hello /!seen/ { seen = 1; printf("%d %s %s\\n", arg0, copyinstr(arg1), probemod); exit(0); }',
     dtraceFlags: ['-Z'],
     expect: ['5 late latep'],
   },

@@ -154,6 +154,13 @@ impl LiveChild {
         )
     }
 
+    /// Sends the child one line on its stdin (read with [`await_line`]).
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("child stdin open");
+        writeln!(stdin, "{line}").expect("write to child");
+    }
+
     /// Everything reported so far.
     pub fn report(&self) -> &Report {
         &self.seen
@@ -183,6 +190,14 @@ impl LiveChild {
         );
         self.seen
     }
+}
+
+/// In a live child: waits for the parent's next line (sent with
+/// [`LiveChild::send`]).
+pub fn await_line() -> String {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).expect("read stdin");
+    line.trim_end().to_string()
 }
 
 /// In a live child: waits until the parent closes our stdin.

@@ -8,6 +8,12 @@
 //! ready                    print `READY <pid> <library paths>`, wait for `go` on stdin
 //! wait-traced PROBE        poll until a tracer enables PROBE (10 s at most)
 //! fire PROBE [VALUE...]    fire PROBE of the last loaded provider if enabled
+//! fire-while-traced PROBE [VALUE...]
+//!                          fire PROBE every 10 ms while a tracer enables it
+//!                          (30 s at most): a tracer that enables a probe while
+//!                          the program runs turns its semaphore on a moment
+//!                          before its own program runs at the probe, so one
+//!                          fire made at once can be lost
 //! unload                   unload the last loaded provider
 //! sleep MS
 //! ```
@@ -73,7 +79,18 @@ fn main() {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            ["fire", probe, ref values @ ..] => fire(loaded.last(), probe, values),
+            ["fire", probe, ref values @ ..] => {
+                fire(loaded.last(), probe, values);
+            }
+            ["fire-while-traced", probe, ref values @ ..] => {
+                let start = Instant::now();
+                while fire(loaded.last(), probe, values) {
+                    if start.elapsed() > Duration::from_secs(30) {
+                        fail("probe was still traced after 30 s");
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             ["unload"] => {
                 let provider = loaded.pop().unwrap_or_else(|| fail("nothing loaded"));
                 provider.unload().unwrap_or_else(|e| fail(&e.to_string()));
@@ -85,7 +102,8 @@ fn main() {
     sync.probe("done").expect("done probe").fire(&[]);
 }
 
-fn fire(provider: Option<&Provider>, name: &str, values: &[&str]) {
+/// Fires `name` if a tracer enables it; says whether one did.
+fn fire(provider: Option<&Provider>, name: &str, values: &[&str]) -> bool {
     let provider = provider.unwrap_or_else(|| fail("nothing loaded"));
     let probe = provider
         .probe(name)
@@ -108,7 +126,7 @@ fn fire(provider: Option<&Provider>, name: &str, values: &[&str]) {
                 .unwrap_or_else(|_| fail(&format!("not an integer: {text}"))),
         })
         .collect();
-    probe.fire(&args);
+    probe.fire(&args)
 }
 
 fn fail(message: &str) -> ! {
