@@ -1,11 +1,9 @@
 'use strict';
 // Runs test jobs (a test file under node --test, or cargo test) side by
-// side, within two limits: at most `slots` host jobs at once, and at most
-// LIMITS[need] at a time per need (see plan.js). A job that boots a virtual
-// machine takes no slot: the two VMs run beside the host's jobs, from the
-// start (they are the longest jobs). Each job's output goes to a file and is
-// printed whole when the job ends, so that jobs running at once do not mix
-// their lines.
+// side, within two limits: at most `slots` at once, and at most one at a
+// time per need (`tracer`, `vm`; see plan.js). Each job's output goes to a
+// file and is printed whole when the job ends, so that jobs running at once
+// do not mix their lines.
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -15,11 +13,6 @@ const path = require('node:path');
 // A whole job that runs longer is killed (its own tests have shorter
 // timeouts: this only ends a hang that nothing else would).
 const JOB_LIMIT_MS = 45 * 60 * 1000;
-
-// How many jobs of a need may run at once: two tracers attaching at once
-// disturb each other (a uprobe semaphore was seen left at 1); the VMs share
-// nothing.
-const LIMITS = { tracer: 1, vm: 2 };
 const STILL_RUNNING_EVERY_MS = 5 * 60 * 1000;
 
 const stamp = () => new Date().toISOString().slice(11, 19);
@@ -79,30 +72,25 @@ async function runJobs(jobs, { slots }) {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynprobe-test-'));
   const results = new Array(jobs.length);
   const waiting = jobs.map((job, i) => ({ job, i }));
-  const held = new Map(); // need -> how many running jobs hold it
-  const free = (job) => job.needs.every((n) => (held.get(n) || 0) < LIMITS[n]);
-  const takesSlot = (job) => !job.needs.includes('vm');
-  let active = 0; // running jobs that take a slot
-  let runningJobs = 0;
+  const busy = new Set(); // needs held by running jobs
+  let active = 0;
   await new Promise((resolveAll) => {
     const next = () => {
-      if (waiting.length === 0 && runningJobs === 0) return resolveAll();
-      for (let k = 0; k < waiting.length; ) {
+      if (waiting.length === 0 && active === 0) return resolveAll();
+      for (let k = 0; k < waiting.length && active < slots; ) {
         const { job, i } = waiting[k];
-        if (!free(job) || (takesSlot(job) && active >= slots)) {
+        if (job.needs.some((n) => busy.has(n))) {
           k++;
           continue;
         }
         waiting.splice(k, 1);
-        if (takesSlot(job)) active++;
-        runningJobs++;
-        job.needs.forEach((n) => held.set(n, (held.get(n) || 0) + 1));
+        active++;
+        job.needs.forEach((n) => busy.add(n));
         const needs = job.needs.length ? job.needs.join(', ') : 'nothing';
         process.stdout.write(`[${stamp()}] ▶ ${job.name} (needs ${needs})\n`);
         runOne(job, workDir).then((r) => {
-          if (takesSlot(job)) active--;
-          runningJobs--;
-          job.needs.forEach((n) => held.set(n, held.get(n) - 1));
+          active--;
+          job.needs.forEach((n) => busy.delete(n));
           results[i] = { ...r, ...job.count(r) };
           report(job, results[i]);
           next();
