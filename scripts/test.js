@@ -34,6 +34,7 @@ const { lint } = require('./lint');
 const { countCargo } = require('./testing/cargo');
 const { testFiles, declared } = require('./testing/plan');
 const { runJobs, stopAll } = require('./testing/jobs');
+const targetCache = require('./lib/target-cache');
 
 const ROOT = path.join(__dirname, '..');
 const REPORTER = path.join(__dirname, 'testing', 'reporter.js');
@@ -59,6 +60,7 @@ function parseArgs(argv) {
 
 const times = [];
 const say = (text) => process.stdout.write(`\nnpm test: ${text}\n`);
+const sayIf = (text) => text && say(text);
 
 // Runs a phase and records its time. setup.js records its own phases (one
 // per provisioning step and build) in setup.timings where it does: those
@@ -199,6 +201,10 @@ async function main() {
     if (s.undeclared) say(`${s.file} has no \`// test-needs:\` line: it runs alone among tracer files (scripts/testing/plan.js)`);
   }
 
+  const full = !opts.quick && opts.setup;
+  // A fresh clone's target/ from the last run's (scripts/lib/target-cache.js).
+  const keepTarget = full && process.getuid() === 0;
+  if (keepTarget) phase('target/ from the cache', () => sayIf(targetCache.restore(ROOT)));
   phase('devDependencies', () => setup.devDependencies());
   if (opts.lint) {
     const results = lint();
@@ -209,7 +215,6 @@ async function main() {
       return 1;
     }
   }
-  const full = !opts.quick && opts.setup;
   const withCargo = opts.files.length === 0;
   // The Rust programs the tests drive (test/drivers: the tracer cases' fire), and
   // the Rust tests, built before they run so that building is not testing.
@@ -221,6 +226,7 @@ async function main() {
     // addons), ours among them once the addon is built.
     const extra = Object.fromEntries(Object.entries(builds).map(([name, cmd]) => [name, { cmd, after: ['addon'], cpu: true }]));
     phase('set-up', () => setup.prepare(extra));
+    if (keepTarget) phase('target/ into the cache', () => sayIf(targetCache.save(ROOT)));
   } else {
     if (full) phase('provision', () => setup.provision());
     phase('build: addon', () => setup.build());

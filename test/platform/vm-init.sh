@@ -1,7 +1,7 @@
 #!/bin/sh
 # PID 1 of the arm64 virtual machine (test/platform/arm64-vm.js): the root
 # is the initramfs (the arm64 Debian root plus /dynprobe). Runs the basic
-# tracer cases under the machine's bpftrace, then the Rust test binaries,
+# tracer cases under the machine's bpftrace and the Rust test binaries,
 # printing @@ markers the host parses, and powers off.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TMPDIR=/tmp
 # Everything here is emulated (TCG) and several times slower: the tests'
@@ -23,12 +23,31 @@ mount -t tmpfs tmpfs /tmp
 # shellcheck disable=SC3045 # (dash has it)
 ulimit -l unlimited 2>/dev/null
 echo "@@VM-UP $(uname -m) $(uname -r) $(node --version) $(bpftrace --version 2>&1)"
-cd /dynprobe/pkg && node test/platform/vm-cases.js </dev/null
+# Two lanes, one per vCPU: the tracers' lane runs the tracer cases, then the
+# Rust semaphore test (it attaches bpftrace too: tracers go one at a time);
+# the other lane runs the other Rust test binaries, which attach no tracer.
+# A Rust binary's output goes to a file, printed whole once both lanes are
+# done, so that the console's lines never mix.
+mkdir -p /tmp/rust
+rust_test() {
+  "$1" --test-threads=1 --color never </dev/null >"/tmp/rust/${1##*/}" 2>&1
+  echo $? >"/tmp/rust/${1##*/}.status"
+}
+tracer_tests=/dynprobe/tests/dynprobe_semaphore
+(
+  for t in /dynprobe/tests/*; do
+    [ -x "$t" ] && [ "$t" != "$tracer_tests" ] && rust_test "$t"
+  done
+) &
+other_lane=$!
+(cd /dynprobe/pkg && node test/platform/vm-cases.js </dev/null)
+[ -x "$tracer_tests" ] && rust_test "$tracer_tests"
+wait "$other_lane"
 for t in /dynprobe/tests/*; do
   [ -x "$t" ] || continue
   echo "@@RUST-BEGIN ${t##*/}"
-  "$t" --test-threads=1 --color never </dev/null 2>&1
-  echo "@@RUST-END ${t##*/} $?"
+  cat "/tmp/rust/${t##*/}"
+  echo "@@RUST-END ${t##*/} $(cat "/tmp/rust/${t##*/}.status" 2>/dev/null || echo 127)"
 done
 echo "@@VM-DONE"
 echo o >/proc/sysrq-trigger
