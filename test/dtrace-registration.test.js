@@ -39,6 +39,8 @@ const RUN = path.join(ROOT, 'scripts', 'dtrace-vm');
 const FIXTURES = path.join(__dirname, 'fixtures');
 const ADDON = path.join(ROOT, 'build', 'dynprobe.node');
 const NODE_FIXTURES = path.join(FIXTURES, 'dtrace-vm-node');
+// What every guest script sources (up, now, stop_dtrace).
+const GUEST_LIB = path.join(FIXTURES, 'dtrace-guest-lib.sh');
 const EXAMPLE = path.join(ROOT, 'target', 'release', 'dtrace_register');
 const SID_INCLUDE = path.join(
   cache.DYNPROBE_SID_ROOT,
@@ -61,9 +63,10 @@ const vmGate = gate('DTrace VM tests', vmUnavailable());
 // Runs `script` in the VM with `files` in its share; its output by "== name"
 // section, with the exit code and the runner's own lines.
 // With `share`, the files are already in that directory.
+// Each script sources GUEST_LIB from the share.
 function inVm(script, files, share = null) {
   const args = share === null ? ['--timeout', '420'] : ['--timeout', '420', '--share', share];
-  const r = spawnSync(RUN, [...args, script, ...files], { encoding: 'utf8', timeout: 900000 });
+  const r = spawnSync(RUN, [...args, script, GUEST_LIB, ...files], { encoding: 'utf8', timeout: 900000 });
   // The runner's timing lines, for the log.
   process.stderr.write(r.stderr || '');
   const sections = {};

@@ -71,10 +71,10 @@ function muslUnavailable() {
   return null;
 }
 
-// The Rust crates' test binaries for aarch64 (scripts/build/rust-tests-aarch64.sh;
+// The Rust crates' test binaries for aarch64 (scripts/testing/rust-tests-aarch64.sh;
 // set-up has built them, and this costs little then). Returns [{ name, file }].
 function buildRustTests() {
-  const r = spawnSync(path.join(ROOT, 'scripts', 'build', 'rust-tests-aarch64.sh'), ['--message-format=json'], {
+  const r = spawnSync(path.join(ROOT, 'scripts', 'testing', 'rust-tests-aarch64.sh'), ['--message-format=json'], {
     encoding: 'utf8',
     maxBuffer: 256 * 1024 * 1024,
     timeout: 20 * 60 * 1000,

@@ -4,7 +4,7 @@
 # sid's Rust with cargo-zigbuild (scripts/toolchain/sid-cargo.sh), linked
 # against glibc 2.28 (memfd_create's). Set-up builds them beside the other
 # builds; the test builds again, which costs nothing once they are built.
-#   scripts/build/rust-tests-aarch64.sh [CARGO ARGS...]   (as root)
+#   scripts/testing/rust-tests-aarch64.sh [CARGO ARGS...]   (as root)
 set -euo pipefail
 exec "$(dirname "${BASH_SOURCE[0]}")/../toolchain/sid-cargo.sh" CARGO_PROFILE_RELEASE_DEBUG=0 \
   cargo zigbuild --release --locked --quiet --tests -p dynprobe-format -p dynprobe \
