@@ -163,7 +163,7 @@ module.exports = [
     expect: ['start 4 4 isolate=1 began-before-now=1', 'done 4 took-time=1'],
   },
   {
-    name: 'node provider: fetch, client errors, child processes and workers',
+    name: 'node provider: fetch, client errors and workers',
     nodeArgs: PRELOAD,
     node: `${PRELUDE}
       await ready();
@@ -176,7 +176,6 @@ module.exports = [
       const closedPort = closed.address().port;
       await new Promise((resolve) => closed.close(resolve));
       await get(closedPort, '/nothing').catch(() => {});
-      await new Promise((resolve) => require('node:child_process').spawn('true', ['x']).on('exit', resolve));
       const { Worker } = require('node:worker_threads');
       await new Promise((resolve) => new Worker('0', { eval: true }).on('exit', resolve));
       server.close();
@@ -186,14 +185,12 @@ module.exports = [
       usdt:*:node:fetch__response__headers { printf("fetch-headers %s %s %d\\n", str(arg0), str(arg2), arg3); }
       usdt:*:node:fetch__request__error { printf("fetch-error %s %s %s\\n", str(arg0), str(arg2), str(arg3)); }
       usdt:*:node:http__client__request__error { printf("client-error %s %s %s %s\\n", str(arg0), str(arg2), str(arg3), str(arg4)); }
-      usdt:*:node:child__process__spawn { printf("spawn %s %s pid-ok=%d\\n", str(arg1), str(arg2), arg0 > 0); }
       usdt:*:node:worker__create { printf("worker %d %d\\n", arg0 > 0, arg1); }`,
     dtrace: `
       node$target:::fetch-request-start { printf("fetch-start %s %s origin-ok=%d\\n", copyinstr(arg0), copyinstr(arg2), strstr(copyinstr(arg1), "http://127.0.0.1:") == copyinstr(arg1)); }
       node$target:::fetch-response-headers { printf("fetch-headers %s %s %d\\n", copyinstr(arg0), copyinstr(arg2), arg3); }
       node$target:::fetch-request-error { printf("fetch-error %s %s %s\\n", copyinstr(arg0), copyinstr(arg2), copyinstr(arg3)); }
       node$target:::http-client-request-error { printf("client-error %s %s %s %s\\n", copyinstr(arg0), copyinstr(arg2), copyinstr(arg3), copyinstr(arg4)); }
-      node$target:::child-process-spawn { printf("spawn %s %s pid-ok=%d\\n", copyinstr(arg1), copyinstr(arg2), arg0 > 0); }
       node$target:::worker-create { printf("worker %d %d\\n", arg0 > 0, arg1); }`,
     expect: [
       'fetch-start GET /f?x=1 origin-ok=1',
@@ -202,10 +199,23 @@ module.exports = [
       'fetch-error GET /boom UND_ERR_SOCKET',
       // Node 18 has no http.client.request.error nor worker_threads channel
       // (20 has both); the program runs on this Node.
-      ...(NODE_MAJOR >= 20 ? ['client-error 127.0.0.1 GET /nothing ECONNREFUSED'] : []),
-      'spawn true ["true","x"] pid-ok=1',
-      ...(NODE_MAJOR >= 20 ? ['worker 1 0'] : []),
+      ...(NODE_MAJOR >= 20 ? ['client-error 127.0.0.1 GET /nothing ECONNREFUSED', 'worker 1 0'] : []),
     ],
+  },
+  {
+    // bpftrace only: the children of a process that DTrace holds with -p may
+    // stay stopped until it lets go (docs/testing.md: one spawn in ten
+    // waited 58 s, and in a whole run one never returned).
+    name: 'node provider: child processes',
+    nodeArgs: PRELOAD,
+    node: `${PRELUDE}
+      await ready();
+      await traced('child__process__spawn');
+      await new Promise((resolve) => require('node:child_process').spawn('true', ['x']).on('exit', resolve));
+    `,
+    bpftrace: `
+      usdt:*:node:child__process__spawn { printf("spawn %s %s pid-ok=%d\\n", str(arg1), str(arg2), arg0 > 0); }`,
+    expect: ['spawn true ["true","x"] pid-ok=1'],
   },
   {
     name: 'node provider: requests served by a worker thread, and by the main thread',
