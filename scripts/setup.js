@@ -71,9 +71,6 @@ const STEPS = {
   'prebuilt linux-arm64-gnu': {
     cmd: bash('build/linux-arm64-gnu.sh'), after: ['zig toolchain', 'sid Rust toolchain'], cpu: true, root: true,
   },
-  // For test/platform-arm64.test.js's virtual machines; after the arm64
-  // addon, whose target directory it shares (cargo would make it wait).
-  'build: aarch64 rust tests': { cmd: bash('testing/rust-tests-aarch64.sh'), after: ['prebuilt linux-arm64-gnu'], cpu: true, root: true },
   'package (dist/)': {
     cmd: [process.execPath, path.join('scripts', 'package.js'), '--no-build'],
     after: ['prebuilt linux-x64-gnu', 'prebuilt linux-arm64-gnu', 'prebuilt linux-x64-musl, linux-arm64-musl'],

@@ -71,8 +71,8 @@ function muslUnavailable() {
   return null;
 }
 
-// The Rust crates' test binaries for aarch64 (scripts/testing/rust-tests-aarch64.sh;
-// set-up has built them, and this costs little then). Returns [{ name, file }].
+// Builds the Rust crates' test binaries for aarch64
+// (scripts/testing/rust-tests-aarch64.sh). Returns [{ name, file }].
 function buildRustTests() {
   const r = spawnSync(path.join(ROOT, 'scripts', 'testing', 'rust-tests-aarch64.sh'), ['--message-format=json'], {
     encoding: 'utf8',
