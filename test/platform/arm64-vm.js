@@ -6,14 +6,9 @@
 //   - a virtual machine: qemu-system-aarch64 under TCG, Debian's arm64 kernel,
 //     the arm64 root as its initramfs plus a payload (this package with the
 //     arm64 addon, Rust test binaries, test/platform/vm-init.sh as PID 1).
-//     Two vCPUs, and the guest runs its work in two lanes, one per vCPU.
-//     Measured alone on this 2-core host (the test's whole machine time):
-//     628 s in one lane; 478 s in two; two machines of one lane each, 595 s
-//     with one vCPU apiece (a test whose processes work together, the
-//     semaphore test and its bpftrace, took four times as long on one vCPU)
-//     and over 500 s with two apiece (four vCPUs on two cores: multi-threaded
-//     TCG makes every vCPU wait for the others at each TLB invalidation one
-//     of them broadcasts, and a descheduled one makes them wait long).
+//     Two vCPUs, and the guest runs its work in two lanes, one per vCPU:
+//     faster than one lane, and than two machines of one lane each
+//     (docs/testing.md, "Filling the idle core").
 //     Tracers run inside it, for real: uprobes, BPF, USDT semaphores.
 //     With `musl`, the payload also carries Bun's arm64 musl build
 //     (scripts/provision-musl.sh) at its host path (its loader and rpath
