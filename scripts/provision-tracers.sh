@@ -41,8 +41,11 @@ apt_need_for tracers
 
 # --- patched D library dir: io.d reads vmlinux`major_names, which kallsyms
 # does not export here, so every dtrace command would fail to compile it.
+# With it, the library scripts/dtrace and scripts/dtrace-vm preload into
+# DTrace (scripts/lib/dtrace-keep-ctf.c says why).
 src=$ROOT/usr/lib/x86_64-linux-gnu/dtrace
-sum=$(cd "$src" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum)
+keep_ctf=$DP_SCRIPTS/lib/dtrace-keep-ctf.c
+sum=$( (cd "$src" && find . -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum <"$keep_ctf") | sha256sum)
 sum=${sum%% *}
 if ! ready "$LIBDIR/.source-sum" "$sum"; then
   lock "$LIBDIR"
@@ -54,6 +57,7 @@ if ! ready "$LIBDIR/.source-sum" "$sum"; then
   find "$tmp" -name io.d -exec perl -0pi -e \
     's/stringof\(\(\(struct blk_major_name \*\*\)&vmlinux`major_names\)\[(?:[^][]|\[[^]]*\])*\]\s*->name\)/"unknown"/g' {} +
   ! grep -rq 'vmlinux`major_names' "$tmp" || die "could not patch io.d in $src"
+  quiet gcc -shared -fPIC -O2 -nostdlib -o "$tmp/$DP_DTRACE_PRELOAD" "$keep_ctf"
   echo "$sum" >"$tmp/.source-sum"
   rm -rf "$LIBDIR"
   mv "$tmp" "$LIBDIR"

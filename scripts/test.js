@@ -226,7 +226,6 @@ async function main() {
     // addons), ours among them once the addon is built.
     const extra = Object.fromEntries(Object.entries(builds).map(([name, cmd]) => [name, { cmd, after: ['addon'], cpu: true }]));
     phase('set-up', () => setup.prepare(extra));
-    if (keepTarget) phase('target/ into the cache', () => sayIf(targetCache.save(ROOT)));
   } else {
     if (full) phase('provision', () => setup.provision());
     phase('build: addon', () => setup.build());
@@ -244,6 +243,17 @@ async function main() {
   say(`${sorted.length} test jobs, up to ${opts.jobs} at once, at most one needing a tracer and one a VM at a time`);
   const results = await runJobs(sorted, { slots: opts.jobs });
   saveHistory(sorted.map((job, i) => ({ name: job.name, seconds: results[i].seconds })));
+  // Once every build of the run is done (some tests build too).
+  // A cache: what fails here is said, and the run's result stays the tests'.
+  if (keepTarget) {
+    phase('target/ into the cache', () => {
+      try {
+        sayIf(targetCache.save(ROOT));
+      } catch (err) {
+        say(`target/ not kept: ${err.message}`);
+      }
+    });
+  }
   // The summary lists the jobs in file order.
   const byName = new Map(sorted.map((job, i) => [job.name, results[i]]));
   return summary(

@@ -17,3 +17,7 @@ while read -r dp_var dp_default _; do
   export "${dp_var?}"
 done <"$dp_paths_list"
 unset dp_paths_list dp_var dp_default
+# In the D library dir: the library the DTrace wrappers preload
+# (scripts/lib/dtrace-keep-ctf.c; scripts/provision-tracers.sh builds it).
+# shellcheck disable=SC2034 # used by the scripts that source this file
+DP_DTRACE_PRELOAD=dtrace-keep-ctf.so
