@@ -1,9 +1,8 @@
 'use strict';
 // test-needs: vm
 // arm64: the linux-arm64-gnu addon (scripts/build/linux-arm64-gnu.sh) on
-// arm64 machines made on this host (scripts/provision-arm64.sh):
-//   - under qemu-user with the arm64 root's node: test/api.test.js passes
-//     (its bpftrace suite skips: no tracer attaches to an emulated process);
+// an arm64 machine made on this host (scripts/provision-arm64.sh; the same
+// addon under qemu-user is test/platform-arm64-user.test.js's):
 //   - in an arm64 virtual machine (qemu-system-aarch64, TCG, Debian's arm64
 //     kernel), traced for real by the machine's bpftrace 0.27: the basic
 //     tracer cases pass, and so do the Rust crates' own tests, cross-compiled
@@ -11,7 +10,6 @@
 //   - in the same boot, the linux-arm64-musl addon under Bun's arm64 musl
 //     build (scripts/provision-musl.sh, carried in the machine's payload):
 //     the basic tracer cases pass, traced by the same bpftrace.
-// The addon's glibc floor is 2.17, like x64's.
 //
 // Needs root and the provisioned root, kernel and qemu; without them the
 // tests are skipped loudly, and with CI=true they fail. The machine takes a
@@ -19,19 +17,16 @@
 
 const { describe, test, before } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const path = require('node:path');
 const h = require('./fixtures/helpers');
 const runtimes = require('./fixtures/runtimes');
-const { ensurePrebuilt, addonPath, neededVersions, basicCases } = require('./platform/prebuilt');
+const { ensurePrebuilt, addonPath, basicCases } = require('./platform/prebuilt');
 const arm64 = require('./platform/arm64-vm');
 
 const TARGET = 'linux-arm64-gnu';
 const MUSL_TARGET = 'linux-arm64-musl';
 let reason = arm64.qemuUserUnavailable();
 if (reason === null) reason = ensurePrebuilt(TARGET);
-const gate = h.gate(`${TARGET} tests (qemu-user)`, reason);
 const vmReason = reason || arm64.vmUnavailable();
 const vmGate = h.gate(`${TARGET} tests (arm64 virtual machine)`, reason ? null : vmReason);
 const pkg = reason === null ? runtimes.packageWith(addonPath(TARGET)) : null;
@@ -40,40 +35,6 @@ let muslReason = vmReason ? null : arm64.muslUnavailable();
 if (!vmReason && muslReason === null) muslReason = ensurePrebuilt(MUSL_TARGET);
 const muslGate = h.gate(`${MUSL_TARGET} tests under Bun (arm64 virtual machine)`, vmReason ? null : muslReason);
 const muslPkg = !vmReason && muslReason === null ? runtimes.packageWith(addonPath(MUSL_TARGET)) : null;
-
-test(`${TARGET}: the addon is arm64 and needs no glibc symbol newer than 2.17`, { skip: gate.skip }, () => {
-  assert.ok(!reason, `required when CI=true: ${reason}`);
-  const header = spawnSync('readelf', ['-h', addonPath(TARGET)], { encoding: 'utf8' }).stdout;
-  assert.match(header, /Machine:\s+AArch64/);
-  const versions = neededVersions(addonPath(TARGET));
-  assert.ok(versions.length > 0, 'versioned glibc imports');
-  const tooNew = versions.filter((v) => Number(v.split('.')[1]) > 17 || Number(v.split('.')[0].slice(6)) > 2);
-  assert.deepEqual(tooNew, []);
-});
-
-test(`${TARGET}: test/api.test.js passes under qemu-user (the arm64 root's node)`, { skip: gate.skip, timeout: 15 * 60 * 1000 }, () => {
-  assert.ok(!reason, `required when CI=true: ${reason}`);
-  // The program runs in the arm64 root as in a container (runtimes.js), its
-  // binaries through binfmt_misc: one file system, as on a real machine
-  // (qemu's QEMU_LD_PREFIX would send some opens into the root and others
-  // not). No bpftrace on PATH (it cannot attach to an emulated process) and
-  // not CI: the one suite that needs a tracer skips, saying so.
-  const runtime = { name: 'arm64 qemu-user', node: arm64.ARM64_NODE, root: arm64.ARM64_ROOT, package: pkg, env: {} };
-  const base = { ...process.env };
-  delete base.CI;
-  const argv = runtimes.command(runtime, ['--test', '--test-reporter=tap', path.join(pkg, 'test', 'api.test.js')]);
-  // PATH without bpftrace for node only (entering the root needs the tools).
-  argv.splice(argv.lastIndexOf(arm64.ARM64_NODE), 0, '/usr/bin/env', 'PATH=/dynprobe-no-tools');
-  const r = spawnSync(argv[0], argv.slice(1), { env: runtimes.environment(runtime, base), encoding: 'utf8', timeout: 14 * 60 * 1000 });
-  const out = `${r.stdout}\n${r.stderr}`;
-  const count = (what) => Number((new RegExp(`^# ${what} (\\d+)$`, 'm').exec(r.stdout) || [])[1] || 0);
-  assert.equal(r.status, 0, `node --test failed (${r.status ?? r.signal}):\n${out.slice(-6000)}`);
-  assert.equal(count('fail'), 0, out.slice(-6000));
-  assert.ok(count('pass') >= 25, `only ${count('pass')} passed:\n${out.slice(-6000)}`);
-  const skips = r.stdout.split('\n').filter((l) => /^\s*ok \d+ .*# SKIP/.test(l));
-  assert.ok(skips.every((l) => /bpftrace/.test(l)), `only the tracer suite may skip:\n${skips.join('\n')}`);
-  process.stderr.write(`${TARGET} under qemu-user: ${count('pass')} pass; skipped: ${skips.map((l) => l.trim()).join('; ')}\n`);
-});
 
 describe(`${TARGET} in an arm64 virtual machine, traced by its bpftrace`, { skip: vmGate.skip }, () => {
   let vm = null;
