@@ -13,7 +13,7 @@
 //
 // Needs root and the provisioned root, kernel and qemu; without them the
 // tests are skipped loudly, and with CI=true they fail. The machine takes a
-// few minutes (TCG): boot ~20 s, about 40 s per traced case (node or Bun).
+// few minutes (TCG): boot ~20 s, about 20 s per traced case (node or Bun).
 
 const { describe, test, before } = require('node:test');
 const assert = require('node:assert/strict');

@@ -37,7 +37,7 @@ const runtimes = require('../fixtures/runtimes');
 
 // The bounds on waits below only catch hangs. DYNPROBE_TEST_PATIENCE, a
 // factor (1 by default), stretches them where everything is slower: the
-// emulated arm64 machine sets 5 (bpftrace 0.27 attaches there in about 40 s,
+// emulated arm64 machine sets 5 (bpftrace 0.27 attaches there in about 15 s,
 // more with its host loaded).
 const PATIENCE = Math.max(1, Number(process.env.DYNPROBE_TEST_PATIENCE) || 1);
 
