@@ -173,7 +173,7 @@ function usdtBtf(input, output) {
   return `${count} of the kernel's ${types.length - 1} types`;
 }
 
-module.exports = { usdtBtf };
+module.exports = { usdtBtf, parse, references, KIND };
 
 if (require.main === module) {
   const args = process.argv.slice(2);
