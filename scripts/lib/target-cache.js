@@ -15,9 +15,10 @@
 //   mtime; restore() gives a clone's file with the same blob id its recorded
 //   mtime, older than the binaries built from that very content. A changed
 //   file keeps its new time, and what uses it is rebuilt. The times are
-//   restored only when no build wrote to a target directory since the save
-//   (a run that failed in its builds, a build by hand): such a binary may be
-//   from other content.
+//   restored only in a checkout at the same path (a test binary carries its
+//   checkout's path) and when no build wrote to a target directory since the
+//   save (a run that failed in its builds, a build by hand): such a binary
+//   may be from other content.
 
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -83,6 +84,9 @@ function restoreTimes(root) {
   } catch {
     return 'no recorded source times: cargo rebuilds the workspace';
   }
+  // Test binaries carry their checkout's path (CARGO_TARGET_TMPDIR, where
+  // the Rust tests make their directories): one built elsewhere is rebuilt.
+  if (recorded.root !== root) return `source times not restored: they were recorded in ${recorded.root}, not here (cargo rebuilds the workspace)`;
   const since = builtSince(SOURCES);
   if (since) return `source times not restored: ${since} was built after they were recorded (cargo rebuilds the workspace)`;
   const files = trackedFiles(root);
