@@ -187,8 +187,8 @@ function summary(results, jobs, totalSeconds, { counts = true } = {}) {
     ...times.map((t) => ({ name: t.phase, seconds: t.seconds, status: t.ok ? 'ok' : 'FAILED', extra: '' })),
     ...jobs.map((job, i) => {
       const r = results[i];
-      if (job.build) return { name: job.name, seconds: r.seconds, status: r.ok ? 'ok' : 'FAILED', extra: '' };
-      return { name: `test: ${job.name}`, seconds: r.seconds, status: r.ok ? 'ok' : 'FAILED', extra: `${r.passed} passed, ${r.failed} failed, ${r.skipped} skipped${r.todo ? `, ${r.todo} todo` : ''}` };
+      const tally = `${r.passed} passed, ${r.failed} failed, ${r.skipped} skipped${r.todo ? `, ${r.todo} todo` : ''}`;
+      return { name: job.build ? job.name : `test: ${job.name}`, seconds: r.seconds, status: r.ok ? 'ok' : 'FAILED', extra: job.build ? '' : tally };
     }),
   ];
   const width = Math.max(...rows.map((r) => r.name.length));

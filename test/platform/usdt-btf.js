@@ -96,13 +96,13 @@ function nameOffsets(t) {
 
 function subset(types, roots) {
   const wanted = new Set(roots);
-  const keep = new Map(); // old id -> new record
-  const order = [];
+  const order = []; // the ids kept whole, in the order they are written
+  const kept = new Set();
   const forwards = new Map(); // struct/union id -> its forward declaration
   const visit = (id) => {
-    if (keep.has(id)) return;
+    if (kept.has(id)) return;
     const t = types[id];
-    keep.set(id, null);
+    kept.add(id);
     order.push(id);
     for (const [, ref] of references(t)) {
       const target = types[ref];
@@ -117,6 +117,9 @@ function subset(types, roots) {
     const t = types[id];
     if (t.name && wanted.has(t.name) && [KIND.INT, KIND.STRUCT, KIND.UNION, KIND.ENUM, KIND.ENUM64, KIND.TYPEDEF].includes(t.kind)) visit(id);
   }
+  // A pointed-to struct that is kept whole stays whole; the others become
+  // forward declarations.
+  for (const id of kept) forwards.delete(id);
   return { order, forwards };
 }
 
@@ -134,10 +137,7 @@ function write(types, { order, forwards }) {
   };
   const newId = new Map();
   let next = 1;
-  for (const id of order) newId.set(id, next++);
-  // A pointed-to struct that is kept whole stays whole; the others become
-  // forward declarations.
-  for (const [id] of forwards) if (!newId.has(id)) newId.set(id, next++);
+  for (const id of [...order, ...forwards.keys()]) newId.set(id, next++);
   const records = [];
   for (const id of order) {
     const t = types[id];
@@ -146,8 +146,7 @@ function write(types, { order, forwards }) {
     for (const [off, ref] of references(t)) rec.writeUInt32LE(newId.get(ref), off);
     records.push(rec);
   }
-  for (const [id, fwd] of forwards) {
-    if (order.includes(id)) continue;
+  for (const fwd of forwards.values()) {
     const rec = Buffer.alloc(12);
     rec.writeUInt32LE(name(fwd.name), 0);
     rec.writeUInt32LE(((KIND.FWD << 24) | (fwd.union ? 0x80000000 : 0)) >>> 0, 4);
