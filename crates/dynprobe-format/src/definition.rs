@@ -1,5 +1,6 @@
 //! What a provider is: names, probes, argument types, and the rules they obey.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use crate::types::{check_arg_name, ArgType, DeclaredType, MAX_ARGS};
@@ -92,13 +93,30 @@ impl ProviderDef {
         }
     }
 
-    /// Adds a probe, checking it against the rules and the probes already here.
+    /// Adds a probe, checking it against the rules and the probes already
+    /// here (one by one: [`ProviderDef::add_probes`] adds many in one pass).
     pub fn add_probe(&mut self, probe: ProbeDef) -> Result<&mut Self, DefinitionError> {
         check_probe(&probe)?;
         if self.probes.iter().any(|p| p.name == probe.name) {
             return Err(DefinitionError::DuplicateProbe(probe.name));
         }
         self.probes.push(probe);
+        Ok(self)
+    }
+
+    /// Adds probes, checking each as [`ProviderDef::add_probe`] does, in
+    /// time linear in their number (a provider may have thousands). On an
+    /// error, none is added.
+    pub fn add_probes(
+        &mut self,
+        probes: impl IntoIterator<Item = ProbeDef>,
+    ) -> Result<&mut Self, DefinitionError> {
+        let before = self.probes.len();
+        self.probes.extend(probes);
+        if let Err(err) = check_probes(&self.probes, before) {
+            self.probes.truncate(before);
+            return Err(err);
+        }
         Ok(self)
     }
 
@@ -120,14 +138,21 @@ impl ProviderDef {
         if self.probes.is_empty() {
             return Err(DefinitionError::NoProbes(self.name.clone()));
         }
-        for (i, probe) in self.probes.iter().enumerate() {
-            check_probe(probe)?;
-            if self.probes[..i].iter().any(|p| p.name == probe.name) {
-                return Err(DefinitionError::DuplicateProbe(probe.name.clone()));
-            }
-        }
-        Ok(())
+        check_probes(&self.probes, 0)
     }
+}
+
+/// Checks `probes[from..]`, each against the rules and the probes before it,
+/// and reports the first refused in order; a set of names keeps it linear.
+fn check_probes(probes: &[ProbeDef], from: usize) -> Result<(), DefinitionError> {
+    let mut names: HashSet<&str> = probes[..from].iter().map(|p| p.name.as_str()).collect();
+    for probe in &probes[from..] {
+        check_probe(probe)?;
+        if !names.insert(&probe.name) {
+            return Err(DefinitionError::DuplicateProbe(probe.name.clone()));
+        }
+    }
+    Ok(())
 }
 
 fn check_probe(probe: &ProbeDef) -> Result<(), DefinitionError> {

@@ -1284,6 +1284,51 @@ fn add_probe_refuses_bad_probes_and_keeps_the_provider_unchanged() {
 }
 
 #[test]
+fn add_probes_refuses_as_add_probe_does_and_adds_none_on_a_refusal() {
+    let mut def = ProviderDef::new("p", "m");
+    def.add_probe(ProbeDef::new("first", [U8])).unwrap();
+    let batch = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| ProbeDef::new(*n, [U8]))
+            .collect::<Vec<_>>()
+    };
+    let refusals = [
+        (
+            batch(&["a", "first"]),
+            DefinitionError::DuplicateProbe("first".into()),
+        ),
+        (
+            batch(&["a", "b", "a"]),
+            DefinitionError::DuplicateProbe("a".into()),
+        ),
+    ];
+    for (probes, expected) in refusals {
+        assert_eq!(def.add_probes(probes).unwrap_err(), expected);
+        assert_eq!(def.probes.len(), 1);
+    }
+    let mut wide = batch(&["a"]);
+    wide.push(ProbeDef::new("wide", vec![U8; MAX_ARGS + 1]));
+    assert!(matches!(
+        def.add_probes(wide),
+        Err(DefinitionError::TooManyArgs { .. })
+    ));
+    assert_eq!(def.probes.len(), 1);
+    // Many at once, in order, in one pass (not each name against every
+    // other).
+    let names: Vec<String> = (0..20_000).map(|i| format!("p{i}")).collect();
+    def.add_probes(names.iter().map(|n| ProbeDef::new(n.as_str(), [U8])))
+        .unwrap();
+    assert_eq!(def.probes.len(), 20_001);
+    assert_eq!(def.probes[20_000].name, "p19999");
+    def.validate().unwrap();
+    assert_eq!(
+        def.add_probes(batch(&["p7"])).unwrap_err(),
+        DefinitionError::DuplicateProbe("p7".into())
+    );
+}
+
+#[test]
 fn c_type_names_parse_exactly_and_unknown_ones_are_refused() {
     for ty in ALL_TYPES {
         assert_eq!(ArgType::from_c_name(ty.c_name()), Ok(ty));

@@ -23,29 +23,34 @@ pub(crate) fn definition(
     module: &str,
     probes: &[ProbeSpec],
 ) -> std::result::Result<ProviderDef, String> {
+    let probes = probes
+        .iter()
+        .map(probe_def)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut def = ProviderDef::new(name, module);
-    for spec in probes {
-        let args = spec
-            .types
-            .iter()
-            .map(|t| ArgType::from_c_name(t))
-            .collect::<std::result::Result<Vec<_>, _>>();
-        let mut probe = ProbeDef::new(spec.name.as_str(), args.map_err(|e| e.to_string())?);
-        if let Some(declared) = &spec.declared {
-            let types = declared
-                .iter()
-                .map(|t| {
-                    DeclaredType::from_name(t).ok_or_else(|| {
-                        format!("unknown declared type {t:?} of probe {:?}", spec.name)
-                    })
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            probe.declared = Some(types);
-        }
-        probe.arg_names = spec.arg_names.clone();
-        def.add_probe(probe).map_err(|e| e.to_string())?;
-    }
+    def.add_probes(probes).map_err(|e| e.to_string())?;
     Ok(def)
+}
+
+fn probe_def(spec: &ProbeSpec) -> std::result::Result<ProbeDef, String> {
+    let args = spec
+        .types
+        .iter()
+        .map(|t| ArgType::from_c_name(t))
+        .collect::<std::result::Result<Vec<_>, _>>();
+    let mut probe = ProbeDef::new(spec.name.as_str(), args.map_err(|e| e.to_string())?);
+    if let Some(declared) = &spec.declared {
+        let types = declared
+            .iter()
+            .map(|t| {
+                DeclaredType::from_name(t)
+                    .ok_or_else(|| format!("unknown declared type {t:?} of probe {:?}", spec.name))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        probe.declared = Some(types);
+    }
+    probe.arg_names = spec.arg_names.clone();
+    Ok(probe)
 }
 
 /// Checks a provider's names without loading anything; returns why they are

@@ -376,13 +376,10 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// A provider whose probes `p0`, `p1`, ... each take an integer and a string.
 pub fn simple_def(name: &str, module: &str, probes: usize) -> ProviderDef {
     let mut def = ProviderDef::new(name, module);
-    for i in 0..probes {
-        def.add_probe(ProbeDef::new(
-            format!("p{i}"),
-            vec![ArgType::I64, ArgType::Str],
-        ))
-        .unwrap();
-    }
+    def.add_probes(
+        (0..probes).map(|i| ProbeDef::new(format!("p{i}"), vec![ArgType::I64, ArgType::Str])),
+    )
+    .unwrap();
     def
 }
 
