@@ -40,7 +40,8 @@ echo "@@VM-UP $(uname -m) $(uname -r) $(node --version) $(bpftrace --version 2>&
 # Two lanes, one per vCPU: the tracers' lane runs the tracer cases, then the
 # Rust semaphore test (it attaches bpftrace too: tracers go one at a time);
 # the other lane runs the other Rust test binaries, which attach no tracer
-# (the two lanes take about as long: 250 + 80 s against 320 s). A Rust
+# (the two lanes take about as long: cases 190-200 s + semaphore 120-140 s,
+# against 330-360 s). A Rust
 # binary's output goes to a file, printed whole once both lanes are done, so
 # that the console's lines never mix.
 mkdir -p /tmp/rust

@@ -94,19 +94,14 @@ impl ProviderDef {
     }
 
     /// Adds a probe, checking it against the rules and the probes already
-    /// here (one by one: [`ProviderDef::add_probes`] adds many in one pass).
+    /// here ([`ProviderDef::add_probes`] adds many in one pass).
     pub fn add_probe(&mut self, probe: ProbeDef) -> Result<&mut Self, DefinitionError> {
-        check_probe(&probe)?;
-        if self.probes.iter().any(|p| p.name == probe.name) {
-            return Err(DefinitionError::DuplicateProbe(probe.name));
-        }
-        self.probes.push(probe);
-        Ok(self)
+        self.add_probes([probe])
     }
 
-    /// Adds probes, checking each as [`ProviderDef::add_probe`] does, in
-    /// time linear in their number (a provider may have thousands). On an
-    /// error, none is added.
+    /// Adds probes, checking each against the rules, the probes already here
+    /// and those before it, in time linear in their number (a provider may
+    /// have thousands). On an error, none is added.
     pub fn add_probes(
         &mut self,
         probes: impl IntoIterator<Item = ProbeDef>,
